@@ -1,1 +1,513 @@
-//! TODO
+//! The install receipt `<config-dir>/install-source.json` (SPEC §4).
+//!
+//! The receipt records where an install came from (`github` or `tuf`), which version it is, and
+//! the anti-rollback and signature pins of later updates (`highest_seen_version`, `public_key`).
+//! Its first four fields are the original format that other readers rely on; the rest are
+//! optional, and fields this version does not know are kept on rewrite. A missing receipt means
+//! a legacy TUF install; a receipt that exists but cannot be read or parsed is an error naming
+//! the file, never silently replaced, because replacing it would drop the pins.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::fsutil;
+use crate::version::Version;
+
+/// The receipt's file name inside the config directory.
+pub const RECEIPT_FILE: &str = "install-source.json";
+
+/// A receipt is a few hundred bytes; anything past this is not a receipt and is not read into
+/// memory.
+const MAX_RECEIPT_BYTES: u64 = 1024 * 1024;
+
+/// What to tell the operator about an invalid receipt.
+const RECEIPT_HINT: &str = "fix or remove it, or rewrite it with `flynn-release source set`";
+
+/// The receipt's path: `<config_dir>/install-source.json`. Never fails.
+pub fn receipt_path(config_dir: &Path) -> PathBuf {
+    config_dir.join(RECEIPT_FILE)
+}
+
+/// Where an install came from, and so which updater handles it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// GitHub Releases (this crate's channel).
+    Github,
+    /// Flynn's original TUF repository; `flynn-host update` handles it.
+    Tuf,
+}
+
+impl Source {
+    /// The receipt spelling: `github` or `tuf`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Github => "github",
+            Source::Tuf => "tuf",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Source {
+    type Err = Error;
+
+    /// Parse `github` or `tuf`; anything else fails with [`ErrorKind::InvalidArgument`].
+    fn from_str(s: &str) -> Result<Source> {
+        match s {
+            "github" => Ok(Source::Github),
+            "tuf" => Ok(Source::Tuf),
+            other => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("unknown install source {other:?}: expected `github` or `tuf`"),
+            )),
+        }
+    }
+}
+
+/// The contents of `install-source.json`. Field order here is the output order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstallSource {
+    /// `github` or `tuf`.
+    pub source: Source,
+    /// `owner/name` for GitHub, the repository URL for TUF.
+    pub repository: String,
+    /// The installed version; empty means unknown (a legacy TUF install).
+    pub version: String,
+    /// RFC 3339 UTC time of the install; empty when unknown.
+    pub installed_at: String,
+    /// The update channel (`stable`, `nightly`), when one was chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The GitHub API base used for this install, when not the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// The pinned minisign public key: when set, updates must be signed with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// The highest version ever installed or accepted (anti-rollback); only ever grows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highest_seen_version: Option<String>,
+    /// Fields this version does not know, written back unchanged after the known ones.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl InstallSource {
+    /// Read the receipt from `config_dir`.
+    ///
+    /// Returns `Ok(None)` when the file does not exist. Fails with [`ErrorKind::Io`] naming the
+    /// file when it exists but cannot be read, and with [`ErrorKind::InvalidReceipt`] naming the
+    /// file and how to fix it when it is not valid JSON, has a wrong type, lacks one of
+    /// `source`/`repository`/`version`/`installed_at`, has an unknown `source`, or an empty
+    /// `repository`. The file is never modified.
+    pub fn load(config_dir: &Path) -> Result<Option<InstallSource>> {
+        let path = receipt_path(config_dir);
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_RECEIPT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io("read", &path, e))?;
+        if bytes.len() as u64 > MAX_RECEIPT_BYTES {
+            return Err(invalid(
+                &path,
+                &format!("it is larger than {MAX_RECEIPT_BYTES} bytes"),
+            ));
+        }
+        let receipt: InstallSource =
+            serde_json::from_slice(&bytes).map_err(|e| invalid(&path, &e.to_string()))?;
+        receipt.validate().map_err(|why| invalid(&path, &why))?;
+        Ok(Some(receipt))
+    }
+
+    /// Read the receipt, or describe a legacy TUF install when there is none.
+    ///
+    /// A missing file gives [`InstallSource::legacy_tuf`]`(tuf_repository)` (not written to
+    /// disk). Fails like [`InstallSource::load`] when the file exists but is unreadable or
+    /// invalid.
+    pub fn load_or_legacy(config_dir: &Path, tuf_repository: &str) -> Result<InstallSource> {
+        Ok(Self::load(config_dir)?.unwrap_or_else(|| Self::legacy_tuf(tuf_repository)))
+    }
+
+    /// The receipt an install without `install-source.json` implicitly has: `source: tuf`, the
+    /// given TUF repository URL, unknown (empty) version and install time. Never fails.
+    pub fn legacy_tuf(tuf_repository: &str) -> InstallSource {
+        InstallSource {
+            source: Source::Tuf,
+            repository: tuf_repository.to_string(),
+            version: String::new(),
+            installed_at: String::new(),
+            channel: None,
+            api_url: None,
+            public_key: None,
+            highest_seen_version: None,
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// A receipt for a fresh GitHub install of `version` from `repository` at `now`, with
+    /// `installed_at` in RFC 3339 UTC seconds and `highest_seen_version` = `version`. Never
+    /// fails (times outside 1970–9999 are clamped).
+    pub fn new_github(repository: &str, version: &str, now: SystemTime) -> InstallSource {
+        InstallSource {
+            source: Source::Github,
+            repository: repository.to_string(),
+            version: version.to_string(),
+            installed_at: rfc3339_seconds(now),
+            channel: None,
+            api_url: None,
+            public_key: None,
+            highest_seen_version: Some(version.to_string()),
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// Write the receipt atomically (temp file, fsync, rename, fsync the directory), mode 0644,
+    /// as pretty-printed JSON with a trailing newline. `config_dir` must exist.
+    ///
+    /// Fails with [`ErrorKind::InvalidArgument`] when the receipt is not valid (it would not load
+    /// back), and with [`ErrorKind::Io`] naming the file when it cannot be written; the old file
+    /// is then unchanged.
+    pub fn save(&self, config_dir: &Path) -> Result<()> {
+        let path = receipt_path(config_dir);
+        self.validate().map_err(|why| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("refusing to write {}: {why}", path.display()),
+            )
+        })?;
+        fsutil::atomic_write(&path, self.to_json().as_bytes(), 0o644)
+    }
+
+    /// The file content: pretty-printed JSON, original four fields first, then the optional
+    /// ones, then unknown fields, and a trailing newline. Never fails.
+    pub fn to_json(&self) -> String {
+        // Serializing strings and JSON values into a String cannot fail; the default only
+        // avoids a panic path.
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// The installed version as a release or development build (see
+    /// [`crate::version::Installed`]). Never fails.
+    pub fn installed(&self) -> crate::version::Installed {
+        crate::version::Installed::parse(&self.version)
+    }
+
+    /// `highest_seen_version` parsed; `None` when absent or unparsable.
+    pub fn highest_seen(&self) -> Option<Version> {
+        self.highest_seen_version
+            .as_deref()
+            .and_then(|s| Version::parse(s).ok())
+    }
+
+    /// Record that `v` was seen (installed or accepted): `highest_seen_version` becomes `v` if
+    /// it is higher, or if the stored value is absent or unparsable; it never goes down.
+    ///
+    /// Fails with [`ErrorKind::VersionMismatch`] when the stored value is a valid version of
+    /// another scheme: which one is "higher" is undefined, and guessing could open a rollback.
+    /// The receipt is unchanged on failure.
+    pub fn raise_highest_seen(&mut self, v: &Version) -> Result<()> {
+        let stored = self
+            .highest_seen_version
+            .as_deref()
+            .and_then(|s| Version::parse(s).ok());
+        let replace = match stored {
+            None => true,
+            Some(cur) => {
+                let ord = cur.compare(v).map_err(|e| {
+                    e.context("cannot update highest_seen_version in the install receipt")
+                })?;
+                ord == std::cmp::Ordering::Less
+            }
+        };
+        if replace {
+            self.highest_seen_version = Some(v.as_str().to_string());
+        }
+        Ok(())
+    }
+
+    /// The checks serde cannot express; the reason on failure.
+    fn validate(&self) -> std::result::Result<(), String> {
+        if self.repository.trim().is_empty() {
+            return Err("`repository` is empty".into());
+        }
+        Ok(())
+    }
+}
+
+fn invalid(path: &Path, why: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidReceipt,
+        format!(
+            "{} is not a valid install receipt ({why}); {RECEIPT_HINT}",
+            path.display()
+        ),
+    )
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, clamped to what humantime can format (it panics before 1970 and
+/// errors from year 10000 on).
+fn rfc3339_seconds(t: SystemTime) -> String {
+    let max = UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+    let t = t.clamp(UNIX_EPOCH, max);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const SPEC_SAMPLE: &str = r#"{
+  "source": "github",
+  "repository": "flynn/flynn",
+  "version": "v20240127.0",
+  "installed_at": "2024-01-27T10:00:00Z",
+  "channel": "stable",
+  "api_url": "https://api.github.com",
+  "public_key": "RWQ…",
+  "highest_seen_version": "v20240127.0"
+}
+"#;
+
+    fn write_receipt(dir: &Path, text: &str) {
+        std::fs::write(receipt_path(dir), text).unwrap();
+    }
+
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+
+    #[test]
+    fn spec_sample_parses_and_round_trips_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        write_receipt(dir.path(), SPEC_SAMPLE);
+        let r = InstallSource::load(dir.path()).unwrap().unwrap();
+        assert_eq!(r.source, Source::Github);
+        assert_eq!(r.repository, "flynn/flynn");
+        assert_eq!(r.version, "v20240127.0");
+        assert_eq!(r.installed_at, "2024-01-27T10:00:00Z");
+        assert_eq!(r.channel.as_deref(), Some("stable"));
+        assert_eq!(r.api_url.as_deref(), Some("https://api.github.com"));
+        assert_eq!(r.public_key.as_deref(), Some("RWQ…"));
+        assert_eq!(r.highest_seen_version.as_deref(), Some("v20240127.0"));
+        assert!(r.extra.is_empty());
+        assert_eq!(r.to_json(), SPEC_SAMPLE);
+        r.save(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(receipt_path(dir.path())).unwrap(),
+            SPEC_SAMPLE
+        );
+    }
+
+    #[test]
+    fn minimal_four_field_receipt() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"{"source":"tuf","repository":"https://dl.flynn.io/tuf","version":"v20210218.0","installed_at":""}"#;
+        write_receipt(dir.path(), text);
+        let r = InstallSource::load(dir.path()).unwrap().unwrap();
+        assert_eq!(r.source, Source::Tuf);
+        assert_eq!(r.repository, "https://dl.flynn.io/tuf");
+        assert_eq!(r.channel, None);
+        assert_eq!(r.highest_seen(), None);
+        assert_eq!(r.installed().version().unwrap().as_str(), "v20210218.0");
+        // Optional fields absent on output.
+        assert_eq!(
+            r.to_json(),
+            "{\n  \"source\": \"tuf\",\n  \"repository\": \"https://dl.flynn.io/tuf\",\n  \
+             \"version\": \"v20210218.0\",\n  \"installed_at\": \"\"\n}\n"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_preserved_after_known_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        write_receipt(
+            dir.path(),
+            r#"{"zz_future":{"a":[1,2]},"version":"v1.0.0","source":"github",
+                "installed_at":"2024-01-01T00:00:00Z","repository":"o/n","aa_note":"hi",
+                "channel":"nightly"}"#,
+        );
+        let mut r = InstallSource::load(dir.path()).unwrap().unwrap();
+        assert_eq!(r.extra.len(), 2);
+        r.raise_highest_seen(&v("v1.1.0")).unwrap();
+        r.save(dir.path()).unwrap();
+        let text = std::fs::read_to_string(receipt_path(dir.path())).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "source",
+                "repository",
+                "version",
+                "installed_at",
+                "channel",
+                "highest_seen_version",
+                "zz_future",
+                "aa_note"
+            ]
+        );
+        assert_eq!(value["zz_future"]["a"][1], 2);
+        assert_eq!(value["aa_note"], "hi");
+        assert!(text.ends_with("}\n"));
+        let again = InstallSource::load(dir.path()).unwrap().unwrap();
+        assert_eq!(again, r);
+    }
+
+    #[test]
+    fn round_trip_with_all_fields_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(1_706_349_600); // 2024-01-27T10:00:00Z
+        let mut r = InstallSource::new_github("flynn/flynn", "v20240127.0", now);
+        assert_eq!(r.installed_at, "2024-01-27T10:00:00Z");
+        assert_eq!(r.highest_seen_version.as_deref(), Some("v20240127.0"));
+        r.channel = Some("stable".into());
+        r.api_url = Some("https://ghe.example/api/v3".into());
+        r.public_key = Some("RWQkey".into());
+        r.extra.insert("x".into(), serde_json::json!(true));
+        r.save(dir.path()).unwrap();
+        let path = receipt_path(dir.path());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert_eq!(InstallSource::load(dir.path()).unwrap().unwrap(), r);
+        // Only the receipt is in the directory: no temp file left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn missing_file_is_none_or_legacy_tuf() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(InstallSource::load(dir.path()).unwrap().is_none());
+        let r = InstallSource::load_or_legacy(dir.path(), "https://dl.flynn.io/tuf").unwrap();
+        assert_eq!(r.source, Source::Tuf);
+        assert_eq!(r.repository, "https://dl.flynn.io/tuf");
+        assert_eq!(r.version, "");
+        assert_eq!(r.installed_at, "");
+        assert!(r.installed().is_development());
+        assert!(!receipt_path(dir.path()).exists(), "not written to disk");
+    }
+
+    #[test]
+    fn invalid_receipts_are_errors_and_left_untouched() {
+        let cases = [
+            "",
+            "{",
+            "not json",
+            "[]",
+            r#"{"source":"github","repository":"o/n","version":"v1.0.0"}"#,
+            r#"{"repository":"o/n","version":"v1.0.0","installed_at":""}"#,
+            r#"{"source":"s3","repository":"o/n","version":"v1.0.0","installed_at":""}"#,
+            r#"{"source":"GitHub","repository":"o/n","version":"v1.0.0","installed_at":""}"#,
+            r#"{"source":"github","repository":"","version":"v1.0.0","installed_at":""}"#,
+            r#"{"source":"github","repository":7,"version":"v1.0.0","installed_at":""}"#,
+            r#"{"source":"github","repository":"o/n","version":null,"installed_at":""}"#,
+            r#"{"source":"github","repository":"o/n","version":"v1","installed_at":"","channel":3}"#,
+        ];
+        for text in cases {
+            let dir = tempfile::tempdir().unwrap();
+            write_receipt(dir.path(), text);
+            let path = receipt_path(dir.path());
+            let before = std::fs::read(&path).unwrap();
+            for result in [
+                InstallSource::load(dir.path()).map(|_| ()),
+                InstallSource::load_or_legacy(dir.path(), "https://tuf").map(|_| ()),
+            ] {
+                let e = result.unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::InvalidReceipt, "{text}");
+                assert!(e.message().contains(&path.display().to_string()), "{e}");
+                assert!(e.message().contains("flynn-release source set"), "{e}");
+            }
+            assert_eq!(std::fs::read(&path).unwrap(), before, "{text}");
+        }
+    }
+
+    #[test]
+    fn unreadable_receipt_is_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: exists, but cannot be read as a file.
+        std::fs::create_dir(receipt_path(dir.path())).unwrap();
+        let e = InstallSource::load(dir.path()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io);
+        assert!(e.message().contains(RECEIPT_FILE), "{e}");
+    }
+
+    #[test]
+    fn save_refuses_an_invalid_receipt() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = InstallSource::new_github("", "v1.0.0", SystemTime::now());
+        let e = r.save(dir.path()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(!receipt_path(dir.path()).exists());
+    }
+
+    #[test]
+    fn source_parse_and_display() {
+        assert_eq!("github".parse::<Source>().unwrap(), Source::Github);
+        assert_eq!("tuf".parse::<Source>().unwrap(), Source::Tuf);
+        assert_eq!(Source::Github.to_string(), "github");
+        assert_eq!(Source::Tuf.to_string(), "tuf");
+        let e = "s3".parse::<Source>().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.message().contains("s3"));
+    }
+
+    #[test]
+    fn highest_seen_only_grows() {
+        let mut r = InstallSource::new_github("o/n", "v20210218.0", UNIX_EPOCH);
+        r.raise_highest_seen(&v("v20170116.0p1")).unwrap();
+        assert_eq!(r.highest_seen_version.as_deref(), Some("v20210218.0"));
+        r.raise_highest_seen(&v("v20210218.1")).unwrap();
+        assert_eq!(r.highest_seen_version.as_deref(), Some("v20210218.1"));
+        // v10 > v9 numerically (string comparison would get this wrong).
+        r.highest_seen_version = Some("v20210218.9".into());
+        r.raise_highest_seen(&v("v20210218.10")).unwrap();
+        assert_eq!(r.highest_seen().unwrap().as_str(), "v20210218.10");
+
+        // Another scheme: an error, and nothing changes.
+        let e = r.raise_highest_seen(&v("v1.0.0")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::VersionMismatch);
+        assert_eq!(r.highest_seen_version.as_deref(), Some("v20210218.10"));
+
+        // Absent or unparsable: replaced.
+        r.highest_seen_version = None;
+        r.raise_highest_seen(&v("v1.0.0")).unwrap();
+        assert_eq!(r.highest_seen_version.as_deref(), Some("v1.0.0"));
+        r.highest_seen_version = Some("garbage".into());
+        assert_eq!(r.highest_seen(), None);
+        r.raise_highest_seen(&v("v1.0.0")).unwrap();
+        assert_eq!(r.highest_seen_version.as_deref(), Some("v1.0.0"));
+    }
+
+    #[test]
+    fn installed_at_is_clamped_not_panicking() {
+        let before_epoch = UNIX_EPOCH - Duration::from_secs(10);
+        let r = InstallSource::new_github("o/n", "v1.0.0", before_epoch);
+        assert_eq!(r.installed_at, "1970-01-01T00:00:00Z");
+    }
+}
