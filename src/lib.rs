@@ -7,6 +7,7 @@
 
 pub mod checksums;
 pub mod error;
+pub mod fetch;
 pub mod fsutil;
 pub mod ghrelease;
 pub mod installsource;

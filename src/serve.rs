@@ -1,1 +1,360 @@
-//! TODO
+//! A GitHub-compatible release server over a folder (`flynn-release serve DIR`).
+//!
+//! It is both a product feature, a mirror for air-gapped clusters, and the test double for every
+//! test layer, so it reproduces the real GitHub REST API as clients observe it. The folder layout
+//! is `DIR/<owner>/<repo>/<tag>/<asset files>` (hidden files are not assets), with optional
+//! per-release metadata in `DIR/<owner>/<repo>/<tag>/.release.json`:
+//!
+//! ```json
+//! {"name": "...", "body": "...", "draft": false, "prerelease": false,
+//!  "created_at": "2024-01-27T12:00:00Z", "published_at": "2024-01-27T12:05:00Z",
+//!  "make_latest": true, "target_commitish": "master", "discussion_url": "https://..."}
+//! ```
+//!
+//! Every key is optional; unknown keys are an error (reported as a `500` naming the file).
+//! Defaults: `name` = the tag, `body` = null, `created_at` = the tag directory's mtime,
+//! `published_at` = `created_at` (null for drafts), `target_commitish` = `master`.
+//!
+//! Three listeners on three ports play api.github.com, github.com and
+//! objects.githubusercontent.com. The folder is re-scanned on every request, so files may be
+//! added or tampered with while the server runs; asset hashes are cached on (path, size, mtime).
+
+mod http;
+mod routes;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::error::{Error, ErrorKind, Result};
+use http::lock;
+
+/// Requests in flight (all listeners) beyond which the server answers `503`.
+const MAX_IN_FLIGHT: usize = 512;
+
+/// Which of the three listeners a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Listener {
+    /// The REST API (like `api.github.com`).
+    Api,
+    /// The web host's download redirects (like `github.com`).
+    Web,
+    /// The storage host serving asset bytes (like `objects.githubusercontent.com`).
+    Storage,
+}
+
+/// A request as the [`Interceptor`] sees it: every header, verbatim.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// The listener it arrived on.
+    pub listener: Listener,
+    /// The method (`GET`, `HEAD`, ...).
+    pub method: String,
+    /// Path and query, as sent.
+    pub url: String,
+    /// All headers, names lowercased, in the order received.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestInfo {
+    /// The first header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
+}
+
+fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// A test hook: return `Some(raw)` to answer the request with these raw bytes (status line,
+/// headers and body, written verbatim to the socket, after which the connection is closed)
+/// instead of the normal response; `None` serves normally. This lets test code inject 5xx,
+/// truncated bodies, endless bodies, slow drips, tampered bytes, rate-limit 403/429, redirect
+/// loops.
+pub type Interceptor =
+    Arc<dyn Fn(&RequestInfo) -> Option<Box<dyn std::io::Read + Send>> + Send + Sync>;
+
+/// One request as logged: the `Authorization` value is replaced by `"<redacted>"` so tests can
+/// see that a token was sent without the log ever holding it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoggedRequest {
+    /// The listener it arrived on.
+    pub listener: Listener,
+    /// The method.
+    pub method: String,
+    /// Path and query, as sent.
+    pub url: String,
+    /// The logged headers (`accept`, `user-agent`, `range`, `if-range`, `if-none-match`,
+    /// `x-github-api-version`, and `authorization` redacted), names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The response status; 0 when the interceptor answered.
+    pub status: u16,
+    /// Whether the interceptor answered.
+    pub intercepted: bool,
+}
+
+impl LoggedRequest {
+    /// The first logged header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
+}
+
+/// Headers copied into [`LoggedRequest::headers`].
+const LOGGED_HEADERS: [&str; 6] = [
+    "accept",
+    "user-agent",
+    "range",
+    "if-range",
+    "if-none-match",
+    "x-github-api-version",
+];
+
+/// The per-request log callback of [`ServeOptions::log`].
+pub type LogFn = Box<dyn Fn(&LoggedRequest) + Send + Sync>;
+
+/// How to run the server.
+pub struct ServeOptions {
+    /// The release folder.
+    pub root: PathBuf,
+    /// Where the API listens.
+    pub api_listen: SocketAddr,
+    /// Where the web host (download redirects) listens.
+    pub web_listen: SocketAddr,
+    /// Where the storage host (asset bytes) listens.
+    pub storage_listen: SocketAddr,
+    /// GitHub's primary rate limit per hour (default 5000).
+    pub rate_limit: u32,
+    /// The test hook (see [`Interceptor`]).
+    pub interceptor: Option<Interceptor>,
+    /// Called once per request (e.g. the CLI's `key=value` logging).
+    pub log: Option<LogFn>,
+}
+
+impl ServeOptions {
+    /// Options serving `root` with every listener on `127.0.0.1:0` (a free port).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        ServeOptions {
+            root: root.into(),
+            api_listen: any,
+            web_listen: any,
+            storage_listen: any,
+            rate_limit: 5000,
+            interceptor: None,
+            log: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("root", &self.root)
+            .field("api_listen", &self.api_listen)
+            .field("web_listen", &self.web_listen)
+            .field("storage_listen", &self.storage_listen)
+            .field("rate_limit", &self.rate_limit)
+            .field("interceptor", &self.interceptor.is_some())
+            .field("log", &self.log.is_some())
+            .finish()
+    }
+}
+
+/// Shared by the three listeners' handlers.
+struct State {
+    ctx: routes::Ctx,
+    interceptor: Option<Interceptor>,
+    log: Option<LogFn>,
+    requests: Mutex<Vec<LoggedRequest>>,
+}
+
+impl State {
+    fn record(&self, info: &RequestInfo, status: u16, intercepted: bool) {
+        let mut headers = Vec::new();
+        for (n, v) in &info.headers {
+            if n == "authorization" {
+                headers.push((n.clone(), "<redacted>".to_string()));
+            } else if LOGGED_HEADERS.contains(&n.as_str()) {
+                headers.push((n.clone(), v.clone()));
+            }
+        }
+        let entry = LoggedRequest {
+            listener: info.listener,
+            method: info.method.clone(),
+            url: info.url.clone(),
+            headers,
+            status,
+            intercepted,
+        };
+        if let Some(log) = &self.log {
+            log(&entry);
+        }
+        lock(&self.requests).push(entry);
+    }
+}
+
+/// A running server. Dropping it (or [`Server::shutdown`]) stops all three listeners.
+pub struct Server {
+    state: Arc<State>,
+    listeners: Vec<http::HttpListener>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("api", &self.api_url())
+            .field("web", &self.web_url())
+            .field("storage", &self.storage_url())
+            .finish()
+    }
+}
+
+fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot listen on {addr} ({what}): {e} (choose another address or port)"),
+        )
+        .with_source(e)
+    })
+}
+
+/// Start serving `opts.root`. Fails with [`ErrorKind::Io`] naming the folder when it is missing
+/// or not a directory, or naming the address when a listener cannot bind.
+pub fn start(opts: ServeOptions) -> Result<Server> {
+    let meta = std::fs::metadata(&opts.root)
+        .map_err(|e| Error::io("serve release folder", &opts.root, e))?;
+    if !meta.is_dir() {
+        return Err(Error::io(
+            "serve release folder",
+            &opts.root,
+            std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+        ));
+    }
+    // Canonical, so containment checks compare like with like (symlinked tmp dirs, `..`).
+    let root = std::fs::canonicalize(&opts.root)
+        .map_err(|e| Error::io("serve release folder", &opts.root, e))?;
+    let api = bind(opts.api_listen, "API")?;
+    let web = bind(opts.web_listen, "web")?;
+    let storage = bind(opts.storage_listen, "storage")?;
+    let addr = |l: &TcpListener, a: SocketAddr| {
+        l.local_addr()
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot listen on {a}: {e}")))
+    };
+    let ctx = routes::Ctx::new(
+        store::Store::new(root),
+        addr(&api, opts.api_listen)?,
+        addr(&web, opts.web_listen)?,
+        addr(&storage, opts.storage_listen)?,
+        opts.rate_limit,
+    );
+    let state = Arc::new(State {
+        ctx,
+        interceptor: opts.interceptor,
+        log: opts.log,
+        requests: Mutex::new(Vec::new()),
+    });
+    let in_flight = http::InFlight {
+        count: Arc::new(AtomicUsize::new(0)),
+        max: MAX_IN_FLIGHT,
+    };
+    let mut listeners = Vec::new();
+    for (l, kind) in [
+        (api, Listener::Api),
+        (web, Listener::Web),
+        (storage, Listener::Storage),
+    ] {
+        let local = l.local_addr().ok();
+        let h = http::spawn(l, handler(state.clone(), kind), in_flight.clone()).map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot start the {kind:?} listener on {local:?}: {e}"),
+            )
+        })?;
+        listeners.push(h);
+    }
+    Ok(Server { state, listeners })
+}
+
+fn handler(state: Arc<State>, kind: Listener) -> http::Handler {
+    Arc::new(move |req: &http::Request| {
+        let info = RequestInfo {
+            listener: kind,
+            method: req.method.clone(),
+            url: req.target.clone(),
+            headers: req.headers.clone(),
+        };
+        if let Some(ic) = &state.interceptor {
+            if let Some(raw) = ic(&info) {
+                state.record(&info, 0, true);
+                return http::Reply::Raw(raw);
+            }
+        }
+        let resp = match kind {
+            Listener::Api => routes::api(&state.ctx, req),
+            Listener::Web => routes::web(&state.ctx, req),
+            Listener::Storage => routes::storage(&state.ctx, req),
+        };
+        state.record(&info, resp.status, false);
+        http::Reply::Normal(resp)
+    })
+}
+
+impl Server {
+    /// The API base URL, e.g. `http://127.0.0.1:41234` (no trailing slash).
+    pub fn api_url(&self) -> String {
+        routes::base_url(self.state.ctx.api_addr, None)
+    }
+
+    /// The web base URL (the `--web-url` clients use for `browser_download_url`s).
+    pub fn web_url(&self) -> String {
+        routes::base_url(self.state.ctx.web_addr, None)
+    }
+
+    /// The storage base URL the API and web hosts redirect to.
+    pub fn storage_url(&self) -> String {
+        routes::base_url(self.state.ctx.storage_addr, None)
+    }
+
+    /// Every request so far, all listeners, in the order they were answered.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        lock(&self.state.requests).clone()
+    }
+
+    /// Forget the logged requests.
+    pub fn clear_requests(&self) {
+        lock(&self.state.requests).clear();
+    }
+
+    /// Stop all listeners, close open connections and join the accept threads.
+    pub fn shutdown(self) {
+        drop(self);
+    }
+
+    /// Block forever (the CLI's foreground mode; the process ends by signal).
+    pub fn wait(&self) {
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        for l in &mut self.listeners {
+            l.stop();
+        }
+    }
+}

@@ -1,5 +1,12 @@
 //! The GitHub Releases client: types, requests, pagination, rate limits, channels.
+//!
+//! Named after the original design's Go package `ghrelease` so Flynn's developers recognise it.
 
+pub mod channel;
+pub mod client;
+pub mod link;
 pub mod types;
 
+pub use channel::{Channel, select_channel};
+pub use client::{Client, ClientOptions, Download, token_from_env};
 pub use types::{Asset, Release};

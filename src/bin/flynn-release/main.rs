@@ -1,1 +1,261 @@
-fn main() {}
+//! `flynn-release`: the helper CLI (SPEC §8).
+//!
+//! Argument parsing, output formatting and exit codes only; every decision is made in the
+//! `flynnrel` core so that the C ABI and the Go package behave the same way.
+
+mod output;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use flynnrel::ghrelease::{self, Channel, Client, ClientOptions};
+use flynnrel::{Error, ErrorKind, Result, serve};
+use output::Out;
+
+/// Exit code for errors.
+const EXIT_ERROR: u8 = 1;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "flynn-release",
+    version,
+    about = "Package, publish, install and update Flynn from GitHub Releases",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+struct Global {
+    /// GitHub repository OWNER/NAME.
+    #[arg(
+        long,
+        global = true,
+        env = "FLYNN_GITHUB_REPO",
+        default_value = "flynn/flynn"
+    )]
+    repo: String,
+    /// GitHub API base (GitHub Enterprise: https://HOST/api/v3).
+    #[arg(long, global = true, env = "FLYNN_GITHUB_API_URL", default_value = ghrelease::client::DEFAULT_API_URL)]
+    api_url: String,
+    /// GitHub web base.
+    #[arg(long, global = true, env = "FLYNN_GITHUB_URL", default_value = ghrelease::client::DEFAULT_WEB_URL)]
+    web_url: String,
+    /// Install everything under this folder (tests, image builds).
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
+    /// Binary directory (default /usr/local/bin).
+    #[arg(long, global = true)]
+    bin_dir: Option<PathBuf>,
+    /// Configuration directory (default /etc/flynn).
+    #[arg(long, global = true)]
+    config_dir: Option<PathBuf>,
+    /// Layer cache directory (default /var/lib/flynn/layer-cache).
+    #[arg(long, global = true)]
+    layer_dir: Option<PathBuf>,
+    /// minisign public key (base64 or a key file path) that releases must be signed with.
+    #[arg(long, global = true, env = "FLYNN_RELEASE_PUBLIC_KEY")]
+    public_key: Option<String>,
+    /// Print one JSON document on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Print diagnostics (HTTP requests, retries) on stderr.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List releases.
+    Releases {
+        /// Only releases of this channel (stable or nightly), and show which one it selects.
+        #[arg(long)]
+        channel: Option<String>,
+    },
+    /// Serve a folder of releases (DIR/OWNER/REPO/TAG/ASSETS) as a GitHub-compatible API.
+    Serve {
+        /// The folder of releases.
+        dir: PathBuf,
+        /// API listener address.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Web listener address (browser_download_url redirects).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        web_listen: SocketAddr,
+        /// Storage listener address (the bytes).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        storage_listen: SocketAddr,
+        /// Write the listener URLs as JSON to this file once listening (for scripts).
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+        /// Append every request as a JSON line to this file.
+        #[arg(long)]
+        request_log: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Out {
+        json: cli.global.json,
+        quiet: cli.global.quiet,
+        verbose: cli.global.verbose,
+    };
+    match run(&cli, out) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            out.error(&e);
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run(cli: &Cli, out: Out) -> Result<u8> {
+    match &cli.command {
+        Command::Releases { channel } => releases(&cli.global, out, channel.as_deref()),
+        Command::Serve {
+            dir,
+            listen,
+            web_listen,
+            storage_listen,
+            ready_file,
+            request_log,
+        } => serve_cmd(
+            out,
+            dir,
+            *listen,
+            *web_listen,
+            *storage_listen,
+            ready_file.as_deref(),
+            request_log.as_deref(),
+        ),
+    }
+}
+
+fn client(g: &Global, out: Out) -> Result<Client> {
+    let mut opts = ClientOptions::new(g.repo.clone());
+    opts.api_url = g.api_url.clone();
+    opts.web_url = g.web_url.clone();
+    opts.token = ghrelease::token_from_env();
+    if out.verbose {
+        opts.log = Some(Arc::new(|line: &str| eprintln!("{line}")));
+    }
+    Client::new(opts)
+}
+
+fn releases(g: &Global, out: Out, channel: Option<&str>) -> Result<u8> {
+    let client = client(g, out)?;
+    let all = client.releases()?;
+    let channel: Option<Channel> = channel.map(str::parse).transpose()?;
+    let shown: Vec<&ghrelease::Release> = all
+        .iter()
+        .filter(|r| channel.is_none_or(|c| ghrelease::channel::in_channel(r, c).is_some()))
+        .collect();
+    let selected = match channel {
+        Some(c) => ghrelease::select_channel(&all, c, None)?.map(|(r, _)| r.tag_name.clone()),
+        None => None,
+    };
+    for r in &shown {
+        out.line(&[
+            ("tag", r.tag_name.clone()),
+            ("name", r.name.clone().unwrap_or_default()),
+            ("prerelease", r.prerelease.to_string()),
+            ("published_at", r.published_at.clone().unwrap_or_default()),
+            ("assets", r.assets.len().to_string()),
+        ]);
+    }
+    if let Some(c) = channel {
+        out.line(&[
+            ("channel", c.to_string()),
+            ("selected", selected.clone().unwrap_or_default()),
+        ]);
+    }
+    out.json(&serde_json::json!({
+        "repository": client.repository(),
+        "channel": channel,
+        "selected": selected,
+        "releases": shown.iter().map(|r| serde_json::json!({
+            "tag": r.tag_name,
+            "name": r.name,
+            "prerelease": r.prerelease,
+            "published_at": r.published_at,
+            "assets": r.assets.iter().map(|a| serde_json::json!({
+                "name": a.name, "size": a.size, "digest": a.digest,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    }));
+    Ok(0)
+}
+
+fn serve_cmd(
+    out: Out,
+    dir: &std::path::Path,
+    listen: SocketAddr,
+    web_listen: SocketAddr,
+    storage_listen: SocketAddr,
+    ready_file: Option<&std::path::Path>,
+    request_log: Option<&std::path::Path>,
+) -> Result<u8> {
+    let mut opts = serve::ServeOptions::new(dir);
+    opts.api_listen = listen;
+    opts.web_listen = web_listen;
+    opts.storage_listen = storage_listen;
+    let log_file = match request_log {
+        Some(p) => Some(std::sync::Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| Error::io("open the request log", p, e))?,
+        )),
+        None => None,
+    };
+    let quiet = out.quiet || out.json;
+    opts.log = Some(Box::new(move |r: &serve::LoggedRequest| {
+        if let Some(f) = &log_file {
+            if let (Ok(mut f), Ok(line)) = (f.lock(), serde_json::to_string(r)) {
+                use std::io::Write;
+                let _ = writeln!(f, "{line}");
+            }
+        }
+        if !quiet {
+            eprintln!(
+                "request listener={:?} method={} url={} status={}",
+                r.listener,
+                r.method,
+                output::kv_value(&r.url),
+                r.status
+            );
+        }
+    }));
+    let server = serve::start(opts)?;
+    let urls = serde_json::json!({
+        "api_url": server.api_url(),
+        "web_url": server.web_url(),
+        "storage_url": server.storage_url(),
+        "root": dir,
+    });
+    if let Some(p) = ready_file {
+        let text = serde_json::to_vec_pretty(&urls)
+            .map_err(|e| Error::new(ErrorKind::InvalidData, format!("cannot encode URLs: {e}")))?;
+        flynnrel::fsutil::atomic_write(p, &text, 0o644)?;
+    }
+    out.line(&[
+        ("api_url", server.api_url()),
+        ("web_url", server.web_url()),
+        ("storage_url", server.storage_url()),
+    ]);
+    out.json(&urls);
+    server.wait();
+    Ok(0)
+}

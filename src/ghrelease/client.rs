@@ -1,0 +1,856 @@
+//! The blocking GitHub Releases client.
+//!
+//! Every request goes through one place ([`Client::send`]) so that the security rules hold for
+//! all of them: only `https` (plain `http` only to loopback), the token only to the exact API
+//! origin and never to a redirect target on another origin, redirects followed by hand with a hop
+//! limit and loop detection, bounded retries with backoff on 5xx and connection errors, rate limits
+//! turned into a distinct error that says when to retry, and a size cap on every JSON body.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use reqwest::blocking::{Client as HttpClient, RequestBuilder, Response};
+use reqwest::header::{self, HeaderMap};
+use reqwest::{StatusCode, Url};
+
+use super::link;
+use super::types::{Asset, Release};
+use crate::error::{Error, ErrorKind, Result};
+
+/// GitHub's public API base.
+pub const DEFAULT_API_URL: &str = "https://api.github.com";
+/// GitHub's public web base.
+pub const DEFAULT_WEB_URL: &str = "https://github.com";
+/// Environment variables holding a token, in the order they are consulted.
+pub const TOKEN_ENV_VARS: [&str; 3] = ["FLYNN_GITHUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN"];
+/// The REST API version this client speaks.
+pub const API_VERSION: &str = "2022-11-28";
+
+/// The first non-empty token of [`TOKEN_ENV_VARS`], if any.
+pub fn token_from_env() -> Option<String> {
+    TOKEN_ENV_VARS
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty())
+}
+
+/// A sink for diagnostic lines (`-v`). Lines never contain the token.
+pub type LogFn = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// How a [`Client`] talks to GitHub.
+#[derive(Clone)]
+pub struct ClientOptions {
+    /// `OWNER/NAME`.
+    pub repository: String,
+    /// API base: `https://api.github.com`, `https://HOST/api/v3` for GitHub Enterprise, or a mirror.
+    pub api_url: String,
+    /// Web base (used for messages and `browser_download_url` checks).
+    pub web_url: String,
+    /// A token for the API host only. `None` means anonymous.
+    pub token: Option<String>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Longest wait for a response or for the next bytes of a body.
+    pub read_timeout: Duration,
+    /// Retries after the first attempt on 5xx and connection errors.
+    pub retries: u32,
+    /// First backoff delay; doubles per retry, capped at 10 s.
+    pub retry_delay: Duration,
+    /// Cap on a JSON response body.
+    pub max_json_bytes: u64,
+    /// Cap on the number of pages followed when listing.
+    pub max_pages: u32,
+    /// Releases asked for per page on the first list request (GitHub allows up to 100); later
+    /// pages come from the `Link` header as given.
+    pub per_page: u32,
+    /// Where `-v` diagnostics go.
+    pub log: Option<LogFn>,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("repository", &self.repository)
+            .field("api_url", &self.api_url)
+            .field("web_url", &self.web_url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("retries", &self.retries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientOptions {
+    /// Defaults for `repository` on github.com, anonymous.
+    pub fn new(repository: impl Into<String>) -> ClientOptions {
+        ClientOptions {
+            repository: repository.into(),
+            api_url: DEFAULT_API_URL.to_string(),
+            web_url: DEFAULT_WEB_URL.to_string(),
+            token: None,
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(60),
+            retries: 4,
+            retry_delay: Duration::from_millis(500),
+            max_json_bytes: 32 << 20,
+            max_pages: 100,
+            per_page: 100,
+            log: None,
+        }
+    }
+}
+
+/// Checks `OWNER/NAME` the way GitHub names repositories.
+pub fn validate_repository(repo: &str) -> Result<(String, String)> {
+    let bad = || {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "invalid repository {repo:?}: expected OWNER/NAME such as flynn/flynn \
+                 (letters, digits, '-', '_', '.'); set --repo or FLYNN_GITHUB_REPO"
+            ),
+        )
+    };
+    let (owner, name) = repo.split_once('/').ok_or_else(bad)?;
+    let owner_ok = !owner.is_empty()
+        && owner.len() <= 39
+        && owner
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !owner.starts_with('-');
+    let name_ok = !name.is_empty()
+        && name.len() <= 100
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if owner_ok && name_ok {
+        Ok((owner.to_string(), name.to_string()))
+    } else {
+        Err(bad())
+    }
+}
+
+/// True for hosts on this machine: `localhost`, 127.0.0.0/8 and `::1`.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Parses `url` and refuses anything but `https`, or `http` to loopback.
+pub fn parse_allowed_url(url: &str, what: &str) -> Result<Url> {
+    let parsed = Url::parse(url).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("invalid {what} {url:?}: {e}; give an absolute https:// URL"),
+        )
+    })?;
+    check_allowed(&parsed, what)?;
+    Ok(parsed)
+}
+
+fn check_allowed(url: &Url, what: &str) -> Result<()> {
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
+        "http" => Err(Error::new(
+            ErrorKind::InsecureUrl,
+            format!(
+                "refusing plain http {what} {url}: only https is allowed (plain http only to \
+                 loopback); use an https:// URL"
+            ),
+        )),
+        _ => Err(Error::new(
+            ErrorKind::InsecureUrl,
+            format!("refusing {what} {url}: unsupported URL scheme; use an https:// URL"),
+        )),
+    }
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+struct Cached {
+    etag: String,
+    body: Arc<Vec<u8>>,
+}
+
+/// An open asset download: the final response after redirects.
+pub struct Download {
+    /// The response whose body is the asset bytes (or the rest of them, for a resumed request).
+    pub response: Response,
+    /// The URL that served the bytes (after redirects).
+    pub url: Url,
+    /// The length of this response's body, when the server said.
+    pub content_length: Option<u64>,
+    /// For a `206` answer to a `Range` request: the offset the body starts at.
+    pub resumed_from: Option<u64>,
+    /// The server advertised `Accept-Ranges: bytes`.
+    pub accept_ranges: bool,
+}
+
+/// A GitHub Releases client for one repository. Cheap to share across threads (`Sync`): the
+/// ETag cache is behind a mutex.
+pub struct Client {
+    opts: ClientOptions,
+    owner: String,
+    name: String,
+    api: Url,
+    http: HttpClient,
+    etags: Mutex<HashMap<String, Cached>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+const MAX_REDIRECTS: usize = 10;
+
+impl Client {
+    /// A client for `opts.repository`. Fails with `InvalidArgument` for a bad repository or URL,
+    /// `InsecureUrl` for plain http to a non-loopback host.
+    pub fn new(opts: ClientOptions) -> Result<Client> {
+        let (owner, name) = validate_repository(&opts.repository)?;
+        let api = parse_allowed_url(opts.api_url.trim_end_matches('/'), "API URL (--api-url)")?;
+        parse_allowed_url(&opts.web_url, "web URL (--web-url)")?;
+        let http = HttpClient::builder()
+            .user_agent(concat!("flynn-release/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(opts.connect_timeout)
+            .timeout(opts.read_timeout)
+            .build()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Network,
+                    format!("cannot set up the HTTP client: {e}"),
+                )
+            })?;
+        Ok(Client {
+            opts,
+            owner,
+            name,
+            api,
+            http,
+            etags: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The options this client was made with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.opts
+    }
+
+    /// `OWNER/NAME`.
+    pub fn repository(&self) -> String {
+        format!("{}/{}", self.owner, self.name)
+    }
+
+    fn log(&self, line: impl FnOnce() -> String) {
+        if let Some(log) = &self.opts.log {
+            log(&line());
+        }
+    }
+
+    fn repo_url(&self, tail: &str) -> Result<Url> {
+        let s = format!(
+            "{}/repos/{}/{}/{tail}",
+            self.api.as_str().trim_end_matches('/'),
+            self.owner,
+            self.name
+        );
+        Url::parse(&s).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("cannot build API URL {s:?}: {e}"),
+            )
+        })
+    }
+
+    /// The release GitHub marks as latest (`/releases/latest`). Note that this can be lower than
+    /// the newest release (a backport published later): use [`Client::channel_release`] to choose
+    /// what to install.
+    pub fn latest_release(&self) -> Result<Release> {
+        let url = self.repo_url("releases/latest")?;
+        self.get_json(&url, "the latest release")
+    }
+
+    /// The release tagged exactly `tag`. `NotFound` names the tag and repository.
+    pub fn release_by_tag(&self, tag: &str) -> Result<Release> {
+        if tag.is_empty() || tag.contains(['/', '?', '#', '%']) || tag.chars().any(char::is_control)
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("invalid release tag {tag:?}: a tag is a version such as v20240127.0"),
+            ));
+        }
+        let url = self.repo_url(&format!("releases/tags/{tag}"))?;
+        self.get_json(&url, &format!("release {tag}"))
+    }
+
+    /// Every non-draft release, following `Link: rel="next"` until the last page.
+    pub fn releases(&self) -> Result<Vec<Release>> {
+        let mut url = self.repo_url(&format!(
+            "releases?per_page={}",
+            self.opts.per_page.clamp(1, 100)
+        ))?;
+        let mut all: Vec<Release> = Vec::new();
+        let mut seen = HashSet::new();
+        for _ in 0..self.opts.max_pages {
+            if !seen.insert(url.to_string()) {
+                return Err(Error::new(
+                    ErrorKind::InvalidData,
+                    format!(
+                        "pagination loop at {url}: the server's Link header points back to a page already read"
+                    ),
+                ));
+            }
+            let (body, headers) = self.get_raw(&url, "the release list")?;
+            let page: Vec<Release> = parse_json(&body, &url)?;
+            all.extend(page.into_iter().filter(|r| !r.draft));
+            let next = headers
+                .get(header::LINK)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| link::find_rel(h, "next"));
+            match next {
+                None => return Ok(all),
+                Some(next) => {
+                    url = Url::parse(&next).map_err(|e| {
+                        Error::new(
+                            ErrorKind::InvalidData,
+                            format!("bad Link next URL {next:?} from {url}: {e}"),
+                        )
+                    })?;
+                    check_allowed(&url, "pagination URL")?;
+                }
+            }
+        }
+        Err(Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "{} has more than {} pages of releases; refusing to read more",
+                self.repository(),
+                self.opts.max_pages
+            ),
+        ))
+    }
+
+    fn get_json<T: serde::de::DeserializeOwned>(&self, url: &Url, what: &str) -> Result<T> {
+        let (body, _) = self.get_raw(url, what)?;
+        parse_json(&body, url)
+    }
+
+    /// GET an API URL with the ETag cache, retries and the body cap; returns body and headers.
+    fn get_raw(&self, url: &Url, what: &str) -> Result<(Arc<Vec<u8>>, HeaderMap)> {
+        let cached_etag = self
+            .etags
+            .lock()
+            .ok()
+            .and_then(|c| c.get(url.as_str()).map(|e| e.etag.clone()));
+        let resp = self.send(url, what, |req| {
+            let req = req
+                .header(header::ACCEPT, "application/vnd.github+json")
+                .header("X-GitHub-Api-Version", API_VERSION);
+            match &cached_etag {
+                Some(etag) => req.header(header::IF_NONE_MATCH, etag),
+                None => req,
+            }
+        })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        if status == StatusCode::NOT_MODIFIED {
+            if let Some(body) = self
+                .etags
+                .lock()
+                .ok()
+                .and_then(|c| c.get(url.as_str()).map(|e| e.body.clone()))
+            {
+                self.log(|| format!("http cache=hit url={url}"));
+                return Ok((body, headers));
+            }
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                format!("{url} answered 304 Not Modified to a request without a cached copy"),
+            ));
+        }
+        if !status.is_success() {
+            return Err(Error::new(
+                ErrorKind::HttpStatus,
+                format!("unexpected HTTP {status} for {what} at {url}"),
+            ));
+        }
+        let body = Arc::new(read_capped(resp, self.opts.max_json_bytes, url)?);
+        if let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok()) {
+            if let Ok(mut cache) = self.etags.lock() {
+                cache.insert(
+                    url.to_string(),
+                    Cached {
+                        etag: etag.to_string(),
+                        body: body.clone(),
+                    },
+                );
+            }
+        }
+        Ok((body, headers))
+    }
+
+    /// Opens the bytes of `asset`, starting at `offset` (a `Range` request when non-zero).
+    ///
+    /// With a token, the asset's API URL is used with `Accept: application/octet-stream` (works
+    /// for private repositories); otherwise its `browser_download_url`. Either way the redirect to
+    /// the storage host is followed without the token.
+    pub fn open_asset(&self, asset: &Asset, offset: u64) -> Result<Download> {
+        let (start, accept) = if self.opts.token.is_some() {
+            (asset.url.as_str(), "application/octet-stream")
+        } else {
+            (
+                asset.browser_download_url.as_str(),
+                "application/octet-stream",
+            )
+        };
+        let url = parse_allowed_url(start, "asset URL")?;
+        let what = format!("asset {}", asset.name);
+        let resp = self.send(&url, &what, |req| {
+            let req = req.header(header::ACCEPT, accept);
+            if offset > 0 {
+                req.header(header::RANGE, format!("bytes={offset}-"))
+            } else {
+                req
+            }
+        })?;
+        let status = resp.status();
+        let final_url = resp.url().clone();
+        let headers = resp.headers();
+        let accept_ranges = headers
+            .get(header::ACCEPT_RANGES)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
+        let content_length = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let resumed_from = if status == StatusCode::PARTIAL_CONTENT {
+            let start = headers
+                .get(header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_content_range_start);
+            match start {
+                Some(s) => Some(s),
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidData,
+                        format!("{final_url} answered 206 without a valid Content-Range"),
+                    ));
+                }
+            }
+        } else if status == StatusCode::OK {
+            None
+        } else {
+            return Err(Error::new(
+                ErrorKind::HttpStatus,
+                format!(
+                    "unexpected HTTP {status} downloading {} from {final_url}",
+                    asset.name
+                ),
+            ));
+        };
+        Ok(Download {
+            response: resp,
+            url: final_url,
+            content_length,
+            resumed_from,
+            accept_ranges,
+        })
+    }
+
+    /// Sends a GET to `url`, following redirects by hand and retrying transient failures.
+    /// `decorate` adds the request-specific headers at every hop. Returns the final response,
+    /// which is 2xx or 304; every other outcome is an error naming the URL.
+    fn send(
+        &self,
+        url: &Url,
+        what: &str,
+        decorate: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response> {
+        let mut attempt: u32 = 0;
+        loop {
+            match self.send_once(url, what, &decorate) {
+                Ok(resp) => return Ok(resp),
+                Err(t) if !t.retryable => return Err(t.error),
+                Err(t) if attempt < self.opts.retries => {
+                    let delay = t.retry_after.unwrap_or_else(|| self.backoff(attempt));
+                    attempt += 1;
+                    self.log(|| {
+                        format!(
+                            "http retry={attempt} delay_ms={} reason={:?}",
+                            delay.as_millis(),
+                            t.error.message()
+                        )
+                    });
+                    std::thread::sleep(delay);
+                }
+                Err(t) => {
+                    let tries = attempt + 1;
+                    return Err(Error::new(
+                        t.error.kind(),
+                        format!(
+                            "{} (gave up after {tries} attempt{})",
+                            t.error.message(),
+                            if tries == 1 { "" } else { "s" }
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.min(8);
+        (self.opts.retry_delay * factor).min(Duration::from_secs(10))
+    }
+
+    fn send_once(
+        &self,
+        start: &Url,
+        what: &str,
+        decorate: &dyn Fn(RequestBuilder) -> RequestBuilder,
+    ) -> std::result::Result<Response, Transient> {
+        let mut url = start.clone();
+        let mut visited: HashSet<String> = HashSet::new();
+        for _hop in 0..=MAX_REDIRECTS {
+            check_allowed(&url, "URL").map_err(Transient::fatal)?;
+            if !visited.insert(url.to_string()) {
+                return Err(Transient::fatal(Error::new(
+                    ErrorKind::InsecureUrl,
+                    format!(
+                        "redirect loop at {url} while fetching {what}; the server is misconfigured"
+                    ),
+                )));
+            }
+            let mut req = decorate(self.http.get(url.clone()));
+            if let Some(token) = &self.opts.token {
+                // The token goes to the exact API origin only: never to the web host, the storage
+                // host or any other redirect target.
+                if same_origin(&url, &self.api) {
+                    req = req.bearer_auth(token);
+                }
+            }
+            let resp = match req.send() {
+                Ok(r) => r,
+                Err(e) => {
+                    let err = Error::new(
+                        ErrorKind::Network,
+                        format!(
+                            "cannot reach {url} for {what}: {}; check the network and --api-url",
+                            describe(&e)
+                        ),
+                    )
+                    .with_source(e);
+                    return Err(Transient::retry(err, None));
+                }
+            };
+            let status = resp.status();
+            self.log(|| format!("http method=GET url={url} status={}", status.as_u16()));
+            if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+                let location = resp
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| {
+                        Transient::fatal(Error::new(
+                            ErrorKind::InvalidData,
+                            format!("{url} answered HTTP {status} without a Location header"),
+                        ))
+                    })?;
+                let next = url.join(location).map_err(|e| {
+                    Transient::fatal(Error::new(
+                        ErrorKind::InvalidData,
+                        format!("{url} redirected to an invalid Location {location:?}: {e}"),
+                    ))
+                })?;
+                if url.scheme() == "https" && next.scheme() != "https" {
+                    return Err(Transient::fatal(Error::new(
+                        ErrorKind::InsecureUrl,
+                        format!("refusing redirect from {url} to non-https {next}"),
+                    )));
+                }
+                url = next;
+                continue;
+            }
+            if status.is_success() || status == StatusCode::NOT_MODIFIED {
+                return Ok(resp);
+            }
+            return Err(classify_failure(resp, &url, what, &self.repository()));
+        }
+        Err(Transient::fatal(Error::new(
+            ErrorKind::InsecureUrl,
+            format!(
+                "too many redirects (more than {MAX_REDIRECTS}) from {start} while fetching {what}"
+            ),
+        )))
+    }
+}
+
+/// A failed attempt: retryable or not.
+struct Transient {
+    error: Error,
+    retry_after: Option<Duration>,
+    retryable: bool,
+}
+
+impl Transient {
+    fn fatal(error: Error) -> Transient {
+        Transient {
+            error,
+            retry_after: None,
+            retryable: false,
+        }
+    }
+    fn retry(error: Error, retry_after: Option<Duration>) -> Transient {
+        Transient {
+            error,
+            retry_after,
+            retryable: true,
+        }
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut s = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Turns a non-2xx, non-redirect response into an error, deciding whether it is retryable.
+fn classify_failure(resp: Response, url: &Url, what: &str, repo: &str) -> Transient {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let header_str = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let retry_after = header_str("retry-after").and_then(|v| v.parse::<u64>().ok());
+    let remaining_zero = header_str("x-ratelimit-remaining") == Some("0");
+    let message = github_message(resp);
+    if (status == StatusCode::FORBIDDEN || status == StatusCode::TOO_MANY_REQUESTS)
+        && (remaining_zero || retry_after.is_some())
+    {
+        let now = SystemTime::now();
+        let at = match retry_after {
+            Some(secs) => now + Duration::from_secs(secs),
+            None => header_str("x-ratelimit-reset")
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|epoch| SystemTime::UNIX_EPOCH + Duration::from_secs(epoch))
+                .unwrap_or(now + Duration::from_secs(60)),
+        };
+        let wait = at.duration_since(now).unwrap_or_default().as_secs();
+        let when = humantime::format_rfc3339_seconds(at);
+        let err = Error::new(
+            ErrorKind::RateLimited,
+            format!(
+                "GitHub rate limit exceeded (HTTP {}) for {what} at {url}; retry after {when} (in {wait} s){}. \
+                 Set FLYNN_GITHUB_TOKEN, GH_TOKEN or GITHUB_TOKEN for a higher limit",
+                status.as_u16(),
+                message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+            ),
+        )
+        .with_retry_at(at);
+        return Transient::fatal(err);
+    }
+    if status.is_server_error() {
+        let delay = retry_after.filter(|s| *s <= 30).map(Duration::from_secs);
+        return Transient::retry(
+            Error::new(
+                ErrorKind::Network,
+                format!("HTTP {} from {url} for {what}", status.as_u16()),
+            ),
+            delay,
+        );
+    }
+    let detail = message.map(|m| format!(": {m}")).unwrap_or_default();
+    if status == StatusCode::NOT_FOUND {
+        return Transient::fatal(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "{what} not found in {repo} ({url} answered 404{detail}); check the version and --repo \
+                 (private repositories need a token)"
+            ),
+        ));
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        return Transient::fatal(Error::new(
+            ErrorKind::HttpStatus,
+            format!(
+                "{url} rejected the token (HTTP 401{detail}); check FLYNN_GITHUB_TOKEN / GH_TOKEN / GITHUB_TOKEN"
+            ),
+        ));
+    }
+    Transient::fatal(Error::new(
+        ErrorKind::HttpStatus,
+        format!(
+            "unexpected HTTP {} for {what} at {url}{detail}",
+            status.as_u16()
+        ),
+    ))
+}
+
+/// GitHub's `{"message": …}` from an error body, if there is one (read with a small cap).
+fn github_message(resp: Response) -> Option<String> {
+    let mut buf = Vec::new();
+    resp.take(64 << 10).read_to_end(&mut buf).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&buf).ok()?;
+    v.get("message")
+        .and_then(|m| m.as_str())
+        .map(|m| m.chars().take(300).collect())
+}
+
+fn read_capped(resp: Response, cap: u64, url: &Url) -> Result<Vec<u8>> {
+    let too_large = || {
+        Error::new(
+            ErrorKind::TooLarge,
+            format!(
+                "response from {url} is larger than the {cap}-byte limit; is --api-url a GitHub API?"
+            ),
+        )
+    };
+    if resp.content_length().is_some_and(|n| n > cap) {
+        return Err(too_large());
+    }
+    let mut buf = Vec::new();
+    resp.take(cap + 1).read_to_end(&mut buf).map_err(|e| {
+        Error::new(
+            ErrorKind::Network,
+            format!("reading the response from {url} failed: {e}"),
+        )
+    })?;
+    if buf.len() as u64 > cap {
+        return Err(too_large());
+    }
+    Ok(buf)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], url: &Url) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("invalid JSON from {url}: {e}; is --api-url a GitHub API (https://api.github.com or https://HOST/api/v3)?"),
+        )
+    })
+}
+
+/// The first byte offset of a `Content-Range: bytes START-END/TOTAL` header.
+pub fn parse_content_range_start(v: &str) -> Option<u64> {
+    let rest = v.trim().strip_prefix("bytes ")?;
+    let (range, _total) = rest.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    let start: u64 = start.trim().parse().ok()?;
+    let end: u64 = end.trim().parse().ok()?;
+    (end >= start).then_some(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_names() {
+        for ok in ["flynn/flynn", "a/b", "my-org/my.repo_x", "o/.github"] {
+            assert!(validate_repository(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "flynn", "flynn/", "/flynn", "a/b/c", "a/..", "a/.", "-a/b", "a b/c", "a/b?x",
+            "a/b#",
+        ] {
+            let e = validate_repository(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad}");
+            assert!(e.message().contains("OWNER/NAME"), "{e}");
+        }
+    }
+
+    #[test]
+    fn url_policy() {
+        assert!(parse_allowed_url("https://api.github.com", "x").is_ok());
+        assert!(parse_allowed_url("http://127.0.0.1:8080", "x").is_ok());
+        assert!(parse_allowed_url("http://127.3.4.5", "x").is_ok());
+        assert!(parse_allowed_url("http://localhost:1", "x").is_ok());
+        assert!(parse_allowed_url("http://[::1]:1", "x").is_ok());
+        for bad in [
+            "http://example.com",
+            "http://10.0.0.1",
+            "ftp://x/y",
+            "file:///etc/passwd",
+        ] {
+            assert_eq!(
+                parse_allowed_url(bad, "x").unwrap_err().kind(),
+                ErrorKind::InsecureUrl,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_allowed_url("not a url", "x").unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn origins() {
+        let a = Url::parse("https://api.github.com/repos").unwrap();
+        assert!(same_origin(
+            &a,
+            &Url::parse("https://API.github.com:443/x").unwrap()
+        ));
+        assert!(!same_origin(
+            &a,
+            &Url::parse("https://github.com/x").unwrap()
+        ));
+        assert!(!same_origin(
+            &a,
+            &Url::parse("https://api.github.com:8443/x").unwrap()
+        ));
+        assert!(!same_origin(
+            &a,
+            &Url::parse("http://api.github.com/x").unwrap()
+        ));
+    }
+
+    #[test]
+    fn content_range() {
+        assert_eq!(parse_content_range_start("bytes 100-199/200"), Some(100));
+        assert_eq!(parse_content_range_start("bytes 5-4/9"), None);
+        assert_eq!(parse_content_range_start("bytes */200"), None);
+        assert_eq!(parse_content_range_start("items 1-2/3"), None);
+    }
+
+    #[test]
+    fn token_is_redacted_in_debug() {
+        let mut o = ClientOptions::new("a/b");
+        o.token = Some("ghp_secret".into());
+        assert!(!format!("{o:?}").contains("ghp_secret"));
+    }
+}

@@ -1,0 +1,133 @@
+//! Shared fixtures for the integration tests: release folders, the local release server, clients,
+//! raw fault responses and a snapshot of a directory tree for "nothing changed" assertions.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flynnrel::checksums::{Checksums, sha512_hex};
+use flynnrel::ghrelease::{Client, ClientOptions};
+use flynnrel::serve::{self, Interceptor, RequestInfo, ServeOptions, Server};
+
+pub const REPO: &str = "flynn/flynn";
+
+/// Writes a release folder `root/OWNER/REPO/TAG/` with `assets`, a `checksums.sha512` over them,
+/// and `.release.json` metadata when `meta` is not null.
+pub fn add_release(
+    root: &Path,
+    repo: &str,
+    tag: &str,
+    meta: serde_json::Value,
+    assets: &[(&str, &[u8])],
+) -> PathBuf {
+    let dir = root.join(repo).join(tag);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut sums = Checksums::new();
+    for (name, data) in assets {
+        std::fs::write(dir.join(name), data).unwrap();
+        sums.insert(name, &sha512_hex(data)).unwrap();
+    }
+    std::fs::write(dir.join("checksums.sha512"), sums.to_text()).unwrap();
+    if !meta.is_null() {
+        std::fs::write(
+            dir.join(".release.json"),
+            serde_json::to_vec(&meta).unwrap(),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// A release created at `created_at` (RFC 3339) with one small asset.
+pub fn simple_release(root: &Path, tag: &str, created_at: &str, prerelease: bool) -> PathBuf {
+    add_release(
+        root,
+        REPO,
+        tag,
+        serde_json::json!({ "created_at": created_at, "prerelease": prerelease }),
+        &[(
+            "flynn-host-linux-amd64.gz",
+            format!("host {tag}").as_bytes(),
+        )],
+    )
+}
+
+pub fn start(root: &Path) -> Server {
+    serve::start(ServeOptions::new(root)).expect("start server")
+}
+
+pub fn start_with(
+    root: &Path,
+    interceptor: impl Fn(&RequestInfo) -> Option<Box<dyn Read + Send>> + Send + Sync + 'static,
+) -> Server {
+    let mut opts = ServeOptions::new(root);
+    let i: Interceptor = Arc::new(interceptor);
+    opts.interceptor = Some(i);
+    serve::start(opts).expect("start server")
+}
+
+pub fn options(server: &Server) -> ClientOptions {
+    let mut o = ClientOptions::new(REPO);
+    o.api_url = server.api_url();
+    o.web_url = server.web_url();
+    o.retry_delay = Duration::from_millis(5);
+    o.read_timeout = Duration::from_secs(10);
+    o
+}
+
+pub fn client(server: &Server) -> Client {
+    Client::new(options(server)).expect("client")
+}
+
+/// A raw HTTP/1.1 response, written verbatim; the connection closes after it.
+pub fn raw(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Option<Box<dyn Read + Send>> {
+    let mut s = format!("HTTP/1.1 {status}\r\n");
+    for (k, v) in headers {
+        s.push_str(&format!("{k}: {v}\r\n"));
+    }
+    s.push_str("Connection: close\r\n\r\n");
+    let mut bytes = s.into_bytes();
+    bytes.extend_from_slice(body);
+    Some(Box::new(std::io::Cursor::new(bytes)))
+}
+
+/// Every file under `dir` with its bytes, and every symlink with its target: equal snapshots mean
+/// nothing changed.
+pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().to_path_buf();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.file_type().is_symlink() {
+                out.insert(
+                    rel,
+                    format!("-> {}", std::fs::read_link(&p).unwrap().display()),
+                );
+            } else if meta.is_dir() {
+                out.insert(rel.clone(), "dir".into());
+                walk(base, &p, out);
+            } else {
+                use std::os::unix::fs::PermissionsExt;
+                let data = std::fs::read(&p).unwrap();
+                out.insert(
+                    rel,
+                    format!(
+                        "{:o} {}",
+                        meta.permissions().mode() & 0o7777,
+                        sha512_hex(&data)
+                    ),
+                );
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out
+}
