@@ -36,13 +36,6 @@ impl Out {
         println!("{}", s.join(" "));
     }
 
-    /// A diagnostic line on stderr, shown with `-v` only.
-    pub fn debug(&self, msg: &str) {
-        if self.verbose {
-            eprintln!("{msg}");
-        }
-    }
-
     /// The single JSON document of a `--json` run.
     pub fn json(&self, v: &serde_json::Value) {
         if self.json {
