@@ -131,3 +131,59 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
     walk(dir, dir, &mut out);
     out
 }
+
+/// A synthetic Flynn build tree: shell-script "binaries" that print their version, an
+/// images.json whose layer entries match `layers` squashfs-like files, a bootstrap manifest.
+/// `layers` is a list of (id, bytes).
+pub fn make_build_tree(dir: &Path, version: &str, layers: &[(&str, Vec<u8>)]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::create_dir_all(dir.join("manifests")).unwrap();
+    std::fs::create_dir_all(dir.join("layers")).unwrap();
+    for name in ["flynn-host", "flynn-init", "flynn-linux-amd64"] {
+        let p = dir.join("bin").join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n# {name}\necho {version}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut entries = Vec::new();
+    for (id, data) in layers {
+        std::fs::write(dir.join("layers").join(format!("{id}.squashfs")), data).unwrap();
+        let (len, h) = flynnrel::layers::sha512_256_reader(&data[..], u64::MAX).unwrap();
+        entries.push(serde_json::json!({
+            "id": id, "type": "application/vnd.flynn.image.squashfs.v1", "length": len, "hashes": {"sha512_256": h}
+        }));
+    }
+    let images = serde_json::json!({
+        "host": {"_type": "application/vnd.flynn.image.manifest.v1+json",
+                 "rootfs": [{"platform": {"architecture": "amd64", "os": "linux"}, "layers": entries}]}
+    });
+    std::fs::write(
+        dir.join("manifests/images.json"),
+        serde_json::to_vec_pretty(&images).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("manifests/bootstrap-manifest.json"),
+        format!("{{\"version\":\"{version}\",\"steps\":[]}}\n"),
+    )
+    .unwrap();
+    // A small stand-in for the helper binary (the debug build of flynn-release is ~80 MB).
+    std::fs::write(
+        dir.join("fake-flynn-release"),
+        b"#!/bin/sh\necho flynn-release stand-in\n",
+    )
+    .unwrap();
+}
+
+/// Deterministic pseudo-random bytes (incompressible enough to stand in for squashfs).
+pub fn noise(seed: u32, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 8) as u8
+        })
+        .collect()
+}

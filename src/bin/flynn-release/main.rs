@@ -4,6 +4,7 @@
 //! `flynnrel` core so that the C ABI and the Go package behave the same way.
 
 mod output;
+mod progress;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,8 +23,7 @@ const EXIT_ERROR: u8 = 1;
 #[command(
     name = "flynn-release",
     version,
-    about = "Package, publish, install and update Flynn from GitHub Releases",
-    propagate_version = true
+    about = "Package, publish, install and update Flynn from GitHub Releases"
 )]
 struct Cli {
     #[command(flatten)]
@@ -82,6 +82,43 @@ enum Command {
         #[arg(long)]
         channel: Option<String>,
     },
+    /// Package Flynn's build tree as the assets of one GitHub release.
+    Package {
+        /// The version (= tag) of the release, e.g. v20240127.0.
+        #[arg(long)]
+        version: String,
+        /// Flynn's build tree.
+        #[arg(long, default_value = "build")]
+        build_dir: PathBuf,
+        /// Output folder (must not exist, be empty, or hold exactly this release).
+        #[arg(long, default_value = "release-artifacts")]
+        out: PathBuf,
+        /// minisign secret key to sign checksums.sha512 with (password from
+        /// FLYNN_RELEASE_SIGN_PASSWORD when encrypted).
+        #[arg(long)]
+        sign_key: Option<PathBuf>,
+        /// The helper binary to publish (default: this flynn-release).
+        #[arg(long)]
+        helper: Option<PathBuf>,
+        /// The helper's platform as GOOS/GOARCH (default: this machine).
+        #[arg(long)]
+        helper_platform: Option<String>,
+        /// Compression threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Compression level, 1-12.
+        #[arg(long, default_value_t = flynnrel::gz::DEFAULT_LEVEL)]
+        level: i32,
+    },
+    /// Check a release folder: every asset listed and matching, nothing extra, signature valid
+    /// when a public key is given.
+    Verify {
+        /// The release folder.
+        dir: PathBuf,
+        /// The version the signature must name (required with --public-key).
+        #[arg(long)]
+        version: Option<String>,
+    },
     /// Serve a folder of releases (DIR/OWNER/REPO/TAG/ASSETS) as a GitHub-compatible API.
     Serve {
         /// The folder of releases.
@@ -122,6 +159,43 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli, out: Out) -> Result<u8> {
     match &cli.command {
+        Command::Package {
+            version,
+            build_dir,
+            out: out_dir,
+            sign_key,
+            helper,
+            helper_platform,
+            threads,
+            level,
+        } => {
+            let mut opts =
+                flynnrel::package::PackageOptions::new(version.clone(), cli.global.repo.clone());
+            opts.build_dir = build_dir.clone();
+            opts.out_dir = out_dir.clone();
+            opts.sign_key = sign_key.clone();
+            opts.sign_password = std::env::var(flynnrel::signature::SIGN_PASSWORD_ENV).ok();
+            opts.public_key = cli.global.public_key.clone();
+            opts.helper = helper.clone();
+            opts.helper_platform = match helper_platform {
+                Some(p) => {
+                    let (os, arch) = p.split_once('/').ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::InvalidArgument,
+                            format!(
+                                "invalid --helper-platform {p:?}: use GOOS/GOARCH, e.g. linux/amd64"
+                            ),
+                        )
+                    })?;
+                    Some((os.to_string(), arch.to_string()))
+                }
+                None => None,
+            };
+            opts.threads = *threads;
+            opts.level = *level;
+            package_cmd(out, &opts)
+        }
+        Command::Verify { dir, version } => verify_cmd(&cli.global, out, dir, version.as_deref()),
         Command::Releases { channel } => releases(&cli.global, out, channel.as_deref()),
         Command::Serve {
             dir,
@@ -197,6 +271,65 @@ fn releases(g: &Global, out: Out, channel: Option<&str>) -> Result<u8> {
     Ok(0)
 }
 
+fn package_cmd(out: Out, opts: &flynnrel::package::PackageOptions) -> Result<u8> {
+    let mut reporter = progress::Reporter::new(out);
+    let mut cb = |p: &str, d: u64, t: u64| reporter.report(p, d, t);
+    let report = flynnrel::package::package(opts, &mut cb)?;
+    drop(reporter);
+    for s in &report.skipped {
+        if !out.quiet && !out.json {
+            eprintln!("notice: skipped {s}");
+        }
+    }
+    for a in &report.assets {
+        out.line(&[
+            ("asset", a.name.clone()),
+            ("size", a.size.to_string()),
+            ("sha512", a.sha512.clone()),
+        ]);
+    }
+    out.line(&[
+        ("version", report.version.clone()),
+        ("out", report.out_dir.display().to_string()),
+        ("assets", report.assets.len().to_string()),
+        ("layers", report.layers.len().to_string()),
+        ("signed", report.signed.to_string()),
+        ("unchanged", report.unchanged.to_string()),
+    ]);
+    out.json(
+        &serde_json::to_value(&report)
+            .map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?,
+    );
+    Ok(0)
+}
+
+fn verify_cmd(g: &Global, out: Out, dir: &std::path::Path, version: Option<&str>) -> Result<u8> {
+    let key = g
+        .public_key
+        .as_deref()
+        .map(flynnrel::signature::TrustedKey::parse)
+        .transpose()?;
+    let report = flynnrel::package::verify_dir(dir, key.as_ref(), Some(&g.repo), version)?;
+    out.line(&[
+        ("verified", report.dir.display().to_string()),
+        ("assets", report.assets.len().to_string()),
+        (
+            "signature",
+            if report.signature_checked {
+                "valid"
+            } else {
+                "not checked"
+            }
+            .to_string(),
+        ),
+    ]);
+    out.json(
+        &serde_json::to_value(&report)
+            .map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?,
+    );
+    Ok(0)
+}
+
 fn serve_cmd(
     out: Out,
     dir: &std::path::Path,
@@ -258,4 +391,14 @@ fn serve_cmd(
     out.json(&urls);
     server.wait();
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -1,0 +1,788 @@
+//! Packaging a release from Flynn's build tree, and verifying a release folder (SPEC §2, §6).
+//!
+//! Everything is built in a staging folder created exclusively next to the output folder and
+//! moved into place only when complete, so an error (or a cancel) changes nothing. Compression
+//! streams through [`crate::gz::ParGzWriter`] (parallel, reproducible, hashed while written);
+//! layers are tarred with fixed headers (sorted, uid/gid 0, mtime 0, mode 0644) and their
+//! sha512/256 is checked against `images.json` while they stream into the archive.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha512_256};
+
+use crate::checksums::{Checksums, eq_hex, hex, sha512_file, sha512_hex};
+use crate::error::{Error, ErrorKind, Result};
+use crate::fetch::Progress;
+use crate::gz::{self, ParGzWriter};
+use crate::layers::{self, LayerSpec};
+use crate::release::{
+    self, CHECKSUMS_ASSET, COMPONENTS, INSTALL_SCRIPT_ASSET, LAYERS_ASSET, LAYERS_BUILD_DIR,
+};
+use crate::signature::{self, SIGNATURE_ASSET, TrustedKey};
+use crate::version::Version;
+
+/// The install script, compiled in so that the helper can bake it into any release.
+pub const INSTALL_SCRIPT_TEMPLATE: &str = include_str!("../script/install-flynn-github");
+
+/// What to package.
+#[derive(Debug, Clone)]
+pub struct PackageOptions {
+    /// The release version = tag (`v20240127.0`).
+    pub version: String,
+    /// `OWNER/NAME`, baked into `install-flynn` and the signature.
+    pub repository: String,
+    /// Flynn's build tree (`build/`).
+    pub build_dir: PathBuf,
+    /// Where the assets go (`release-artifacts/`); must not exist, be empty, or already hold
+    /// exactly this release.
+    pub out_dir: PathBuf,
+    /// The helper binary to publish; `None` = the running executable.
+    pub helper: Option<PathBuf>,
+    /// The helper's platform in Go's names; `None` = this machine.
+    pub helper_platform: Option<(String, String)>,
+    /// A minisign secret key to sign `checksums.sha512` with.
+    pub sign_key: Option<PathBuf>,
+    /// Its password, for an encrypted key.
+    pub sign_password: Option<String>,
+    /// A public key to bake into `install-flynn` when not signing here (CI signs later).
+    pub public_key: Option<String>,
+    /// Compression threads (`0` = all cores).
+    pub threads: usize,
+    /// Compression level, 1–12.
+    pub level: i32,
+}
+
+impl PackageOptions {
+    /// Defaults: `build/` → `release-artifacts/`, all cores, level 6.
+    pub fn new(version: impl Into<String>, repository: impl Into<String>) -> PackageOptions {
+        PackageOptions {
+            version: version.into(),
+            repository: repository.into(),
+            build_dir: PathBuf::from("build"),
+            out_dir: PathBuf::from("release-artifacts"),
+            helper: None,
+            helper_platform: None,
+            sign_key: None,
+            sign_password: None,
+            public_key: None,
+            threads: 0,
+            level: gz::DEFAULT_LEVEL,
+        }
+    }
+}
+
+/// One asset written.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AssetInfo {
+    /// Asset name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Lowercase hex sha512.
+    pub sha512: String,
+}
+
+/// What [`package`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PackageReport {
+    /// The version packaged.
+    pub version: String,
+    /// The output folder.
+    pub out_dir: PathBuf,
+    /// Every asset, sorted by name (signature included when signed).
+    pub assets: Vec<AssetInfo>,
+    /// Optional inputs that were absent (with why).
+    pub skipped: Vec<String>,
+    /// Layers packed (ids).
+    pub layers: Vec<String>,
+    /// Whether `checksums.sha512.minisig` was written.
+    pub signed: bool,
+    /// True when the output folder already held exactly this release and was left as it was.
+    pub unchanged: bool,
+    /// Uncompressed input bytes.
+    pub bytes_in: u64,
+}
+
+/// Packages `opts.build_dir` into `opts.out_dir` (SPEC §2). See the module docs for the
+/// guarantees. Errors: `InvalidArgument` (version, repository, key), `NotFound` (a required input
+/// is missing, naming it), `InvalidData` (images.json or a layer does not match), `Io`,
+/// `Cancelled`; in every case the output folder is unchanged.
+pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageReport> {
+    let version = Version::parse(&opts.version).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("cannot package: {}", e.message()),
+        )
+    })?;
+    crate::ghrelease::client::validate_repository(&opts.repository)?;
+    let build = &opts.build_dir;
+    if !build.is_dir() {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "build directory {} does not exist; run Flynn's `make release` first or pass --build-dir",
+                build.display()
+            ),
+        ));
+    }
+    let threads = if opts.threads == 0 {
+        gz::default_threads()
+    } else {
+        opts.threads
+    };
+
+    // Inputs, checked before anything is written.
+    let mut skipped = Vec::new();
+    let mut inputs: Vec<(&'static str, PathBuf)> = Vec::new();
+    for c in &COMPONENTS {
+        let p = build.join(c.build_path);
+        if p.is_file() {
+            inputs.push((c.asset, p));
+        } else if c.required {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "{} is missing from the build tree; it is required for {}",
+                    p.display(),
+                    c.asset
+                ),
+            ));
+        } else {
+            skipped.push(format!("{} (no {})", c.asset, p.display()));
+        }
+    }
+    let images_path = build.join("manifests/images.json");
+    let images = std::fs::read(&images_path).map_err(|e| Error::io("read", &images_path, e))?;
+    let layer_specs = layers::layers_from_images_json(&images, &images_path.display().to_string())?;
+    let layer_dir = build.join(LAYERS_BUILD_DIR);
+    for spec in &layer_specs {
+        let p = layer_dir.join(spec.file_name());
+        let len = std::fs::metadata(&p).map(|m| m.len()).map_err(|_| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "{} lists layer {} but {} is missing; rebuild the layers",
+                    images_path.display(),
+                    spec.id,
+                    p.display()
+                ),
+            )
+        })?;
+        if len != spec.length {
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "{} is {len} bytes but {} says {}; rebuild the layers",
+                    p.display(),
+                    images_path.display(),
+                    spec.length
+                ),
+            ));
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(&layer_dir) {
+        let wanted: Vec<String> = layer_specs.iter().map(|s| s.file_name()).collect();
+        let mut extra: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".squashfs") && !wanted.contains(n))
+            .collect();
+        extra.sort();
+        skipped.extend(
+            extra
+                .into_iter()
+                .map(|n| format!("{LAYERS_BUILD_DIR}/{n} (not referenced by images.json)")),
+        );
+    }
+    let helper = match &opts.helper {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot locate the running flynn-release: {e}; pass --helper"),
+            )
+        })?,
+    };
+    if !helper.is_file() {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "helper binary {} does not exist; pass --helper",
+                helper.display()
+            ),
+        ));
+    }
+    let (os, arch) = match &opts.helper_platform {
+        Some((o, a)) => (o.clone(), a.clone()),
+        None => {
+            let (o, a) = release::go_os_arch();
+            (o.to_string(), a.to_string())
+        }
+    };
+    let signer = match &opts.sign_key {
+        Some(p) => Some(signature::load_secret_key(p, opts.sign_password.clone())?),
+        None => None,
+    };
+    let baked_key = match (&signer, &opts.public_key) {
+        (Some((_, pk)), _) => Some(pk.clone()),
+        (None, Some(k)) => Some(TrustedKey::parse(k)?.to_base64().to_string()),
+        (None, None) => None,
+    };
+    let script = bake_install_script(
+        INSTALL_SCRIPT_TEMPLATE,
+        &opts.repository,
+        version.as_str(),
+        baked_key.as_deref(),
+    )?;
+
+    // Staging folder beside the output, so the final move is a rename on one file system.
+    let out = &opts.out_dir;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    crate::fsutil::create_dir_all(&parent, 0o755)?;
+    let stage = tempfile::Builder::new()
+        .prefix(".flynn-release-package.")
+        .tempdir_in(&parent)
+        .map_err(|e| Error::io("create a staging folder in", &parent, e))?;
+    let sdir = stage.path();
+
+    let mut sums = Checksums::new();
+    let mut assets: BTreeMap<String, AssetInfo> = BTreeMap::new();
+    let mut bytes_in = 0u64;
+    let mut record = |name: &str, size: u64, sha: String, sums: &mut Checksums| -> Result<()> {
+        sums.insert(name, &sha)?;
+        assets.insert(
+            name.to_string(),
+            AssetInfo {
+                name: name.to_string(),
+                size,
+                sha512: sha,
+            },
+        );
+        Ok(())
+    };
+
+    for (asset, src) in &inputs {
+        let s = gzip_file(src, &sdir.join(asset), threads, opts.level, asset, progress)?;
+        bytes_in += s.bytes_in;
+        record(asset, s.bytes_out, s.sha512, &mut sums)?;
+    }
+    let helper_asset = release::helper_asset_name(&os, &arch);
+    let s = gzip_file(
+        &helper,
+        &sdir.join(&helper_asset),
+        threads,
+        opts.level,
+        &helper_asset,
+        progress,
+    )?;
+    bytes_in += s.bytes_in;
+    record(&helper_asset, s.bytes_out, s.sha512, &mut sums)?;
+
+    if !layer_specs.is_empty() {
+        let s = tar_layers(
+            &layer_dir,
+            &layer_specs,
+            &sdir.join(LAYERS_ASSET),
+            threads,
+            opts.level,
+            progress,
+        )?;
+        bytes_in += s.bytes_in;
+        record(LAYERS_ASSET, s.bytes_out, s.sha512, &mut sums)?;
+    }
+
+    write_file(&sdir.join(INSTALL_SCRIPT_ASSET), script.as_bytes(), 0o755)?;
+    record(
+        INSTALL_SCRIPT_ASSET,
+        script.len() as u64,
+        sha512_hex(script.as_bytes()),
+        &mut sums,
+    )?;
+
+    let sums_text = sums.to_text();
+    write_file(&sdir.join(CHECKSUMS_ASSET), sums_text.as_bytes(), 0o644)?;
+    assets.insert(
+        CHECKSUMS_ASSET.to_string(),
+        AssetInfo {
+            name: CHECKSUMS_ASSET.into(),
+            size: sums_text.len() as u64,
+            sha512: sha512_hex(sums_text.as_bytes()),
+        },
+    );
+    if let Some((sk, _)) = &signer {
+        let sig = signature::sign_checksums(
+            sk,
+            sums_text.as_bytes(),
+            &opts.repository,
+            version.as_str(),
+        )?;
+        write_file(&sdir.join(SIGNATURE_ASSET), sig.as_bytes(), 0o644)?;
+        assets.insert(
+            SIGNATURE_ASSET.to_string(),
+            AssetInfo {
+                name: SIGNATURE_ASSET.into(),
+                size: sig.len() as u64,
+                sha512: sha512_hex(sig.as_bytes()),
+            },
+        );
+    }
+
+    let unchanged = commit_output(stage, out, &sums_text)?;
+    Ok(PackageReport {
+        version: version.as_str().to_string(),
+        out_dir: out.clone(),
+        assets: assets.into_values().collect(),
+        skipped,
+        layers: layer_specs.iter().map(|s| s.id.clone()).collect(),
+        signed: signer.is_some(),
+        unchanged,
+        bytes_in,
+    })
+}
+
+/// Moves the finished staging folder to `out`. Returns `true` when `out` already held exactly this
+/// release (same checksums, verifying) and was left untouched.
+fn commit_output(stage: tempfile::TempDir, out: &Path, sums_text: &str) -> Result<bool> {
+    let existing: Vec<String> = match std::fs::read_dir(out) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let staged = stage.keep();
+            std::fs::rename(&staged, out).map_err(|e| {
+                let _ = std::fs::remove_dir_all(&staged);
+                Error::io("move the packaged release to", out, e)
+            })?;
+            set_dir_mode(out)?;
+            return Ok(false);
+        }
+        Err(e) => return Err(Error::io("read", out, e)),
+    };
+    if existing.is_empty() {
+        std::fs::remove_dir(out).map_err(|e| Error::io("replace the empty folder", out, e))?;
+        let staged = stage.keep();
+        std::fs::rename(&staged, out).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&staged);
+            Error::io("move the packaged release to", out, e)
+        })?;
+        set_dir_mode(out)?;
+        return Ok(false);
+    }
+    let same = std::fs::read_to_string(out.join(CHECKSUMS_ASSET))
+        .ok()
+        .as_deref()
+        == Some(sums_text)
+        && verify_dir(out, None, None, None).is_ok();
+    if same {
+        return Ok(true);
+    }
+    Err(Error::new(
+        ErrorKind::InvalidArgument,
+        format!(
+            "output folder {} already holds a different release ({} files); remove it or choose another --out",
+            out.display(),
+            existing.len()
+        ),
+    ))
+}
+
+fn set_dir_mode(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| Error::io("set permissions on", dir, e))
+}
+
+fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| Error::io("create", path, e))?;
+    f.write_all(data).map_err(|e| Error::io("write", path, e))?;
+    set_mode(path, mode)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("set permissions on", path, e))
+}
+
+fn create_output(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Error::io("create", path, e))
+}
+
+/// A reader that reports progress and can be cancelled through it.
+struct Reporting<'a, 'p, R> {
+    inner: R,
+    done: u64,
+    total: u64,
+    phase: &'a str,
+    progress: &'a mut Progress<'p>,
+}
+
+impl<R: Read> Read for Reporting<'_, '_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        if !(self.progress)(self.phase, self.done, self.total) {
+            // Not ErrorKind::Interrupted: io::copy (used by tar) retries those forever.
+            return Err(std::io::Error::other(Cancelled));
+        }
+        Ok(n)
+    }
+}
+
+/// Marks an I/O error as a cancel requested by the progress callback.
+#[derive(Debug)]
+struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cancelled by the progress callback")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+fn is_cancel(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Cancelled>())
+}
+
+fn map_stream_err(e: std::io::Error, what: &str, path: &Path) -> Error {
+    if is_cancel(&e) {
+        Error::new(
+            ErrorKind::Cancelled,
+            format!("packaging cancelled while writing {what}; nothing was changed"),
+        )
+    } else {
+        Error::io(&format!("compress {what} from"), path, e)
+    }
+}
+
+fn gzip_file(
+    src: &Path,
+    dst: &Path,
+    threads: usize,
+    level: i32,
+    asset: &str,
+    mut progress: Progress<'_>,
+) -> Result<gz::GzSummary> {
+    let f = File::open(src).map_err(|e| Error::io("open", src, e))?;
+    let total = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let phase = format!("compress {asset}");
+    let mut reader = Reporting {
+        inner: BufReader::with_capacity(1 << 20, f),
+        done: 0,
+        total,
+        phase: &phase,
+        progress: &mut progress,
+    };
+    let out = create_output(dst)?;
+    let mut w = ParGzWriter::new(out, threads, level)?;
+    std::io::copy(&mut reader, &mut w).map_err(|e| map_stream_err(e, asset, src))?;
+    let (out, summary) = w.finish().map_err(|e| Error::io("write", dst, e))?;
+    out.sync_all().map_err(|e| Error::io("fsync", dst, e))?;
+    set_mode(dst, 0o644)?;
+    Ok(summary)
+}
+
+/// A reader that hashes with sha512/256 what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha512_256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn tar_layers(
+    layer_dir: &Path,
+    specs: &[LayerSpec],
+    dst: &Path,
+    threads: usize,
+    level: i32,
+    progress: Progress<'_>,
+) -> Result<gz::GzSummary> {
+    let out = create_output(dst)?;
+    let gzw = ParGzWriter::new(out, threads, level)?;
+    let mut builder = tar::Builder::new(gzw);
+    let total: u64 = specs.iter().map(|s| s.length).sum();
+    let mut done_before = 0u64;
+    // specs are sorted by id, so entries are sorted by name.
+    for spec in specs {
+        let name = spec.file_name();
+        let src = layer_dir.join(&name);
+        let f = File::open(&src).map_err(|e| Error::io("open", &src, e))?;
+        let mut header = tar::Header::new_ustar();
+        header
+            .set_path(&name)
+            .map_err(|e| Error::new(ErrorKind::InvalidData, format!("layer name {name}: {e}")))?;
+        header.set_size(spec.length);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        let mut hashing = Hashing {
+            inner: BufReader::with_capacity(1 << 20, f).take(spec.length),
+            hasher: Sha512_256::new(),
+        };
+        let phase = "compress layers.tar.gz";
+        let mut offset_progress = |p: &str, d: u64, _t: u64| progress(p, done_before + d, total);
+        let mut op: Progress<'_> = &mut offset_progress;
+        let mut reporting = Reporting {
+            inner: &mut hashing,
+            done: 0,
+            total: spec.length,
+            phase,
+            progress: &mut op,
+        };
+        builder
+            .append(&header, &mut reporting)
+            .map_err(|e| map_stream_err(e, LAYERS_ASSET, &src))?;
+        let got = hex(&hashing.hasher.finalize());
+        if !eq_hex(&got, &spec.sha512_256) {
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "{} has sha512_256 {got} but images.json says {}; rebuild the layers",
+                    src.display(),
+                    spec.sha512_256
+                ),
+            ));
+        }
+        done_before += spec.length;
+    }
+    let gzw = builder
+        .into_inner()
+        .map_err(|e| Error::io("finish", dst, e))?;
+    let (out, summary) = gzw.finish().map_err(|e| Error::io("write", dst, e))?;
+    out.sync_all().map_err(|e| Error::io("fsync", dst, e))?;
+    set_mode(dst, 0o644)?;
+    Ok(summary)
+}
+
+/// The variables of `script/install-flynn-github` that packaging sets (one line each).
+pub const BAKED_VARIABLES: [&str; 3] = [
+    "FLYNN_DEFAULT_REPO",
+    "FLYNN_DEFAULT_VERSION",
+    "FLYNN_DEFAULT_PUBLIC_KEY",
+];
+
+/// Returns the install script with repository, version and public key baked in as defaults.
+/// The values are validated (no quoting is needed for them); `InvalidData` when the template
+/// lacks one of the [`BAKED_VARIABLES`] lines.
+pub fn bake_install_script(
+    template: &str,
+    repo: &str,
+    version: &str,
+    public_key: Option<&str>,
+) -> Result<String> {
+    let safe = |v: &str| {
+        v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./+=:".contains(c))
+    };
+    for v in [repo, version, public_key.unwrap_or("")] {
+        if !safe(v) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("cannot bake {v:?} into install-flynn: unexpected characters"),
+            ));
+        }
+    }
+    let values = [repo, version, public_key.unwrap_or("")];
+    let mut out = String::with_capacity(template.len() + 128);
+    let mut seen = [0usize; 3];
+    for line in template.split_inclusive('\n') {
+        let replaced = BAKED_VARIABLES.iter().enumerate().find_map(|(i, var)| {
+            line.starts_with(&format!("{var}=")).then(|| {
+                seen[i] += 1;
+                format!("{var}='{}'\n", values[i])
+            })
+        });
+        out.push_str(replaced.as_deref().unwrap_or(line));
+    }
+    if seen.iter().any(|&n| n != 1) {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "the install script template must set each of {} exactly once at the start of a line",
+                BAKED_VARIABLES.join(", ")
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// What [`verify_dir`] checked.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifyReport {
+    /// The folder.
+    pub dir: PathBuf,
+    /// Assets checked against `checksums.sha512`.
+    pub assets: Vec<String>,
+    /// Whether the signature was checked.
+    pub signature_checked: bool,
+}
+
+/// Checks a release folder: `checksums.sha512` exists and parses, every other file (except the
+/// signature) is listed and matches, every listed file exists; with `key`, the signature exists,
+/// verifies and names `repo` and `version`. `ChecksumMismatch`, `InvalidData`, `NotFound` or
+/// `SignatureInvalid` naming the file otherwise.
+pub fn verify_dir(
+    dir: &Path,
+    key: Option<&TrustedKey>,
+    repo: Option<&str>,
+    version: Option<&str>,
+) -> Result<VerifyReport> {
+    let sums_path = dir.join(CHECKSUMS_ASSET);
+    let text = std::fs::read_to_string(&sums_path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("{} is missing: every release needs it", sums_path.display()),
+            )
+        } else {
+            Error::io("read", &sums_path, e)
+        }
+    })?;
+    let sums = Checksums::parse(&text, &sums_path.display().to_string())?;
+    let mut present = Vec::new();
+    for e in std::fs::read_dir(dir)
+        .map_err(|e| Error::io("read", dir, e))?
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == CHECKSUMS_ASSET || name == SIGNATURE_ASSET {
+            continue;
+        }
+        if sums.get(&name).is_none() {
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "{} is not listed in {}: remove it or re-package",
+                    e.path().display(),
+                    sums_path.display()
+                ),
+            ));
+        }
+        present.push(name);
+    }
+    for (name, want) in sums.iter() {
+        let p = dir.join(name);
+        let meta = std::fs::symlink_metadata(&p).map_err(|_| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "{} lists {name} but {} is missing",
+                    sums_path.display(),
+                    p.display()
+                ),
+            )
+        })?;
+        if !meta.file_type().is_file() {
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                format!("{} is not a regular file", p.display()),
+            ));
+        }
+        let got = sha512_file(&p)?;
+        if !eq_hex(&got, want) {
+            return Err(Error::new(
+                ErrorKind::ChecksumMismatch,
+                format!(
+                    "sha512 of {} is {got}, but {} says {want}",
+                    p.display(),
+                    sums_path.display()
+                ),
+            ));
+        }
+    }
+    let mut signature_checked = false;
+    if let Some(key) = key {
+        let (Some(repo), Some(version)) = (repo, version) else {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "checking a signature needs the repository and the version it must name (--repo, --version)",
+            ));
+        };
+        let sig_path = dir.join(SIGNATURE_ASSET);
+        let sig = std::fs::read_to_string(&sig_path).map_err(|_| {
+            Error::new(
+                ErrorKind::SignatureInvalid,
+                format!(
+                    "{} is missing but a public key is configured: sign the release",
+                    sig_path.display()
+                ),
+            )
+        })?;
+        signature::verify_checksums(
+            key,
+            text.as_bytes(),
+            &sig,
+            &sig_path.display().to_string(),
+            repo,
+            version,
+        )?;
+        signature_checked = true;
+    }
+    present.sort();
+    Ok(VerifyReport {
+        dir: dir.to_path_buf(),
+        assets: present,
+        signature_checked,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_install_script_can_be_baked() {
+        let s = bake_install_script(
+            INSTALL_SCRIPT_TEMPLATE,
+            "acme/flynn",
+            "v2024.01.27.0",
+            Some("RWQabc+/="),
+        )
+        .unwrap();
+        assert!(s.contains("\nFLYNN_DEFAULT_REPO='acme/flynn'\n"));
+        assert!(s.contains("\nFLYNN_DEFAULT_VERSION='v2024.01.27.0'\n"));
+        assert!(s.contains("\nFLYNN_DEFAULT_PUBLIC_KEY='RWQabc+/='\n"));
+        assert_eq!(s.lines().count(), INSTALL_SCRIPT_TEMPLATE.lines().count());
+    }
+
+    #[test]
+    fn baking_refuses_odd_values_and_broken_templates() {
+        assert!(
+            bake_install_script(INSTALL_SCRIPT_TEMPLATE, "a/b'; rm -rf /", "v1.0.0", None).is_err()
+        );
+        assert_eq!(
+            bake_install_script("#!/bin/bash\n", "a/b", "v1.0.0", None)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidData
+        );
+    }
+}

@@ -1,0 +1,287 @@
+//! minisign signatures over `checksums.sha512` (SPEC §6).
+//!
+//! A release is signed by signing its checksums file; every other asset is bound to it by its
+//! sha512. The signature's *trusted comment* (which the signature covers) must carry the tokens
+//! `repo=<owner/name>` and `version=<tag>` of the release being installed, so a valid signature
+//! copied from another release or another repository is refused (mix-and-match). Keys and
+//! signatures are the `minisign` tool's own formats: a release signed with
+//! `minisign -S -t "repo=flynn/flynn version=v20240127.0" -m checksums.sha512` verifies here.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use minisign::{PublicKey, PublicKeyBox, SecretKey, SecretKeyBox, SignatureBox};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The signature asset's name.
+pub const SIGNATURE_ASSET: &str = "checksums.sha512.minisig";
+/// The environment variable holding the password of an encrypted secret key.
+pub const SIGN_PASSWORD_ENV: &str = "FLYNN_RELEASE_SIGN_PASSWORD";
+
+/// A minisign public key, as given by the operator: a base64 key (`RWQ…`), the text of a
+/// `minisign.pub` file, or the path of such a file.
+#[derive(Clone)]
+pub struct TrustedKey {
+    key: PublicKey,
+    base64: String,
+}
+
+impl std::fmt::Debug for TrustedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TrustedKey({})", self.base64)
+    }
+}
+
+impl TrustedKey {
+    /// Parses a key given as base64, `.pub` file text, or a path to a `.pub` file.
+    /// `InvalidArgument` when none of these fits.
+    pub fn parse(given: &str) -> Result<TrustedKey> {
+        let given = given.trim();
+        let bad = |why: String| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "invalid minisign public key {given:?}: {why}; give the base64 key (the RWQ… \
+                     line of minisign.pub) or the path of minisign.pub"
+                ),
+            )
+        };
+        let text = if given.contains('\n') || given.starts_with("RW") {
+            given.to_string()
+        } else if Path::new(given).is_file() {
+            std::fs::read_to_string(given)
+                .map_err(|e| Error::io("read the public key", Path::new(given), e))?
+        } else {
+            given.to_string()
+        };
+        let key = if text.trim_start().starts_with("untrusted comment:") {
+            PublicKeyBox::from_string(&text)
+                .and_then(PublicKeyBox::into_public_key)
+                .map_err(|e| bad(e.to_string()))?
+        } else {
+            PublicKey::from_base64(text.trim()).map_err(|e| bad(e.to_string()))?
+        };
+        let base64 = key.to_base64();
+        Ok(TrustedKey { key, base64 })
+    }
+
+    /// The key as minisign's base64 (`RWQ…`), the form stored in the receipt.
+    pub fn to_base64(&self) -> &str {
+        &self.base64
+    }
+}
+
+/// Checks that `signature` (the text of `checksums.sha512.minisig`, from `sig_source`) is a
+/// valid signature of `checksums` by `key`, and that its trusted comment names `repo` and
+/// `version`. `SignatureInvalid` otherwise, saying which check failed.
+pub fn verify_checksums(
+    key: &TrustedKey,
+    checksums: &[u8],
+    signature: &str,
+    sig_source: &str,
+    repo: &str,
+    version: &str,
+) -> Result<()> {
+    let fail = |why: String| {
+        Error::new(
+            ErrorKind::SignatureInvalid,
+            format!("signature {sig_source} is not acceptable: {why}; do not install this release"),
+        )
+    };
+    let sig =
+        SignatureBox::from_string(signature).map_err(|e| fail(format!("cannot parse it ({e})")))?;
+    minisign::verify(&key.key, &sig, Cursor::new(checksums), true, false, false).map_err(|e| {
+        fail(format!(
+            "it does not verify checksums.sha512 with public key {} ({e})",
+            key.base64
+        ))
+    })?;
+    let comment = sig
+        .trusted_comment()
+        .map_err(|e| fail(format!("no trusted comment ({e})")))?;
+    let tokens: Vec<&str> = comment.split_whitespace().collect();
+    let want_repo = format!("repo={repo}");
+    let want_version = format!("version={version}");
+    if !tokens.contains(&want_repo.as_str()) {
+        return Err(fail(format!(
+            "its trusted comment {comment:?} does not name {want_repo} (a signature for another repository)"
+        )));
+    }
+    if !tokens.contains(&want_version.as_str()) {
+        return Err(fail(format!(
+            "its trusted comment {comment:?} does not name {want_version} (a signature for another version)"
+        )));
+    }
+    Ok(())
+}
+
+/// The trusted comment a release signature carries.
+pub fn trusted_comment(repo: &str, version: &str, timestamp: u64) -> String {
+    format!("timestamp:{timestamp} file:checksums.sha512 repo={repo} version={version}")
+}
+
+/// Loads a minisign secret key file; an encrypted one needs `password`.
+/// Returns the key and its public half (base64).
+pub fn load_secret_key(path: &Path, password: Option<String>) -> Result<(SecretKey, String)> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::io("read the secret key", path, e))?;
+    let sk_box = SecretKeyBox::from_string(&text).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("{} is not a minisign secret key: {e}", path.display()),
+        )
+    })?;
+    let had_password = password.is_some();
+    let sk = match password {
+        Some(pw) => sk_box.into_secret_key(Some(pw)),
+        None => sk_box.into_unencrypted_secret_key(),
+    }
+    .map_err(|e| {
+        let hint = if had_password {
+            "check FLYNN_RELEASE_SIGN_PASSWORD".to_string()
+        } else {
+            format!("if it is password-protected, set {SIGN_PASSWORD_ENV}")
+        };
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("cannot use secret key {}: {e}; {hint}", path.display()),
+        )
+    })?;
+    let pk = PublicKey::from_secret_key(&sk).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("cannot derive the public key of {}: {e}", path.display()),
+        )
+    })?;
+    Ok((sk, pk.to_base64()))
+}
+
+/// Signs `checksums` with `sk`, binding `repo` and `version` in the trusted comment. Returns the
+/// text of `checksums.sha512.minisig`.
+pub fn sign_checksums(
+    sk: &SecretKey,
+    checksums: &[u8],
+    repo: &str,
+    version: &str,
+) -> Result<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let comment = trusted_comment(repo, version, now);
+    let sig = minisign::sign(
+        None,
+        sk,
+        Cursor::new(checksums),
+        Some(&comment),
+        Some("signature from flynn-release"),
+    )
+    .map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("signing checksums.sha512 failed: {e}"),
+        )
+    })?;
+    Ok(sig.into_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minisign::KeyPair;
+
+    fn keypair() -> (SecretKey, TrustedKey) {
+        let kp = KeyPair::generate_unencrypted_keypair().unwrap();
+        let pk = TrustedKey::parse(&kp.pk.to_base64()).unwrap();
+        (kp.sk, pk)
+    }
+
+    #[test]
+    fn sign_and_verify_binds_repo_and_version() {
+        let (sk, pk) = keypair();
+        let data = b"abc  flynn-host-linux-amd64.gz\n";
+        let sig = sign_checksums(&sk, data, "flynn/flynn", "v20240127.0").unwrap();
+        verify_checksums(&pk, data, &sig, "x.minisig", "flynn/flynn", "v20240127.0").unwrap();
+
+        let e = verify_checksums(&pk, data, &sig, "x.minisig", "flynn/flynn", "v20240128.0")
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SignatureInvalid);
+        assert!(
+            e.message().contains("version=v20240128.0") && e.message().contains("x.minisig"),
+            "{e}"
+        );
+        let e = verify_checksums(&pk, data, &sig, "x.minisig", "evil/flynn", "v20240127.0")
+            .unwrap_err();
+        assert!(e.message().contains("repo=evil/flynn"), "{e}");
+        // A token must match whole: a version that merely starts the same is refused.
+        let e = verify_checksums(&pk, data, &sig, "x", "flynn/flynn", "v20240127").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SignatureInvalid);
+    }
+
+    #[test]
+    fn tampered_data_wrong_key_and_garbage_are_refused() {
+        let (sk, pk) = keypair();
+        let (_, other) = keypair();
+        let sig = sign_checksums(&sk, b"data", "a/b", "v1.0.0").unwrap();
+        for (key, data, sig) in [
+            (&pk, &b"DATA"[..], sig.as_str()),
+            (&other, &b"data"[..], sig.as_str()),
+            (&pk, &b"data"[..], "garbage"),
+        ] {
+            let e = verify_checksums(key, data, sig, "s", "a/b", "v1.0.0").unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::SignatureInvalid, "{e}");
+        }
+    }
+
+    #[test]
+    fn key_forms() {
+        let kp = KeyPair::generate_unencrypted_keypair().unwrap();
+        let b64 = kp.pk.to_base64();
+        let boxed = kp.pk.to_box().unwrap().into_string();
+        assert_eq!(TrustedKey::parse(&boxed).unwrap().to_base64(), b64);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("minisign.pub");
+        std::fs::write(&p, &boxed).unwrap();
+        assert_eq!(
+            TrustedKey::parse(p.to_str().unwrap()).unwrap().to_base64(),
+            b64
+        );
+        for bad in ["", "RWQnope", "/no/such/file.pub"] {
+            assert_eq!(
+                TrustedKey::parse(bad).unwrap_err().kind(),
+                ErrorKind::InvalidArgument,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn secret_key_files_plain_and_encrypted() {
+        let dir = tempfile::tempdir().unwrap();
+        let kp = KeyPair::generate_unencrypted_keypair().unwrap();
+        let p = dir.path().join("plain.key");
+        std::fs::write(&p, kp.sk.to_box(None).unwrap().into_string()).unwrap();
+        let (_, pk) = load_secret_key(&p, None).unwrap();
+        assert_eq!(pk, kp.pk.to_base64());
+
+        let kp = KeyPair::generate_encrypted_keypair(Some("hunter2".into())).unwrap();
+        let p = dir.path().join("enc.key");
+        std::fs::write(&p, kp.sk.to_box(None).unwrap().into_string()).unwrap();
+        let (sk, pk) = load_secret_key(&p, Some("hunter2".into())).unwrap();
+        assert_eq!(pk, kp.pk.to_base64());
+        let sig = sign_checksums(&sk, b"x", "a/b", "v1.0.0").unwrap();
+        verify_checksums(
+            &TrustedKey::parse(&pk).unwrap(),
+            b"x",
+            &sig,
+            "s",
+            "a/b",
+            "v1.0.0",
+        )
+        .unwrap();
+        let e = load_secret_key(&p, None).unwrap_err();
+        assert!(e.message().contains(SIGN_PASSWORD_ENV), "{e}");
+        assert!(load_secret_key(&p, Some("wrong".into())).is_err());
+    }
+}
