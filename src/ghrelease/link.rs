@@ -100,7 +100,7 @@ mod tests {
     #[test]
     fn recorded_octokit_headers() {
         let path = format!(
-            "{}/../shared/testdata/github/recorded/octokit-fixtures-paginate-issues-raw.json",
+            "{}/testdata/github/recorded/octokit-fixtures-paginate-issues-raw.json",
             env!("CARGO_MANIFEST_DIR")
         );
         let text = std::fs::read_to_string(path).unwrap();

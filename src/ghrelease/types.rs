@@ -105,10 +105,7 @@ mod tests {
     use super::*;
 
     fn testdata(name: &str) -> String {
-        let path = format!(
-            "{}/../shared/testdata/github/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/testdata/github/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
     }
 

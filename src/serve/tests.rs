@@ -49,10 +49,7 @@ fn release(root: &Path, tag: &str, created: &str, extra: &str) {
 }
 
 fn testdata(name: &str) -> Value {
-    let p = format!(
-        "{}/../shared/testdata/github/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let p = format!("{}/testdata/github/{name}", env!("CARGO_MANIFEST_DIR"));
     let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {p}: {e}"));
     serde_json::from_str(&s).expect("testdata json")
 }
