@@ -13,6 +13,8 @@ pub mod fetch;
 pub mod fsutil;
 pub mod ghrelease;
 pub mod gz;
+pub mod hostlayout;
+pub mod install;
 pub mod installsource;
 pub mod layers;
 pub mod package;

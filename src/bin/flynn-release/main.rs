@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use flynnrel::ghrelease::{self, Channel, Client, ClientOptions};
+use flynnrel::hostlayout::HostLayout;
+use flynnrel::install::{InstallOptions, Target};
 use flynnrel::{Error, ErrorKind, Result, serve};
 use output::Out;
 
@@ -76,6 +78,21 @@ struct Global {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Download, verify and lay out a release, and write the install receipt.
+    Install {
+        /// The version (tag) to install.
+        #[arg(long, conflicts_with = "channel")]
+        version: Option<String>,
+        /// The channel whose newest release to install (default stable).
+        #[arg(long)]
+        channel: Option<String>,
+    },
+    /// Download, verify and lay out a release's components (no receipt).
+    Download {
+        /// The version (tag) to download.
+        #[arg(long)]
+        version: String,
+    },
     /// List releases.
     Releases {
         /// Only releases of this channel (stable or nightly), and show which one it selects.
@@ -195,6 +212,16 @@ fn run(cli: &Cli, out: Out) -> Result<u8> {
             opts.level = *level;
             package_cmd(out, &opts)
         }
+        Command::Install { version, channel } => {
+            let target = match (version, channel) {
+                (Some(v), _) => Target::Version(v.clone()),
+                (None, c) => Target::Channel(c.as_deref().unwrap_or("stable").parse()?),
+            };
+            install_cmd(&cli.global, out, target, true)
+        }
+        Command::Download { version } => {
+            install_cmd(&cli.global, out, Target::Version(version.clone()), false)
+        }
         Command::Verify { dir, version } => verify_cmd(&cli.global, out, dir, version.as_deref()),
         Command::Releases { channel } => releases(&cli.global, out, channel.as_deref()),
         Command::Serve {
@@ -268,6 +295,82 @@ fn releases(g: &Global, out: Out, channel: Option<&str>) -> Result<u8> {
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     }));
+    Ok(0)
+}
+
+fn layout(g: &Global) -> HostLayout {
+    HostLayout::new(
+        g.root.as_deref(),
+        g.bin_dir.as_deref(),
+        g.config_dir.as_deref(),
+        g.layer_dir.as_deref(),
+    )
+}
+
+fn install_cmd(g: &Global, out: Out, target: Target, receipt: bool) -> Result<u8> {
+    let client = client(g, out)?;
+    let mut opts = InstallOptions::new(layout(g), target);
+    opts.public_key = g.public_key.clone();
+    let mut reporter = progress::Reporter::new(out);
+    let mut cb = |p: &str, d: u64, t: u64| reporter.report(p, d, t);
+    let report = if receipt {
+        flynnrel::install::install(&client, &opts, &mut cb)?
+    } else {
+        flynnrel::install::download(&client, &opts, &mut cb)?
+    };
+    drop(reporter);
+    for f in &report.files {
+        out.line(&[
+            ("file", f.path.display().to_string()),
+            ("sha512", f.sha512.clone()),
+        ]);
+    }
+    for l in &report.skipped_layers {
+        out.line(&[
+            ("skipped_layer", l.clone()),
+            ("reason", "already present and valid".into()),
+        ]);
+    }
+    if report.already_installed {
+        out.line(&[
+            ("version", report.version.clone()),
+            ("repository", report.repository.clone()),
+            ("already_installed", "true".into()),
+            (
+                "message",
+                format!(
+                    "{} is already installed from {}; nothing to do",
+                    report.version, report.repository
+                ),
+            ),
+        ]);
+    } else {
+        out.line(&[
+            ("version", report.version.clone()),
+            ("repository", report.repository.clone()),
+            (
+                "signature",
+                if report.signature_verified {
+                    "verified"
+                } else {
+                    "none"
+                }
+                .into(),
+            ),
+            (
+                "receipt",
+                report
+                    .receipt
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+        ]);
+    }
+    out.json(
+        &serde_json::to_value(&report)
+            .map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?,
+    );
     Ok(0)
 }
 

@@ -1,0 +1,944 @@
+//! Downloading, verifying and laying out a release on a host; writing the receipt (SPEC §4–§6).
+//!
+//! The transaction has two halves. [`stage`] does everything that can fail for outside reasons
+//! (network, tampering, bad archives): it fetches `checksums.sha512` (and verifies its signature
+//! when a key is configured), then every component in parallel, each streamed into an exclusive
+//! temp file in its destination directory, hashed, capped, decompressed with a cap, and layers
+//! extracted by exact expected name and checked against `images.json`. Nothing visible changes.
+//! [`Staged::commit`] then renames the verified files into place, and [`Staged::switch`] moves the
+//! symlinks (recording the previous state for rollback). A failure in `stage` leaves the host as
+//! it was; dropping a `Staged` removes its temp files and any directory it created.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sha2::{Digest, Sha512_256};
+use tempfile::NamedTempFile;
+
+use crate::checksums::{Checksums, eq_hex, hex};
+use crate::error::{Error, ErrorKind, Result};
+use crate::fetch::{self, Progress};
+use crate::ghrelease::{Asset, Channel, Client, Release};
+use crate::hostlayout::{self, CreatedDirs, HostLayout, PreviousState};
+use crate::installsource::{InstallSource, Source};
+use crate::layers::{self, LayerSpec};
+use crate::release::{self, CHECKSUMS_ASSET, COMPONENTS, LAYERS_ASSET, Role};
+use crate::signature::{self, SIGNATURE_ASSET, TrustedKey};
+use crate::version::Version;
+
+/// Largest accepted `checksums.sha512` or signature.
+const MAX_SMALL_ASSET: u64 = 1 << 20;
+/// Default cap on a decompressed binary.
+pub const DEFAULT_MAX_BINARY: u64 = 1 << 30;
+/// Cap on a decompressed manifest.
+const MAX_MANIFEST: u64 = 64 << 20;
+
+/// Which release to install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Exactly this tag.
+    Version(String),
+    /// The newest release of a channel, by version order.
+    Channel(Channel),
+}
+
+/// A file the transaction wrote.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WrittenFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Lowercase hex sha512 of its content.
+    pub sha512: String,
+}
+
+/// The components of a release, downloaded and verified, waiting in temp files.
+#[derive(Debug)]
+pub struct Staged {
+    /// The release's version.
+    pub version: Version,
+    /// Whether the checksums' signature was verified.
+    pub signature_verified: bool,
+    binaries: Vec<(&'static str, NamedTempFile)>,
+    images: NamedTempFile,
+    bootstrap: NamedTempFile,
+    layers: Vec<(LayerSpec, NamedTempFile)>,
+    /// Layers that were already present and valid.
+    pub skipped_layers: Vec<String>,
+    /// Every layer the release needs.
+    pub all_layers: Vec<String>,
+    dirs: CreatedDirs,
+    layout: HostLayout,
+}
+
+/// Resolves `target` to a release and its version.
+pub fn resolve(client: &Client, target: &Target) -> Result<(Release, Version)> {
+    match target {
+        Target::Version(v) => {
+            let version = Version::parse(v)
+                .map_err(|e| Error::new(ErrorKind::InvalidArgument, e.message().to_string()))?;
+            let rel = client.release_by_tag(version.as_str())?;
+            if rel.draft {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("release {v} is a draft; publish it first"),
+                ));
+            }
+            Ok((rel, version))
+        }
+        Target::Channel(c) => client.channel_release(*c, None),
+    }
+}
+
+fn asset<'r>(rel: &'r Release, name: &str) -> Result<&'r Asset> {
+    rel.asset(name).ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "release {} has no asset {name}; it is incomplete: re-publish it",
+                rel.tag_name
+            ),
+        )
+    })
+}
+
+/// Downloads a small asset (checksums, signature) into memory, capped.
+fn fetch_small(client: &Client, a: &Asset) -> Result<Vec<u8>> {
+    if a.size > MAX_SMALL_ASSET {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!(
+                "{} is {} bytes; more than the {MAX_SMALL_ASSET}-byte limit",
+                a.name, a.size
+            ),
+        ));
+    }
+    let mut dl = client.open_asset(a, 0)?;
+    let mut buf = Vec::new();
+    (&mut dl.response)
+        .take(MAX_SMALL_ASSET + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Network,
+                format!("reading {} from {} failed: {e}", a.name, dl.url),
+            )
+        })?;
+    if buf.len() as u64 > MAX_SMALL_ASSET {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!(
+                "{} from {} is larger than {MAX_SMALL_ASSET} bytes",
+                a.name, dl.url
+            ),
+        ));
+    }
+    if buf.len() as u64 != a.size {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "{} from {} is {} bytes but the release says {}; try again",
+                a.name,
+                dl.url,
+                buf.len(),
+                a.size
+            ),
+        ));
+    }
+    if let Some(want) = a.sha256_digest() {
+        let got = hex(&sha2::Sha256::digest(&buf));
+        if !eq_hex(&got, want) {
+            return Err(Error::new(
+                ErrorKind::ChecksumMismatch,
+                format!(
+                    "sha256 of {} from {} is {got}, but GitHub's asset digest says {want}; do not install this release",
+                    a.name, dl.url
+                ),
+            ));
+        }
+    }
+    Ok(buf)
+}
+
+/// Fetches and checks `checksums.sha512` (and its signature when `key` is given) of `rel`.
+pub fn fetch_checksums(
+    client: &Client,
+    rel: &Release,
+    key: Option<&TrustedKey>,
+) -> Result<(Checksums, bool)> {
+    let sums_asset = asset(rel, CHECKSUMS_ASSET).map_err(|_| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("release {} of {} has no {CHECKSUMS_ASSET}; refusing to install an unverifiable release", rel.tag_name, client.repository()),
+        )
+    })?;
+    let bytes = fetch_small(client, sums_asset)?;
+    let source = sums_asset.browser_download_url.clone();
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("{source} is not UTF-8 text"),
+        )
+    })?;
+    let mut verified = false;
+    if let Some(key) = key {
+        let sig_asset = rel.asset(SIGNATURE_ASSET).ok_or_else(|| {
+            Error::new(
+                ErrorKind::SignatureInvalid,
+                format!(
+                    "release {} has no {SIGNATURE_ASSET} but a public key is configured; refusing an unsigned release",
+                    rel.tag_name
+                ),
+            )
+        })?;
+        let sig = fetch_small(client, sig_asset)?;
+        let sig = String::from_utf8(sig).map_err(|_| {
+            Error::new(
+                ErrorKind::SignatureInvalid,
+                format!("{} is not text", sig_asset.browser_download_url),
+            )
+        })?;
+        signature::verify_checksums(
+            key,
+            text.as_bytes(),
+            &sig,
+            &sig_asset.browser_download_url,
+            &client.repository(),
+            &rel.tag_name,
+        )?;
+        verified = true;
+    }
+    Ok((Checksums::parse(&text, &source)?, verified))
+}
+
+/// Shared progress: several download threads report through one callback; a `false` from it
+/// stops all of them.
+struct SharedProgress<'p> {
+    inner: Mutex<Progress<'p>>,
+    cancelled: AtomicBool,
+}
+
+impl SharedProgress<'_> {
+    fn report(&self, phase: &str, done: u64, total: u64) -> bool {
+        if self.cancelled.load(Ordering::Relaxed) {
+            return false;
+        }
+        let keep = match self.inner.lock() {
+            Ok(mut p) => (*p)(phase, done, total),
+            Err(_) => false,
+        };
+        if !keep {
+            self.cancelled.store(true, Ordering::Relaxed);
+        }
+        keep
+    }
+}
+
+/// Downloads and verifies every component of `rel` for `layout` (see the module docs).
+pub fn stage(
+    client: &Client,
+    layout: &HostLayout,
+    rel: &Release,
+    version: &Version,
+    key: Option<&TrustedKey>,
+    max_binary: u64,
+    progress: Progress<'_>,
+) -> Result<Staged> {
+    let (sums, signature_verified) = fetch_checksums(client, rel, key)?;
+    // Plan first: every component must be in the release and in checksums.sha512 before any
+    // byte of it is downloaded.
+    let mut plan: Vec<(&'static str, &Asset, &str)> = Vec::new();
+    for c in &COMPONENTS {
+        if c.role == Role::OtherPlatform {
+            continue;
+        }
+        match rel.asset(c.asset) {
+            Some(a) => plan.push((c.asset, a, sums.require(c.asset, CHECKSUMS_ASSET)?)),
+            None if c.required => return Err(asset(rel, c.asset).unwrap_err()),
+            None => {}
+        }
+    }
+    let mut dirs = CreatedDirs::default();
+    dirs.ensure(&layout.bin_dir)?;
+    dirs.ensure(&layout.config_dir)?;
+
+    let shared = SharedProgress {
+        inner: Mutex::new(progress),
+        cancelled: AtomicBool::new(false),
+    };
+
+    // images.json first: it says which layers the release needs.
+    let images_asset = rel
+        .asset("images.json.gz")
+        .ok_or_else(|| asset(rel, "images.json.gz").unwrap_err())?;
+    let images = fetch_and_gunzip(
+        client,
+        images_asset,
+        sums.require("images.json.gz", CHECKSUMS_ASSET)?,
+        &layout.config_dir,
+        MAX_MANIFEST,
+        &shared,
+    )?;
+    let images_bytes =
+        std::fs::read(images.path()).map_err(|e| Error::io("read", images.path(), e))?;
+    let specs = layers::layers_from_images_json(&images_bytes, &images_asset.browser_download_url)?;
+    let mut skipped_layers = Vec::new();
+    let mut needed: Vec<LayerSpec> = Vec::new();
+    for s in &specs {
+        if layers::layer_file_is_valid(&layout.layer_file(&s.id), s) {
+            skipped_layers.push(s.id.clone());
+        } else {
+            needed.push(s.clone());
+        }
+    }
+    let layers_plan = if needed.is_empty() {
+        None
+    } else {
+        let a = asset(rel, LAYERS_ASSET)?;
+        let sha = sums.require(LAYERS_ASSET, CHECKSUMS_ASSET)?;
+        dirs.ensure(&layout.layer_dir)?;
+        Some((a, sha))
+    };
+
+    let result = std::thread::scope(|s| -> Result<_> {
+        let mut handles = Vec::new();
+        for (name, a, sha) in &plan {
+            let comp = release::component(name);
+            let dest = match comp.map(|c| c.role) {
+                Some(Role::HostBinary(_)) => (&layout.bin_dir, max_binary),
+                Some(Role::BootstrapManifest) => (&layout.config_dir, MAX_MANIFEST),
+                _ => continue,
+            };
+            let shared = &shared;
+            handles.push((
+                *name,
+                s.spawn(move || fetch_and_gunzip(client, a, sha, dest.0, dest.1, shared)),
+            ));
+        }
+        let layer_handle = layers_plan.map(|(a, sha)| {
+            let needed = &needed;
+            let shared = &shared;
+            s.spawn(move || fetch_layers(client, a, sha, &layout.layer_dir, needed, shared))
+        });
+        let mut binaries = Vec::new();
+        let mut bootstrap = None;
+        let mut first_err: Option<Error> = None;
+        for (name, h) in handles {
+            match h.join().unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Panic,
+                    format!("download of {name} panicked"),
+                ))
+            }) {
+                Ok(tmp) => match release::component(name).map(|c| c.role) {
+                    Some(Role::HostBinary(bin)) => binaries.push((bin, tmp)),
+                    _ => bootstrap = Some(tmp),
+                },
+                Err(e) => {
+                    shared.cancelled.store(true, Ordering::Relaxed);
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        let staged_layers = match layer_handle {
+            Some(h) => match h
+                .join()
+                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Panic, "layer extraction panicked")))
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        Ok((binaries, bootstrap, staged_layers))
+    });
+    let (binaries, bootstrap, staged_layers) = result?;
+    let bootstrap =
+        bootstrap.ok_or_else(|| asset(rel, "bootstrap-manifest.json.gz").unwrap_err())?;
+    if !binaries.iter().any(|(n, _)| *n == "flynn-host") {
+        return Err(asset(rel, "flynn-host-linux-amd64.gz").unwrap_err());
+    }
+    Ok(Staged {
+        version: version.clone(),
+        signature_verified,
+        binaries,
+        images,
+        bootstrap,
+        layers: staged_layers,
+        skipped_layers,
+        all_layers: specs.iter().map(|s| s.id.clone()).collect(),
+        dirs,
+        layout: layout.clone(),
+    })
+}
+
+/// Downloads `a` (verified against `sha512`) beside `dir` and decompresses it into a new temp file
+/// in `dir`, capped at `cap` bytes. The compressed temp file is removed either way.
+fn fetch_and_gunzip(
+    client: &Client,
+    a: &Asset,
+    sha512: &str,
+    dir: &Path,
+    cap: u64,
+    shared: &SharedProgress<'_>,
+) -> Result<NamedTempFile> {
+    let mut cb = |p: &str, d: u64, t: u64| shared.report(p, d, t);
+    let fetched = fetch::fetch_asset(client, a, dir, sha512, &mut cb)?;
+    let input = fetched.reopen()?;
+    let stem = a.name.trim_end_matches(".gz");
+    let mut out = tempfile::Builder::new()
+        .prefix(&format!(".{stem}."))
+        .suffix(".new")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create a temp file in", dir, e))?;
+    crate::gz::gunzip_capped(input, out.as_file_mut(), cap, &a.name)?;
+    out.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("fsync", out.path(), e))?;
+    drop(fetched);
+    Ok(out)
+}
+
+/// Downloads `layers.tar.gz` and extracts exactly the `needed` layers into temp files in
+/// `layer_dir`, each checked against its length and sha512/256. Every other kind of entry
+/// (links, devices, directories, absolute or `..` paths, unknown or repeated names) is refused.
+fn fetch_layers(
+    client: &Client,
+    a: &Asset,
+    sha512: &str,
+    layer_dir: &Path,
+    needed: &[LayerSpec],
+    shared: &SharedProgress<'_>,
+) -> Result<Vec<(LayerSpec, NamedTempFile)>> {
+    let mut cb = |p: &str, d: u64, t: u64| shared.report(p, d, t);
+    let fetched = fetch::fetch_asset(client, a, layer_dir, sha512, &mut cb)?;
+    let source = a.browser_download_url.as_str();
+    // The archive holds every layer of the release; cap the decompressed stream at what those
+    // layers can take (plus tar headers and padding).
+    let all_cap: u64 = needed.iter().map(|s| s.length + 1024).sum::<u64>();
+    let input = fetched.reopen()?;
+    let decoder =
+        flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(256 << 10, input));
+    // The archive may also hold layers we skip; allow for them with a generous fixed margin, and
+    // rely on the per-entry size checks for the rest.
+    let capped = CappedReader {
+        inner: decoder,
+        left: all_cap
+            .saturating_add(a.size.saturating_mul(4))
+            .saturating_add(1 << 20),
+        source: source.to_string(),
+    };
+    let mut archive = tar::Archive::new(capped);
+    let wanted: BTreeSet<String> = needed.iter().map(|s| s.file_name()).collect();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut out = Vec::new();
+    let entries = archive.entries().map_err(|e| tar_err(source, e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| tar_err(source, e))?;
+        let raw = entry.path_bytes().into_owned();
+        let name =
+            String::from_utf8(raw).map_err(|_| bad_entry(source, "a name that is not UTF-8"))?;
+        if name.starts_with('/')
+            || name.contains('/')
+            || name.contains('\\')
+            || name == ".."
+            || name == "."
+            || name.is_empty()
+        {
+            return Err(bad_entry(
+                source,
+                &format!("the path {name:?} (only flat <layer-id>.squashfs names are allowed)"),
+            ));
+        }
+        let kind = entry.header().entry_type();
+        if kind != tar::EntryType::Regular {
+            return Err(bad_entry(
+                source,
+                &format!("{name:?} of type {kind:?} (only regular files are allowed)"),
+            ));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(bad_entry(source, &format!("{name:?} twice")));
+        }
+        let Some(spec) = needed.iter().find(|s| s.file_name() == name) else {
+            // A layer of the release that is already present and valid here: skip its bytes.
+            if name.ends_with(".squashfs")
+                && layers::validate_layer_id(name.trim_end_matches(".squashfs"))
+            {
+                continue;
+            }
+            return Err(bad_entry(source, &format!("the unexpected name {name:?}")));
+        };
+        let size = entry.header().size().map_err(|e| tar_err(source, e))?;
+        if size != spec.length {
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "{source}: layer {name} is {size} bytes but images.json says {}; the release is corrupt",
+                    spec.length
+                ),
+            ));
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".new")
+            .tempfile_in(layer_dir)
+            .map_err(|e| Error::io("create a temp file in", layer_dir, e))?;
+        let mut h = Sha512_256::new();
+        let mut buf = vec![0u8; 256 << 10];
+        let mut got = 0u64;
+        let phase = "extract layers";
+        loop {
+            let n = entry.read(&mut buf).map_err(|e| tar_err(source, e))?;
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+            h.update(&buf[..n]);
+            tmp.write_all(&buf[..n])
+                .map_err(|e| Error::io("write", tmp.path(), e))?;
+            if !shared.report(phase, got, spec.length) {
+                return Err(Error::new(
+                    ErrorKind::Cancelled,
+                    "install cancelled; nothing was changed",
+                ));
+            }
+        }
+        let digest = hex(&h.finalize());
+        if got != spec.length || !eq_hex(&digest, &spec.sha512_256) {
+            return Err(Error::new(
+                ErrorKind::ChecksumMismatch,
+                format!(
+                    "layer {name} from {source} has sha512_256 {digest} ({got} bytes), but images.json says {} ({} bytes); \
+                     the release is corrupt or tampered: nothing was installed",
+                    spec.sha512_256, spec.length
+                ),
+            ));
+        }
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io("fsync", tmp.path(), e))?;
+        out.push((spec.clone(), tmp));
+    }
+    let missing: Vec<&String> = wanted.iter().filter(|n| !seen.contains(*n)).collect();
+    if !missing.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "{source} lacks layers {missing:?} that images.json lists; the release is incomplete"
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+fn bad_entry(source: &str, what: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidData,
+        format!("{source} has {what}; refusing the archive: the release is corrupt or malicious"),
+    )
+}
+
+fn tar_err(source: &str, e: std::io::Error) -> Error {
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+        return Error::new(inner.kind(), inner.message().to_string());
+    }
+    Error::new(
+        ErrorKind::InvalidData,
+        format!("{source} is not a valid layers archive: {e}"),
+    )
+}
+
+/// A reader that fails with `TooLarge` past `left` bytes (a gzip bomb inside the tar stream).
+struct CappedReader<R> {
+    inner: R,
+    left: u64,
+    source: String,
+}
+
+impl<R: Read> Read for CappedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            return Err(std::io::Error::other(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "{} decompresses to more than its layers can take; refusing it as a possible gzip bomb",
+                    self.source
+                ),
+            )));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+impl Staged {
+    /// Renames every verified file into place: versioned binaries (0755), `images.<ver>.json`,
+    /// new layers. Nothing the running version uses changes. Returns what was written.
+    pub fn commit_files(&mut self) -> Result<Vec<WrittenFile>> {
+        use std::os::unix::fs::PermissionsExt;
+        let ver = self.version.as_str().to_string();
+        let mut written = Vec::new();
+        for (id_spec, tmp) in self.layers.drain(..) {
+            let dest = self.layout.layer_file(&id_spec.id);
+            persist(tmp, &dest, 0o644)?;
+            written.push(WrittenFile {
+                path: dest,
+                sha512: String::new(),
+            });
+        }
+        for (name, tmp) in self.binaries.drain(..) {
+            let dest = self.layout.versioned_binary(name, &ver);
+            let sha = crate::checksums::sha512_file(tmp.path())?;
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| Error::io("set permissions on", tmp.path(), e))?;
+            persist(tmp, &dest, 0o755)?;
+            written.push(WrittenFile {
+                path: dest,
+                sha512: sha,
+            });
+        }
+        let images_dest = self.layout.images_file(&ver);
+        let images = std::mem::replace(&mut self.images, placeholder(&self.layout.config_dir)?);
+        let sha = crate::checksums::sha512_file(images.path())?;
+        persist(images, &images_dest, 0o644)?;
+        written.push(WrittenFile {
+            path: images_dest,
+            sha512: sha,
+        });
+        crate::fsutil::fsync_dir(&self.layout.bin_dir)?;
+        crate::fsutil::fsync_dir(&self.layout.config_dir)?;
+        self.dirs.commit();
+        // Layer entries get their sha512 for the report from the file itself.
+        for w in written.iter_mut().filter(|w| w.sha512.is_empty()) {
+            w.sha512 = crate::checksums::sha512_file(&w.path)?;
+        }
+        Ok(written)
+    }
+
+    /// Points the symlinks at this version and installs its bootstrap manifest, recording the
+    /// previous state first. On error, what was switched is switched back before returning.
+    pub fn switch(&mut self) -> Result<(PreviousState, Vec<WrittenFile>)> {
+        let ver = self.version.as_str().to_string();
+        let mut prev = PreviousState::default();
+        let mut names: Vec<&'static str> = COMPONENTS
+            .iter()
+            .filter_map(|c| match c.role {
+                Role::HostBinary(n) if self.layout.versioned_binary(n, &ver).exists() => Some(n),
+                _ => None,
+            })
+            .collect();
+        names.sort();
+        let boot_dest = self.layout.config_dir.join(hostlayout::BOOTSTRAP_FILE);
+        prev.remember_file(&boot_dest)?;
+        for n in &names {
+            prev.remember_link(&self.layout.bin_dir.join(n))?;
+        }
+        let cli = release::CLI_LINK;
+        let with_cli = names.contains(&cli.1);
+        if with_cli {
+            prev.remember_link(&self.layout.bin_dir.join(cli.0))?;
+        }
+        let result = (|| -> Result<Vec<WrittenFile>> {
+            let boot =
+                std::mem::replace(&mut self.bootstrap, placeholder(&self.layout.config_dir)?);
+            let sha = crate::checksums::sha512_file(boot.path())?;
+            persist(boot, &boot_dest, 0o644)?;
+            let mut written = vec![WrittenFile {
+                path: boot_dest.clone(),
+                sha512: sha,
+            }];
+            for n in &names {
+                let link = self.layout.bin_dir.join(n);
+                hostlayout::replace_symlink(&link, Path::new(&format!("{n}.{ver}")))?;
+                written.push(WrittenFile {
+                    path: link,
+                    sha512: String::new(),
+                });
+            }
+            if with_cli {
+                let link = self.layout.bin_dir.join(cli.0);
+                hostlayout::replace_symlink(&link, Path::new(cli.1))?;
+                written.push(WrittenFile {
+                    path: link,
+                    sha512: String::new(),
+                });
+            }
+            crate::fsutil::fsync_dir(&self.layout.bin_dir)?;
+            Ok(written)
+        })();
+        match result {
+            Ok(w) => Ok((prev, w)),
+            Err(e) => {
+                let _ = prev.restore();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// An empty temp file standing in for a field that was moved out.
+fn placeholder(dir: &Path) -> Result<NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(".placeholder.")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create a temp file in", dir, e))
+}
+
+fn persist(tmp: NamedTempFile, dest: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("set permissions on", tmp.path(), e))?;
+    // rename(2) replaces whatever is at dest — including a planted symlink — without following it.
+    tmp.persist(dest)
+        .map_err(|e| Error::io("rename into place", dest, e.error))?;
+    Ok(())
+}
+
+/// Options for [`install`] and [`download`].
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    /// Where to install.
+    pub layout: HostLayout,
+    /// What to install.
+    pub target: Target,
+    /// A public key from the flag or environment; the receipt's pinned key applies otherwise.
+    pub public_key: Option<String>,
+    /// Cap on a decompressed binary.
+    pub max_binary: u64,
+}
+
+impl InstallOptions {
+    /// Defaults for `layout` and `target`.
+    pub fn new(layout: HostLayout, target: Target) -> InstallOptions {
+        InstallOptions {
+            layout,
+            target,
+            public_key: None,
+            max_binary: DEFAULT_MAX_BINARY,
+        }
+    }
+}
+
+/// What [`install`] or [`download`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InstallReport {
+    /// `OWNER/NAME`.
+    pub repository: String,
+    /// The version installed.
+    pub version: String,
+    /// True when the host already ran this version from this source: nothing was done.
+    pub already_installed: bool,
+    /// Files written, with their sha512 (symlinks with an empty hash).
+    pub files: Vec<WrittenFile>,
+    /// Layers already present and valid, not downloaded.
+    pub skipped_layers: Vec<String>,
+    /// Whether the release's signature was verified.
+    pub signature_verified: bool,
+    /// The receipt written (install only).
+    pub receipt: Option<PathBuf>,
+}
+
+/// The key to enforce: the flag/env key, else the receipt's pinned key. A flag key that differs
+/// from a pinned one is refused (rotating the pin is an explicit `source set`).
+pub fn effective_key(
+    given: Option<&str>,
+    receipt: Option<&InstallSource>,
+) -> Result<Option<TrustedKey>> {
+    let given = given
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(TrustedKey::parse)
+        .transpose()?;
+    let pinned = receipt
+        .and_then(|r| r.public_key.as_deref())
+        .filter(|k| !k.is_empty())
+        .map(TrustedKey::parse)
+        .transpose()?;
+    match (given, pinned) {
+        (Some(g), Some(p)) if g.to_base64() != p.to_base64() => Err(Error::new(
+            ErrorKind::SignatureInvalid,
+            format!(
+                "the install receipt pins public key {} but {} was given; to rotate the key, change the receipt \
+                 with `flynn-release source set --public-key` first",
+                p.to_base64(),
+                g.to_base64()
+            ),
+        )),
+        (Some(g), _) => Ok(Some(g)),
+        (None, p) => Ok(p),
+    }
+}
+
+/// Downloads, verifies and lays out a release (binaries, symlinks, manifests, layers) without
+/// touching the receipt: Flynn's `flynn-host download`.
+pub fn download(
+    client: &Client,
+    opts: &InstallOptions,
+    progress: Progress<'_>,
+) -> Result<InstallReport> {
+    let receipt = InstallSource::load(&opts.layout.config_dir)?;
+    let key = effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
+    let (rel, version) = resolve(client, &opts.target)?;
+    let mut held = lock(&opts.layout)?;
+    let mut staged = stage(
+        client,
+        &opts.layout,
+        &rel,
+        &version,
+        key.as_ref(),
+        opts.max_binary,
+        progress,
+    )?;
+    let mut files = staged.commit_files()?;
+    let (_, switched) = staged.switch()?;
+    files.extend(switched);
+    held.dirs.commit();
+    Ok(InstallReport {
+        repository: client.repository(),
+        version: version.as_str().to_string(),
+        already_installed: false,
+        files,
+        skipped_layers: staged.skipped_layers.clone(),
+        signature_verified: staged.signature_verified,
+        receipt: None,
+    })
+}
+
+/// The config-dir lock and the directories created to hold it. Field order matters: the lock
+/// (and its file) goes first on drop, so an uncommitted, now empty config dir can be removed.
+pub struct Held {
+    _lock: hostlayout::ConfigLock,
+    /// Directories created for the lock; committed when the run succeeds.
+    pub dirs: CreatedDirs,
+}
+
+/// Takes the config-dir lock, creating the config dir if needed (kept only if the run commits).
+pub fn lock(layout: &HostLayout) -> Result<Held> {
+    let mut dirs = CreatedDirs::default();
+    dirs.ensure(&layout.config_dir)?;
+    let l = hostlayout::ConfigLock::acquire(&layout.config_dir)?;
+    Ok(Held { _lock: l, dirs })
+}
+
+/// `flynn-release install`: [`download`] plus the receipt (SPEC §4) and `channel.txt`. Re-running
+/// the same install is a no-op (`already_installed`). A receipt whose `highest_seen_version` is
+/// above the target refuses the install (`DowngradeRefused`): use `update --allow-downgrade`.
+pub fn install(
+    client: &Client,
+    opts: &InstallOptions,
+    progress: Progress<'_>,
+) -> Result<InstallReport> {
+    let receipt = InstallSource::load(&opts.layout.config_dir)?;
+    let key = effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
+    let (rel, version) = resolve(client, &opts.target)?;
+    let repo = client.repository();
+    if let Some(r) = &receipt {
+        if r.source == Source::Github
+            && r.repository.eq_ignore_ascii_case(&repo)
+            && r.version == version.as_str()
+            && hostlayout::linked_version(&opts.layout.bin_dir, "flynn-host").as_deref()
+                == Some(version.as_str())
+            && opts
+                .layout
+                .versioned_binary("flynn-host", version.as_str())
+                .is_file()
+        {
+            return Ok(InstallReport {
+                repository: repo,
+                version: version.as_str().to_string(),
+                already_installed: true,
+                files: Vec::new(),
+                skipped_layers: Vec::new(),
+                signature_verified: false,
+                receipt: Some(crate::installsource::receipt_path(&opts.layout.config_dir)),
+            });
+        }
+        if let Some(high) = r.highest_seen() {
+            if high.scheme() == version.scheme() && version.compare(&high)?.is_lt() {
+                return Err(Error::new(
+                    ErrorKind::DowngradeRefused,
+                    format!(
+                        "this host has already run {high}; installing the older {version} is refused (anti-rollback). \
+                         To downgrade on purpose run `flynn-release update --version {version} --allow-downgrade`"
+                    ),
+                ));
+            }
+        }
+    }
+    let mut held = lock(&opts.layout)?;
+    let mut staged = stage(
+        client,
+        &opts.layout,
+        &rel,
+        &version,
+        key.as_ref(),
+        opts.max_binary,
+        progress,
+    )?;
+    let mut files = staged.commit_files()?;
+    let (prev, switched) = staged.switch()?;
+    files.extend(switched);
+
+    let mut new = match receipt {
+        Some(mut r) => {
+            r.source = Source::Github;
+            r.repository = repo.clone();
+            r.version = version.as_str().to_string();
+            r.installed_at =
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            r
+        }
+        None => InstallSource::new_github(&repo, version.as_str(), std::time::SystemTime::now()),
+    };
+    if new.raise_highest_seen(&version).is_err() {
+        // The stored highest version is of another scheme (the repository changed its version
+        // scheme): the two cannot be compared, so anti-rollback restarts from this version.
+        new.highest_seen_version = Some(version.as_str().to_string());
+    }
+    let channel = match &opts.target {
+        Target::Channel(c) => Some(c.as_str().to_string()),
+        Target::Version(_) => new
+            .channel
+            .clone()
+            .or(Some(Channel::Stable.as_str().to_string())),
+    };
+    new.channel = channel.clone();
+    new.api_url = Some(client.options().api_url.clone());
+    if let Some(k) = &key {
+        new.public_key = Some(k.to_base64().to_string());
+    }
+    let receipt_written = (|| -> Result<()> {
+        if let Some(c) = &channel {
+            crate::fsutil::atomic_write(
+                &opts.layout.config_dir.join(hostlayout::CHANNEL_FILE),
+                format!("{c}\n").as_bytes(),
+                0o644,
+            )?;
+        }
+        new.save(&opts.layout.config_dir)
+    })();
+    if let Err(e) = receipt_written {
+        let _ = prev.restore();
+        return Err(e);
+    }
+    held.dirs.commit();
+    Ok(InstallReport {
+        repository: repo,
+        version: version.as_str().to_string(),
+        already_installed: false,
+        files,
+        skipped_layers: staged.skipped_layers.clone(),
+        signature_verified: staged.signature_verified,
+        receipt: Some(crate::installsource::receipt_path(&opts.layout.config_dir)),
+    })
+}
