@@ -193,8 +193,7 @@ fn name_field(rest: &str) -> std::result::Result<&str, String> {
         .strip_prefix(' ')
         .or_else(|| rest.strip_prefix('*'))
         .ok_or_else(|| {
-            "expected two spaces (text mode) or ` *` (binary mode) between the hash and the name"
-                .to_string()
+            "expected two spaces (text mode) or ` *` (binary mode) between the hash and the name".to_string()
         })?;
     if name.starts_with([' ', '\t']) {
         return Err("extra whitespace between the hash and the name".into());
@@ -205,10 +204,7 @@ fn name_field(rest: &str) -> std::result::Result<&str, String> {
 /// Check a sha512 hex digest and return it lowercase.
 fn normalise_hash(hash: &str) -> std::result::Result<String, String> {
     if !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
-            "the hash {:?} is not hexadecimal",
-            truncate_for_message(hash)
-        ));
+        return Err(format!("the hash {:?} is not hexadecimal", truncate_for_message(hash)));
     }
     if hash.len() != SHA512_HEX_LEN {
         return Err(format!(
@@ -229,14 +225,10 @@ fn validate_name_str(name: &str) -> std::result::Result<(), String> {
         return Err("the file name is empty".into());
     }
     if name == "." || name == ".." {
-        return Err(format!(
-            "{name:?} is a directory reference, not an asset name"
-        ));
+        return Err(format!("{name:?} is a directory reference, not an asset name"));
     }
     if name.contains(['/', '\\']) {
-        return Err(format!(
-            "{name:?} is a path; asset names are plain file names"
-        ));
+        return Err(format!("{name:?} is a path; asset names are plain file names"));
     }
     if name.chars().any(char::is_control) {
         // Covers NUL, newlines, tabs and escape sequences that could forge terminal output.
@@ -250,8 +242,7 @@ fn validate_name_str(name: &str) -> std::result::Result<(), String> {
 /// Fails with [`ErrorKind::InvalidData`] when it is empty, `.` or `..`, contains `/` or `\`, or
 /// contains a control character (including NUL).
 pub fn validate_asset_name(name: &str) -> Result<()> {
-    validate_name_str(name)
-        .map_err(|why| Error::new(ErrorKind::InvalidData, format!("invalid asset name: {why}")))
+    validate_name_str(name).map_err(|why| Error::new(ErrorKind::InvalidData, format!("invalid asset name: {why}")))
 }
 
 /// Lowercase hex of `bytes`. Never fails.
@@ -340,22 +331,12 @@ mod tests {
         assert_eq!(sums.get("flynn-host-linux-amd64.gz"), Some(h('a').as_str()));
         // Uppercase normalised to lowercase.
         assert_eq!(sums.get("images.json.gz"), Some(h('b').as_str()));
-        assert_eq!(
-            sums.require("install-flynn", "checksums.sha512").unwrap(),
-            h('0')
-        );
+        assert_eq!(sums.require("install-flynn", "checksums.sha512").unwrap(), h('0'));
         assert_eq!(
             sums.names().collect::<Vec<_>>(),
-            [
-                "flynn-host-linux-amd64.gz",
-                "images.json.gz",
-                "install-flynn"
-            ]
+            ["flynn-host-linux-amd64.gz", "images.json.gz", "install-flynn"]
         );
-        assert_eq!(
-            sums.iter().nth(1),
-            Some(("images.json.gz", h('b').as_str()))
-        );
+        assert_eq!(sums.iter().nth(1), Some(("images.json.gz", h('b').as_str())));
         assert_eq!(sums.get("flynn"), None);
         // Exact names only: no substring match.
         assert_eq!(sums.get("flynn-host"), None);
@@ -363,8 +344,7 @@ mod tests {
 
     #[test]
     fn require_names_source_and_asset() {
-        let sums =
-            Checksums::parse(&format!("{}  a\n", h('a')), "https://x/checksums.sha512").unwrap();
+        let sums = Checksums::parse(&format!("{}  a\n", h('a')), "https://x/checksums.sha512").unwrap();
         let e = sums
             .require("flynn-host-linux-amd64.gz", "https://x/checksums.sha512")
             .unwrap_err();
@@ -425,13 +405,7 @@ mod tests {
 
     #[test]
     fn validate_asset_name_rules() {
-        for ok in [
-            "flynn-host-linux-amd64.gz",
-            "-dash",
-            "a..b",
-            ".hidden",
-            "with space",
-        ] {
+        for ok in ["flynn-host-linux-amd64.gz", "-dash", "a..b", ".hidden", "with space"] {
             validate_asset_name(ok).unwrap();
         }
         for bad in ["", ".", "..", "a/b", "/abs", "a\\b", "a\0", "a\nb", "\t"] {
@@ -473,11 +447,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let mut sums = Checksums::new();
-        for (name, data) in [
-            ("b.gz", &b"bee"[..]),
-            ("a.gz", b""),
-            ("install-flynn", b"#!"),
-        ] {
+        for (name, data) in [("b.gz", &b"bee"[..]), ("a.gz", b""), ("install-flynn", b"#!")] {
             let p = dir.path().join(name);
             std::fs::write(&p, data).unwrap();
             sums.insert(name, &sha512_file(&p).unwrap()).unwrap();
@@ -511,11 +481,7 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let names = [
-            "flynn-host-linux-amd64.gz",
-            "images.json.gz",
-            "layers.tar.gz",
-        ];
+        let names = ["flynn-host-linux-amd64.gz", "images.json.gz", "layers.tar.gz"];
         for (i, name) in names.iter().enumerate() {
             std::fs::write(dir.path().join(name), vec![i as u8; 1000 * (i + 1)]).unwrap();
         }
@@ -532,10 +498,7 @@ mod tests {
             assert_eq!(sums.len(), names.len());
             for name in names {
                 let want = sha512_file(&dir.path().join(name)).unwrap();
-                assert!(eq_hex(
-                    sums.require(name, "sha512sum output").unwrap(),
-                    &want
-                ));
+                assert!(eq_hex(sums.require(name, "sha512sum output").unwrap(), &want));
             }
         }
     }

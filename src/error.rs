@@ -144,9 +144,7 @@ impl Error {
     /// An I/O error on `path`, with what was being done (`"read"`, `"create"`, …).
     pub fn io(action: &str, path: &Path, err: std::io::Error) -> Error {
         let hint = match err.kind() {
-            std::io::ErrorKind::PermissionDenied => {
-                " (permission denied: run as root or choose another --root)"
-            }
+            std::io::ErrorKind::PermissionDenied => " (permission denied: run as root or choose another --root)",
             std::io::ErrorKind::NotFound => " (not found)",
             _ => "",
         };
@@ -205,9 +203,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

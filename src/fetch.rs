@@ -48,9 +48,7 @@ impl Fetched {
 
     /// Reopens the verified bytes for reading from the start.
     pub fn reopen(&self) -> Result<File> {
-        self.file
-            .reopen()
-            .map_err(|e| Error::io("reopen", self.file.path(), e))
+        self.file.reopen().map_err(|e| Error::io("reopen", self.file.path(), e))
     }
 
     /// Renames the verified file to `dest` (same directory as the temp file), replacing it
@@ -132,10 +130,8 @@ pub fn fetch_asset(
             sha512 = Sha512::new();
             sha256 = Sha256::new();
             let f = file.as_file_mut();
-            f.set_len(0)
-                .map_err(|e| Error::io("truncate", dest_dir, e))?;
-            f.seek(SeekFrom::Start(0))
-                .map_err(|e| Error::io("seek", dest_dir, e))?;
+            f.set_len(0).map_err(|e| Error::io("truncate", dest_dir, e))?;
+            f.seek(SeekFrom::Start(0)).map_err(|e| Error::io("seek", dest_dir, e))?;
         }
         if let Some(len) = dl.content_length {
             if written + len > cap {
@@ -181,10 +177,8 @@ pub fn fetch_asset(
             sha512 = Sha512::new();
             sha256 = Sha256::new();
             let f = file.as_file_mut();
-            f.set_len(0)
-                .map_err(|e| Error::io("truncate", dest_dir, e))?;
-            f.seek(SeekFrom::Start(0))
-                .map_err(|e| Error::io("seek", dest_dir, e))?;
+            f.set_len(0).map_err(|e| Error::io("truncate", dest_dir, e))?;
+            f.seek(SeekFrom::Start(0)).map_err(|e| Error::io("seek", dest_dir, e))?;
         }
     }
 

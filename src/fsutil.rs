@@ -43,15 +43,11 @@ pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .tempfile_in(&dir)
         .map_err(|e| Error::io("create a temporary file in", &dir, e))?;
     let tmp_path = tmp.path().to_path_buf();
-    tmp.write_all(data)
-        .map_err(|e| Error::io("write", &tmp_path, e))?;
+    tmp.write_all(data).map_err(|e| Error::io("write", &tmp_path, e))?;
     set_mode(tmp.as_file(), mode).map_err(|e| Error::io("set permissions on", &tmp_path, e))?;
     // Data must be on disk before the rename is, or a crash could leave an empty file at `path`.
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("sync", &tmp_path, e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io("replace", path, e.error))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io("sync", &tmp_path, e))?;
+    tmp.persist(path).map_err(|e| Error::io("replace", path, e.error))?;
     fsync_dir(&dir)
 }
 

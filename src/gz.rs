@@ -27,9 +27,7 @@ pub const DEFAULT_LEVEL: i32 = 6;
 
 /// The number of worker threads to use by default: every available core.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// What a finished compression produced.
@@ -148,9 +146,7 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
             .writer
             .take()
             .ok_or_else(|| io::Error::other("gzip writer already finished"))?;
-        let (inner, bytes_out, sha512) = writer
-            .join()
-            .map_err(|_| io::Error::other("gzip writer panicked"))??;
+        let (inner, bytes_out, sha512) = writer.join().map_err(|_| io::Error::other("gzip writer panicked"))??;
         Ok((
             inner,
             GzSummary {
@@ -214,9 +210,7 @@ fn write_in_order<W: Write>(
         }
     }
     if !pending.is_empty() {
-        return Err(io::Error::other(
-            "gzip chunks missing at the end of the stream",
-        ));
+        return Err(io::Error::other("gzip chunks missing at the end of the stream"));
     }
     inner.flush()?;
     Ok((inner, written, hex(&hasher.finalize())))
@@ -224,14 +218,8 @@ fn write_in_order<W: Write>(
 
 /// Decompresses a (multi-member) gzip stream from `input` into `output`, refusing to produce more
 /// than `cap` bytes (a gzip bomb). `source` names the asset in errors. Returns the bytes written.
-pub fn gunzip_capped(
-    input: impl Read,
-    output: &mut impl Write,
-    cap: u64,
-    source: &str,
-) -> Result<u64> {
-    let mut decoder =
-        flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(256 << 10, input));
+pub fn gunzip_capped(input: impl Read, output: &mut impl Write, cap: u64, source: &str) -> Result<u64> {
+    let mut decoder = flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(256 << 10, input));
     let mut buf = vec![0u8; 256 << 10];
     let mut total = 0u64;
     loop {
@@ -254,12 +242,9 @@ pub fn gunzip_capped(
                 ),
             ));
         }
-        output.write_all(&buf[..n]).map_err(|e| {
-            Error::new(
-                ErrorKind::Io,
-                format!("writing the decompressed {source} failed: {e}"),
-            )
-        })?;
+        output
+            .write_all(&buf[..n])
+            .map_err(|e| Error::new(ErrorKind::Io, format!("writing the decompressed {source} failed: {e}")))?;
     }
 }
 
@@ -330,11 +315,7 @@ mod tests {
             .status()
             .expect("gzip is installed");
         assert!(st.success());
-        let out = std::process::Command::new("gzip")
-            .arg("-dc")
-            .arg(&p)
-            .output()
-            .unwrap();
+        let out = std::process::Command::new("gzip").arg("-dc").arg(&p).output().unwrap();
         assert_eq!(out.stdout, data);
     }
 
@@ -344,8 +325,7 @@ mod tests {
         let (bomb, s) = compress(&zeros, 2);
         assert!(s.bytes_out < 100_000, "{}", s.bytes_out);
         let mut sink = io::sink();
-        let e =
-            gunzip_capped(&bomb[..], &mut sink, CHUNK_SIZE as u64, "layers.tar.gz").unwrap_err();
+        let e = gunzip_capped(&bomb[..], &mut sink, CHUNK_SIZE as u64, "layers.tar.gz").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TooLarge);
         assert!(
             e.message().contains("layers.tar.gz") && e.message().contains("gzip bomb"),

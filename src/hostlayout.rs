@@ -39,10 +39,7 @@ fn under(root: Option<&Path>, dir: &Path) -> PathBuf {
     match root {
         None => dir.to_path_buf(),
         Some(root) => {
-            let rel: PathBuf = dir
-                .components()
-                .filter(|c| matches!(c, Component::Normal(_)))
-                .collect();
+            let rel: PathBuf = dir.components().filter(|c| matches!(c, Component::Normal(_))).collect();
             root.join(rel)
         }
     }
@@ -103,10 +100,7 @@ impl CreatedDirs {
                 Ok(_) => {
                     return Err(Error::new(
                         ErrorKind::Io,
-                        format!(
-                            "{} exists and is not a directory; move it away",
-                            d.display()
-                        ),
+                        format!("{} exists and is not a directory; move it away", d.display()),
                     ));
                 }
                 Err(_) => missing.push(d.to_path_buf()),
@@ -197,15 +191,12 @@ impl ConfigLock {
         if rc != 0 {
             return Err(busy());
         }
-        let ours = file
-            .metadata()
-            .map_err(|e| Error::io("inspect", &path, e))?;
+        let ours = file.metadata().map_err(|e| Error::io("inspect", &path, e))?;
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => {}
             _ => return Err(busy()),
         }
-        let _ =
-            std::io::Write::write_all(&mut &file, format!("{}\n", std::process::id()).as_bytes());
+        let _ = std::io::Write::write_all(&mut &file, format!("{}\n", std::process::id()).as_bytes());
         Ok(ConfigLock { path, _file: file })
     }
 }
@@ -321,11 +312,7 @@ pub fn replace_symlink(link: &Path, target: &Path) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     for attempt in 0..16u32 {
-        let tmp = dir.join(format!(
-            ".{name}.link-{}-{attempt}-{}",
-            std::process::id(),
-            nonce()
-        ));
+        let tmp = dir.join(format!(".{name}.link-{}-{attempt}-{}", std::process::id(), nonce()));
         match std::os::unix::fs::symlink(target, &tmp) {
             Ok(()) => {
                 return std::fs::rename(&tmp, link).map_err(|e| {
@@ -371,12 +358,7 @@ mod tests {
 
     #[test]
     fn layout_under_root() {
-        let l = HostLayout::new(
-            Some(Path::new("/tmp/r")),
-            None,
-            Some(Path::new("/opt/flynn/etc")),
-            None,
-        );
+        let l = HostLayout::new(Some(Path::new("/tmp/r")), None, Some(Path::new("/opt/flynn/etc")), None);
         assert_eq!(l.bin_dir, Path::new("/tmp/r/usr/local/bin"));
         assert_eq!(l.config_dir, Path::new("/tmp/r/opt/flynn/etc"));
         assert_eq!(l.layer_dir, Path::new("/tmp/r/var/lib/flynn/layer-cache"));
@@ -385,12 +367,7 @@ mod tests {
             Path::new("/tmp/r/usr/local/bin/flynn-host.v1.0.0")
         );
         // `..` cannot climb out of the root.
-        let l = HostLayout::new(
-            Some(Path::new("/tmp/r")),
-            Some(Path::new("/../../etc")),
-            None,
-            None,
-        );
+        let l = HostLayout::new(Some(Path::new("/tmp/r")), Some(Path::new("/../../etc")), None, None);
         assert_eq!(l.bin_dir, Path::new("/tmp/r/etc"));
         let l = HostLayout::new(None, None, None, None);
         assert_eq!(l.config_dir, Path::new("/etc/flynn"));
@@ -445,25 +422,15 @@ mod tests {
         let mut prev = PreviousState::default();
         prev.remember_link(&link).unwrap();
         replace_symlink(&link, Path::new("flynn-host.v1")).unwrap();
-        assert_eq!(
-            linked_version(t.path(), "flynn-host").as_deref(),
-            Some("v1")
-        );
+        assert_eq!(linked_version(t.path(), "flynn-host").as_deref(), Some("v1"));
         let mut prev2 = PreviousState::default();
         prev2.remember_link(&link).unwrap();
         replace_symlink(&link, Path::new("flynn-host.v2")).unwrap();
         prev2.restore().unwrap();
-        assert_eq!(
-            linked_version(t.path(), "flynn-host").as_deref(),
-            Some("v1")
-        );
+        assert_eq!(linked_version(t.path(), "flynn-host").as_deref(), Some("v1"));
         prev.restore().unwrap();
         assert!(std::fs::symlink_metadata(&link).is_err());
-        assert_eq!(
-            std::fs::read_dir(t.path()).unwrap().count(),
-            0,
-            "no temp links left"
-        );
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0, "no temp links left");
         std::fs::write(&link, b"a regular file").unwrap();
         assert!(PreviousState::default().remember_link(&link).is_err());
     }

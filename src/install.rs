@@ -77,8 +77,8 @@ pub struct Staged {
 pub fn resolve(client: &Client, target: &Target) -> Result<(Release, Version)> {
     match target {
         Target::Version(v) => {
-            let version = Version::parse(v)
-                .map_err(|e| Error::new(ErrorKind::InvalidArgument, e.message().to_string()))?;
+            let version =
+                Version::parse(v).map_err(|e| Error::new(ErrorKind::InvalidArgument, e.message().to_string()))?;
             let rel = client.release_by_tag(version.as_str())?;
             if rel.draft {
                 return Err(Error::new(
@@ -129,10 +129,7 @@ fn fetch_small(client: &Client, a: &Asset) -> Result<Vec<u8>> {
     if buf.len() as u64 > MAX_SMALL_ASSET {
         return Err(Error::new(
             ErrorKind::TooLarge,
-            format!(
-                "{} from {} is larger than {MAX_SMALL_ASSET} bytes",
-                a.name, dl.url
-            ),
+            format!("{} from {} is larger than {MAX_SMALL_ASSET} bytes", a.name, dl.url),
         ));
     }
     if buf.len() as u64 != a.size {
@@ -163,25 +160,21 @@ fn fetch_small(client: &Client, a: &Asset) -> Result<Vec<u8>> {
 }
 
 /// Fetches and checks `checksums.sha512` (and its signature when `key` is given) of `rel`.
-pub fn fetch_checksums(
-    client: &Client,
-    rel: &Release,
-    key: Option<&TrustedKey>,
-) -> Result<(Checksums, bool)> {
+pub fn fetch_checksums(client: &Client, rel: &Release, key: Option<&TrustedKey>) -> Result<(Checksums, bool)> {
     let sums_asset = asset(rel, CHECKSUMS_ASSET).map_err(|_| {
         Error::new(
             ErrorKind::NotFound,
-            format!("release {} of {} has no {CHECKSUMS_ASSET}; refusing to install an unverifiable release", rel.tag_name, client.repository()),
+            format!(
+                "release {} of {} has no {CHECKSUMS_ASSET}; refusing to install an unverifiable release",
+                rel.tag_name,
+                client.repository()
+            ),
         )
     })?;
     let bytes = fetch_small(client, sums_asset)?;
     let source = sums_asset.browser_download_url.clone();
-    let text = String::from_utf8(bytes).map_err(|_| {
-        Error::new(
-            ErrorKind::InvalidData,
-            format!("{source} is not UTF-8 text"),
-        )
-    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::new(ErrorKind::InvalidData, format!("{source} is not UTF-8 text")))?;
     let mut verified = false;
     if let Some(key) = key {
         let sig_asset = rel.asset(SIGNATURE_ASSET).ok_or_else(|| {
@@ -281,8 +274,7 @@ pub fn stage(
         MAX_MANIFEST,
         &shared,
     )?;
-    let images_bytes =
-        std::fs::read(images.path()).map_err(|e| Error::io("read", images.path(), e))?;
+    let images_bytes = std::fs::read(images.path()).map_err(|e| Error::io("read", images.path(), e))?;
     let specs = layers::layers_from_images_json(&images_bytes, &images_asset.browser_download_url)?;
     let mut skipped_layers = Vec::new();
     let mut needed: Vec<LayerSpec> = Vec::new();
@@ -326,12 +318,10 @@ pub fn stage(
         let mut bootstrap = None;
         let mut first_err: Option<Error> = None;
         for (name, h) in handles {
-            match h.join().unwrap_or_else(|_| {
-                Err(Error::new(
-                    ErrorKind::Panic,
-                    format!("download of {name} panicked"),
-                ))
-            }) {
+            match h
+                .join()
+                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Panic, format!("download of {name} panicked"))))
+            {
                 Ok(tmp) => match release::component(name).map(|c| c.role) {
                     Some(Role::HostBinary(bin)) => binaries.push((bin, tmp)),
                     _ => bootstrap = Some(tmp),
@@ -361,8 +351,7 @@ pub fn stage(
         Ok((binaries, bootstrap, staged_layers))
     });
     let (binaries, bootstrap, staged_layers) = result?;
-    let bootstrap =
-        bootstrap.ok_or_else(|| asset(rel, "bootstrap-manifest.json.gz").unwrap_err())?;
+    let bootstrap = bootstrap.ok_or_else(|| asset(rel, "bootstrap-manifest.json.gz").unwrap_err())?;
     if !binaries.iter().any(|(n, _)| *n == "flynn-host") {
         return Err(asset(rel, "flynn-host-linux-amd64.gz").unwrap_err());
     }
@@ -425,15 +414,12 @@ fn fetch_layers(
     // layers can take (plus tar headers and padding).
     let all_cap: u64 = needed.iter().map(|s| s.length + 1024).sum::<u64>();
     let input = fetched.reopen()?;
-    let decoder =
-        flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(256 << 10, input));
+    let decoder = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(256 << 10, input));
     // The archive may also hold layers we skip; allow for them with a generous fixed margin, and
     // rely on the per-entry size checks for the rest.
     let capped = CappedReader {
         inner: decoder,
-        left: all_cap
-            .saturating_add(a.size.saturating_mul(4))
-            .saturating_add(1 << 20),
+        left: all_cap.saturating_add(a.size.saturating_mul(4)).saturating_add(1 << 20),
         source: source.to_string(),
     };
     let mut archive = tar::Archive::new(capped);
@@ -444,8 +430,7 @@ fn fetch_layers(
     for entry in entries {
         let mut entry = entry.map_err(|e| tar_err(source, e))?;
         let raw = entry.path_bytes().into_owned();
-        let name =
-            String::from_utf8(raw).map_err(|_| bad_entry(source, "a name that is not UTF-8"))?;
+        let name = String::from_utf8(raw).map_err(|_| bad_entry(source, "a name that is not UTF-8"))?;
         if name.starts_with('/')
             || name.contains('/')
             || name.contains('\\')
@@ -470,9 +455,7 @@ fn fetch_layers(
         }
         let Some(spec) = needed.iter().find(|s| s.file_name() == name) else {
             // A layer of the release that is already present and valid here: skip its bytes.
-            if name.ends_with(".squashfs")
-                && layers::validate_layer_id(name.trim_end_matches(".squashfs"))
-            {
+            if name.ends_with(".squashfs") && layers::validate_layer_id(name.trim_end_matches(".squashfs")) {
                 continue;
             }
             return Err(bad_entry(source, &format!("the unexpected name {name:?}")));
@@ -532,9 +515,7 @@ fn fetch_layers(
     if !missing.is_empty() {
         return Err(Error::new(
             ErrorKind::InvalidData,
-            format!(
-                "{source} lacks layers {missing:?} that images.json lists; the release is incomplete"
-            ),
+            format!("{source} lacks layers {missing:?} that images.json lists; the release is incomplete"),
         ));
     }
     Ok(out)
@@ -649,8 +630,7 @@ impl Staged {
             prev.remember_link(&self.layout.bin_dir.join(cli.0))?;
         }
         let result = (|| -> Result<Vec<WrittenFile>> {
-            let boot =
-                std::mem::replace(&mut self.bootstrap, placeholder(&self.layout.config_dir)?);
+            let boot = std::mem::replace(&mut self.bootstrap, placeholder(&self.layout.config_dir)?);
             let sha = crate::checksums::sha512_file(boot.path())?;
             persist(boot, &boot_dest, 0o644)?;
             let mut written = vec![WrittenFile {
@@ -750,10 +730,7 @@ pub struct InstallReport {
 
 /// The key to enforce: the flag/env key, else the receipt's pinned key. A flag key that differs
 /// from a pinned one is refused (rotating the pin is an explicit `source set`).
-pub fn effective_key(
-    given: Option<&str>,
-    receipt: Option<&InstallSource>,
-) -> Result<Option<TrustedKey>> {
+pub fn effective_key(given: Option<&str>, receipt: Option<&InstallSource>) -> Result<Option<TrustedKey>> {
     let given = given
         .map(str::trim)
         .filter(|k| !k.is_empty())
@@ -781,11 +758,7 @@ pub fn effective_key(
 
 /// Downloads, verifies and lays out a release (binaries, symlinks, manifests, layers) without
 /// touching the receipt: Flynn's `flynn-host download`.
-pub fn download(
-    client: &Client,
-    opts: &InstallOptions,
-    progress: Progress<'_>,
-) -> Result<InstallReport> {
+pub fn download(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -> Result<InstallReport> {
     let receipt = InstallSource::load(&opts.layout.config_dir)?;
     let key = effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
     let (rel, version) = resolve(client, &opts.target)?;
@@ -833,11 +806,7 @@ pub fn lock(layout: &HostLayout) -> Result<Held> {
 /// `flynn-release install`: [`download`] plus the receipt (SPEC §4) and `channel.txt`. Re-running
 /// the same install is a no-op (`already_installed`). A receipt whose `highest_seen_version` is
 /// above the target refuses the install (`DowngradeRefused`): use `update --allow-downgrade`.
-pub fn install(
-    client: &Client,
-    opts: &InstallOptions,
-    progress: Progress<'_>,
-) -> Result<InstallReport> {
+pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -> Result<InstallReport> {
     let receipt = InstallSource::load(&opts.layout.config_dir)?;
     let key = effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
     let (rel, version) = resolve(client, &opts.target)?;
@@ -846,12 +815,8 @@ pub fn install(
         if r.source == Source::Github
             && r.repository.eq_ignore_ascii_case(&repo)
             && r.version == version.as_str()
-            && hostlayout::linked_version(&opts.layout.bin_dir, "flynn-host").as_deref()
-                == Some(version.as_str())
-            && opts
-                .layout
-                .versioned_binary("flynn-host", version.as_str())
-                .is_file()
+            && hostlayout::linked_version(&opts.layout.bin_dir, "flynn-host").as_deref() == Some(version.as_str())
+            && opts.layout.versioned_binary("flynn-host", version.as_str()).is_file()
         {
             return Ok(InstallReport {
                 repository: repo,
@@ -894,8 +859,7 @@ pub fn install(
             r.source = Source::Github;
             r.repository = repo.clone();
             r.version = version.as_str().to_string();
-            r.installed_at =
-                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            r.installed_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
             r
         }
         None => InstallSource::new_github(&repo, version.as_str(), std::time::SystemTime::now()),
@@ -907,10 +871,7 @@ pub fn install(
     }
     let channel = match &opts.target {
         Target::Channel(c) => Some(c.as_str().to_string()),
-        Target::Version(_) => new
-            .channel
-            .clone()
-            .or(Some(Channel::Stable.as_str().to_string())),
+        Target::Version(_) => new.channel.clone().or(Some(Channel::Stable.as_str().to_string())),
     };
     new.channel = channel.clone();
     new.api_url = Some(client.options().api_url.clone());

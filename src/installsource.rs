@@ -124,13 +124,9 @@ impl InstallSource {
             .read_to_end(&mut bytes)
             .map_err(|e| Error::io("read", &path, e))?;
         if bytes.len() as u64 > MAX_RECEIPT_BYTES {
-            return Err(invalid(
-                &path,
-                &format!("it is larger than {MAX_RECEIPT_BYTES} bytes"),
-            ));
+            return Err(invalid(&path, &format!("it is larger than {MAX_RECEIPT_BYTES} bytes")));
         }
-        let receipt: InstallSource =
-            serde_json::from_slice(&bytes).map_err(|e| invalid(&path, &e.to_string()))?;
+        let receipt: InstallSource = serde_json::from_slice(&bytes).map_err(|e| invalid(&path, &e.to_string()))?;
         receipt.validate().map_err(|why| invalid(&path, &why))?;
         Ok(Some(receipt))
     }
@@ -231,9 +227,9 @@ impl InstallSource {
         let replace = match stored {
             None => true,
             Some(cur) => {
-                let ord = cur.compare(v).map_err(|e| {
-                    e.context("cannot update highest_seen_version in the install receipt")
-                })?;
+                let ord = cur
+                    .compare(v)
+                    .map_err(|e| e.context("cannot update highest_seen_version in the install receipt"))?;
                 ord == std::cmp::Ordering::Less
             }
         };
@@ -311,16 +307,14 @@ mod tests {
         assert!(r.extra.is_empty());
         assert_eq!(r.to_json(), SPEC_SAMPLE);
         r.save(dir.path()).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(receipt_path(dir.path())).unwrap(),
-            SPEC_SAMPLE
-        );
+        assert_eq!(std::fs::read_to_string(receipt_path(dir.path())).unwrap(), SPEC_SAMPLE);
     }
 
     #[test]
     fn minimal_four_field_receipt() {
         let dir = tempfile::tempdir().unwrap();
-        let text = r#"{"source":"tuf","repository":"https://dl.flynn.io/tuf","version":"v20210218.0","installed_at":""}"#;
+        let text =
+            r#"{"source":"tuf","repository":"https://dl.flynn.io/tuf","version":"v20210218.0","installed_at":""}"#;
         write_receipt(dir.path(), text);
         let r = InstallSource::load(dir.path()).unwrap().unwrap();
         assert_eq!(r.source, Source::Tuf);
@@ -351,12 +345,7 @@ mod tests {
         r.save(dir.path()).unwrap();
         let text = std::fs::read_to_string(receipt_path(dir.path())).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let keys: Vec<&str> = value
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
             keys,
             [
@@ -390,10 +379,7 @@ mod tests {
         r.extra.insert("x".into(), serde_json::json!(true));
         r.save(dir.path()).unwrap();
         let path = receipt_path(dir.path());
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o644
-        );
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
         assert_eq!(InstallSource::load(dir.path()).unwrap().unwrap(), r);
         // Only the receipt is in the directory: no temp file left behind.
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();

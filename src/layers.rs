@@ -65,11 +65,7 @@ pub fn layers_from_images_json(bytes: &[u8], source: &str) -> Result<Vec<LayerSp
     Ok(found.into_values().collect())
 }
 
-fn collect(
-    v: &serde_json::Value,
-    source: &str,
-    out: &mut BTreeMap<String, LayerSpec>,
-) -> Result<()> {
+fn collect(v: &serde_json::Value, source: &str, out: &mut BTreeMap<String, LayerSpec>) -> Result<()> {
     match v {
         serde_json::Value::Object(map) => {
             for (k, child) in map {
@@ -115,10 +111,7 @@ fn parse_layer(item: &serde_json::Value, source: &str) -> Result<LayerSpec> {
             ),
         )
     };
-    let id = item
-        .get("id")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| bad("no id"))?;
+    let id = item.get("id").and_then(|v| v.as_str()).ok_or_else(|| bad("no id"))?;
     if !validate_layer_id(id) {
         return Err(bad("the id is not a plain file-name token"));
     }
@@ -241,10 +234,7 @@ mod tests {
         ] {
             let e = layers_from_images_json(&manifest(layers), "images.json").unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidData);
-            assert!(
-                e.message().contains(why) && e.message().contains("images.json"),
-                "{e}"
-            );
+            assert!(e.message().contains(why) && e.message().contains("images.json"), "{e}");
         }
         assert!(layers_from_images_json(b"{", "i.json").is_err());
     }
@@ -269,9 +259,6 @@ mod tests {
         let real = dir.path().join("real");
         std::fs::write(&real, data).unwrap();
         std::os::unix::fs::symlink(&real, &p).unwrap();
-        assert!(
-            !layer_file_is_valid(&p, &spec),
-            "a symlink is never a valid layer"
-        );
+        assert!(!layer_file_is_valid(&p, &spec), "a symlink is never a valid layer");
     }
 }

@@ -18,9 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::Progress;
 use crate::gz::{self, ParGzWriter};
 use crate::layers::{self, LayerSpec};
-use crate::release::{
-    self, CHECKSUMS_ASSET, COMPONENTS, INSTALL_SCRIPT_ASSET, LAYERS_ASSET, LAYERS_BUILD_DIR,
-};
+use crate::release::{self, CHECKSUMS_ASSET, COMPONENTS, INSTALL_SCRIPT_ASSET, LAYERS_ASSET, LAYERS_BUILD_DIR};
 use crate::signature::{self, SIGNATURE_ASSET, TrustedKey};
 use crate::version::Version;
 
@@ -111,12 +109,8 @@ pub struct PackageReport {
 /// is missing, naming it), `InvalidData` (images.json or a layer does not match), `Io`,
 /// `Cancelled`; in every case the output folder is unchanged.
 pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageReport> {
-    let version = Version::parse(&opts.version).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidArgument,
-            format!("cannot package: {}", e.message()),
-        )
-    })?;
+    let version = Version::parse(&opts.version)
+        .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("cannot package: {}", e.message())))?;
     crate::ghrelease::client::validate_repository(&opts.repository)?;
     let build = &opts.build_dir;
     if !build.is_dir() {
@@ -209,10 +203,7 @@ pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageR
     if !helper.is_file() {
         return Err(Error::new(
             ErrorKind::NotFound,
-            format!(
-                "helper binary {} does not exist; pass --helper",
-                helper.display()
-            ),
+            format!("helper binary {} does not exist; pass --helper", helper.display()),
         ));
     }
     let (os, arch) = match &opts.helper_platform {
@@ -316,12 +307,7 @@ pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageR
         },
     );
     if let Some((sk, _)) = &signer {
-        let sig = signature::sign_checksums(
-            sk,
-            sums_text.as_bytes(),
-            &opts.repository,
-            version.as_str(),
-        )?;
+        let sig = signature::sign_checksums(sk, sums_text.as_bytes(), &opts.repository, version.as_str())?;
         write_file(&sdir.join(SIGNATURE_ASSET), sig.as_bytes(), 0o644)?;
         assets.insert(
             SIGNATURE_ASSET.to_string(),
@@ -375,10 +361,7 @@ fn commit_output(stage: tempfile::TempDir, out: &Path, sums_text: &str) -> Resul
         set_dir_mode(out)?;
         return Ok(false);
     }
-    let same = std::fs::read_to_string(out.join(CHECKSUMS_ASSET))
-        .ok()
-        .as_deref()
-        == Some(sums_text)
+    let same = std::fs::read_to_string(out.join(CHECKSUMS_ASSET)).ok().as_deref() == Some(sums_text)
         && verify_dir(out, None, None, None).is_ok();
     if same {
         return Ok(true);
@@ -573,9 +556,7 @@ fn tar_layers(
         }
         done_before += spec.length;
     }
-    let gzw = builder
-        .into_inner()
-        .map_err(|e| Error::io("finish", dst, e))?;
+    let gzw = builder.into_inner().map_err(|e| Error::io("finish", dst, e))?;
     let (out, summary) = gzw.finish().map_err(|e| Error::io("write", dst, e))?;
     out.sync_all().map_err(|e| Error::io("fsync", dst, e))?;
     set_mode(dst, 0o644)?;
@@ -592,16 +573,8 @@ pub const BAKED_VARIABLES: [&str; 3] = [
 /// Returns the install script with repository, version and public key baked in as defaults.
 /// The values are validated (no quoting is needed for them); `InvalidData` when the template
 /// lacks one of the [`BAKED_VARIABLES`] lines.
-pub fn bake_install_script(
-    template: &str,
-    repo: &str,
-    version: &str,
-    public_key: Option<&str>,
-) -> Result<String> {
-    let safe = |v: &str| {
-        v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./+=:".contains(c))
-    };
+pub fn bake_install_script(template: &str, repo: &str, version: &str, public_key: Option<&str>) -> Result<String> {
+    let safe = |v: &str| v.chars().all(|c| c.is_ascii_alphanumeric() || "-_./+=:".contains(c));
     for v in [repo, version, public_key.unwrap_or("")] {
         if !safe(v) {
             return Err(Error::new(
@@ -668,10 +641,7 @@ pub fn verify_dir(
     })?;
     let sums = Checksums::parse(&text, &sums_path.display().to_string())?;
     let mut present = Vec::new();
-    for e in std::fs::read_dir(dir)
-        .map_err(|e| Error::io("read", dir, e))?
-        .flatten()
-    {
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io("read", dir, e))?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name == CHECKSUMS_ASSET || name == SIGNATURE_ASSET {
             continue;
@@ -693,11 +663,7 @@ pub fn verify_dir(
         let meta = std::fs::symlink_metadata(&p).map_err(|_| {
             Error::new(
                 ErrorKind::NotFound,
-                format!(
-                    "{} lists {name} but {} is missing",
-                    sums_path.display(),
-                    p.display()
-                ),
+                format!("{} lists {name} but {} is missing", sums_path.display(), p.display()),
             )
         })?;
         if !meta.file_type().is_file() {
@@ -775,9 +741,7 @@ mod tests {
 
     #[test]
     fn baking_refuses_odd_values_and_broken_templates() {
-        assert!(
-            bake_install_script(INSTALL_SCRIPT_TEMPLATE, "a/b'; rm -rf /", "v1.0.0", None).is_err()
-        );
+        assert!(bake_install_script(INSTALL_SCRIPT_TEMPLATE, "a/b'; rm -rf /", "v1.0.0", None).is_err());
         assert_eq!(
             bake_install_script("#!/bin/bash\n", "a/b", "v1.0.0", None)
                 .unwrap_err()

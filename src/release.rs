@@ -131,10 +131,7 @@ mod tests {
                 "bootstrap-manifest.json.gz"
             ]
         );
-        assert_eq!(
-            helper_asset_name("linux", "amd64"),
-            "flynn-release-linux-amd64.gz"
-        );
+        assert_eq!(helper_asset_name("linux", "amd64"), "flynn-release-linux-amd64.gz");
         assert!(is_helper_asset("flynn-release-darwin-arm64.gz"));
         assert_eq!(component("images.json.gz").unwrap().role, Role::Images);
         assert!(component("layers.tar.gz").is_none());

@@ -82,8 +82,7 @@ fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a st
 /// instead of the normal response; `None` serves normally. This lets test code inject 5xx,
 /// truncated bodies, endless bodies, slow drips, tampered bytes, rate-limit 403/429, redirect
 /// loops.
-pub type Interceptor =
-    Arc<dyn Fn(&RequestInfo) -> Option<Box<dyn std::io::Read + Send>> + Send + Sync>;
+pub type Interceptor = Arc<dyn Fn(&RequestInfo) -> Option<Box<dyn std::io::Read + Send>> + Send + Sync>;
 
 /// One request as logged: the `Authorization` value is replaced by `"<redacted>"` so tests can
 /// see that a token was sent without the log ever holding it.
@@ -234,8 +233,7 @@ fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
 /// Start serving `opts.root`. Fails with [`ErrorKind::Io`] naming the folder when it is missing
 /// or not a directory, or naming the address when a listener cannot bind.
 pub fn start(opts: ServeOptions) -> Result<Server> {
-    let meta = std::fs::metadata(&opts.root)
-        .map_err(|e| Error::io("serve release folder", &opts.root, e))?;
+    let meta = std::fs::metadata(&opts.root).map_err(|e| Error::io("serve release folder", &opts.root, e))?;
     if !meta.is_dir() {
         return Err(Error::io(
             "serve release folder",
@@ -244,8 +242,7 @@ pub fn start(opts: ServeOptions) -> Result<Server> {
         ));
     }
     // Canonical, so containment checks compare like with like (symlinked tmp dirs, `..`).
-    let root = std::fs::canonicalize(&opts.root)
-        .map_err(|e| Error::io("serve release folder", &opts.root, e))?;
+    let root = std::fs::canonicalize(&opts.root).map_err(|e| Error::io("serve release folder", &opts.root, e))?;
     let api = bind(opts.api_listen, "API")?;
     let web = bind(opts.web_listen, "web")?;
     let storage = bind(opts.storage_listen, "storage")?;
@@ -271,11 +268,7 @@ pub fn start(opts: ServeOptions) -> Result<Server> {
         max: MAX_IN_FLIGHT,
     };
     let mut listeners = Vec::new();
-    for (l, kind) in [
-        (api, Listener::Api),
-        (web, Listener::Web),
-        (storage, Listener::Storage),
-    ] {
+    for (l, kind) in [(api, Listener::Api), (web, Listener::Web), (storage, Listener::Storage)] {
         let local = l.local_addr().ok();
         let h = http::spawn(l, handler(state.clone(), kind), in_flight.clone()).map_err(|e| {
             Error::new(

@@ -50,8 +50,7 @@ impl TrustedKey {
         let text = if given.contains('\n') || given.starts_with("RW") {
             given.to_string()
         } else if Path::new(given).is_file() {
-            std::fs::read_to_string(given)
-                .map_err(|e| Error::io("read the public key", Path::new(given), e))?
+            std::fs::read_to_string(given).map_err(|e| Error::io("read the public key", Path::new(given), e))?
         } else {
             given.to_string()
         };
@@ -89,8 +88,7 @@ pub fn verify_checksums(
             format!("signature {sig_source} is not acceptable: {why}; do not install this release"),
         )
     };
-    let sig =
-        SignatureBox::from_string(signature).map_err(|e| fail(format!("cannot parse it ({e})")))?;
+    let sig = SignatureBox::from_string(signature).map_err(|e| fail(format!("cannot parse it ({e})")))?;
     minisign::verify(&key.key, &sig, Cursor::new(checksums), true, false, false).map_err(|e| {
         fail(format!(
             "it does not verify checksums.sha512 with public key {} ({e})",
@@ -124,8 +122,7 @@ pub fn trusted_comment(repo: &str, version: &str, timestamp: u64) -> String {
 /// Loads a minisign secret key file; an encrypted one needs `password`.
 /// Returns the key and its public half (base64).
 pub fn load_secret_key(path: &Path, password: Option<String>) -> Result<(SecretKey, String)> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Error::io("read the secret key", path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read the secret key", path, e))?;
     let sk_box = SecretKeyBox::from_string(&text).map_err(|e| {
         Error::new(
             ErrorKind::InvalidArgument,
@@ -159,12 +156,7 @@ pub fn load_secret_key(path: &Path, password: Option<String>) -> Result<(SecretK
 
 /// Signs `checksums` with `sk`, binding `repo` and `version` in the trusted comment. Returns the
 /// text of `checksums.sha512.minisig`.
-pub fn sign_checksums(
-    sk: &SecretKey,
-    checksums: &[u8],
-    repo: &str,
-    version: &str,
-) -> Result<String> {
+pub fn sign_checksums(sk: &SecretKey, checksums: &[u8], repo: &str, version: &str) -> Result<String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -204,15 +196,13 @@ mod tests {
         let sig = sign_checksums(&sk, data, "flynn/flynn", "v20240127.0").unwrap();
         verify_checksums(&pk, data, &sig, "x.minisig", "flynn/flynn", "v20240127.0").unwrap();
 
-        let e = verify_checksums(&pk, data, &sig, "x.minisig", "flynn/flynn", "v20240128.0")
-            .unwrap_err();
+        let e = verify_checksums(&pk, data, &sig, "x.minisig", "flynn/flynn", "v20240128.0").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::SignatureInvalid);
         assert!(
             e.message().contains("version=v20240128.0") && e.message().contains("x.minisig"),
             "{e}"
         );
-        let e = verify_checksums(&pk, data, &sig, "x.minisig", "evil/flynn", "v20240127.0")
-            .unwrap_err();
+        let e = verify_checksums(&pk, data, &sig, "x.minisig", "evil/flynn", "v20240127.0").unwrap_err();
         assert!(e.message().contains("repo=evil/flynn"), "{e}");
         // A token must match whole: a version that merely starts the same is refused.
         let e = verify_checksums(&pk, data, &sig, "x", "flynn/flynn", "v20240127").unwrap_err();
@@ -243,10 +233,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("minisign.pub");
         std::fs::write(&p, &boxed).unwrap();
-        assert_eq!(
-            TrustedKey::parse(p.to_str().unwrap()).unwrap().to_base64(),
-            b64
-        );
+        assert_eq!(TrustedKey::parse(p.to_str().unwrap()).unwrap().to_base64(), b64);
         for bad in ["", "RWQnope", "/no/such/file.pub"] {
             assert_eq!(
                 TrustedKey::parse(bad).unwrap_err().kind(),
@@ -271,15 +258,7 @@ mod tests {
         let (sk, pk) = load_secret_key(&p, Some("hunter2".into())).unwrap();
         assert_eq!(pk, kp.pk.to_base64());
         let sig = sign_checksums(&sk, b"x", "a/b", "v1.0.0").unwrap();
-        verify_checksums(
-            &TrustedKey::parse(&pk).unwrap(),
-            b"x",
-            &sig,
-            "s",
-            "a/b",
-            "v1.0.0",
-        )
-        .unwrap();
+        verify_checksums(&TrustedKey::parse(&pk).unwrap(), b"x", &sig, "s", "a/b", "v1.0.0").unwrap();
         let e = load_secret_key(&p, None).unwrap_err();
         assert!(e.message().contains(SIGN_PASSWORD_ENV), "{e}");
         assert!(load_secret_key(&p, Some("wrong".into())).is_err());

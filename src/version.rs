@@ -134,11 +134,7 @@ impl Key {
                     n: n2,
                     pre: r2,
                 },
-            ) => Some(
-                (y1, m1, dd1, n1)
-                    .cmp(&(y2, m2, dd2, n2))
-                    .then_with(|| cmp_pre(r1, r2)),
-            ),
+            ) => Some((y1, m1, dd1, n1).cmp(&(y2, m2, dd2, n2)).then_with(|| cmp_pre(r1, r2))),
             // cmp_precedence ignores build metadata, as semver requires.
             (Key::Semver(a), Key::Semver(b)) => Some(a.cmp_precedence(b)),
             _ => None,
@@ -382,8 +378,7 @@ fn number(s: &str, what: &str) -> std::result::Result<u64, String> {
     if s.len() > 1 && s.starts_with('0') {
         return Err(format!("{what} {s:?} has a leading zero"));
     }
-    s.parse::<u64>()
-        .map_err(|_| format!("{what} {s:?} is out of range"))
+    s.parse::<u64>().map_err(|_| format!("{what} {s:?} is out of range"))
 }
 
 fn check_date(year: u32, month: u32, day: u32) -> std::result::Result<(), String> {
@@ -600,10 +595,7 @@ mod tests {
             assert_eq!(va.partial_cmp(&vb), None);
             assert!(va != vb);
             // The operators agree: incomparable versions are neither less, greater nor equal.
-            assert_eq!(
-                (va < vb, va > vb, va <= vb, va >= vb),
-                (false, false, false, false)
-            );
+            assert_eq!((va < vb, va > vb, va <= vb, va >= vb), (false, false, false, false));
         }
     }
 
@@ -666,8 +658,7 @@ mod tests {
         ];
         for expected in lists {
             for seed in 1..50u64 {
-                let mut versions: Vec<Version> =
-                    shuffled(expected, seed).iter().map(|s| v(s)).collect();
+                let mut versions: Vec<Version> = shuffled(expected, seed).iter().map(|s| v(s)).collect();
                 versions.sort_by(|a, b| a.compare(b).unwrap());
                 let got: Vec<&str> = versions.iter().map(Version::as_str).collect();
                 assert_eq!(got, expected, "seed {seed}");
@@ -686,37 +677,22 @@ mod tests {
         let list = [v("v1.10.0"), v("v1.9.0")];
         assert_eq!(newest(&list).unwrap().unwrap().as_str(), "v1.10.0");
         let mixed = [v("v20210218.0"), v("v1.0.0")];
-        assert_eq!(
-            newest(&mixed).unwrap_err().kind(),
-            ErrorKind::VersionMismatch
-        );
+        assert_eq!(newest(&mixed).unwrap_err().kind(), ErrorKind::VersionMismatch);
     }
 
     #[test]
     fn from_str_and_serde_use_the_string() {
         let parsed: Version = "v20170116.0p1".parse().unwrap();
         assert_eq!(parsed.as_str(), "v20170116.0p1");
-        assert_eq!(
-            "nope".parse::<Version>().unwrap_err().kind(),
-            ErrorKind::InvalidData
-        );
+        assert_eq!("nope".parse::<Version>().unwrap_err().kind(), ErrorKind::InvalidData);
         let json = serde_json::to_string(&parsed).unwrap();
         assert_eq!(json, "\"v20170116.0p1\"");
         let back: Version = serde_json::from_str(&json).unwrap();
         assert_eq!(back.as_str(), "v20170116.0p1");
         assert!(serde_json::from_str::<Version>("\"v2024.13.01.0\"").is_err());
-        assert_eq!(
-            serde_json::to_string(&Scheme::FlynnDate).unwrap(),
-            "\"flynn_date\""
-        );
-        assert_eq!(
-            serde_json::to_string(&Scheme::DottedDate).unwrap(),
-            "\"dotted_date\""
-        );
-        assert_eq!(
-            serde_json::to_string(&Scheme::Semver).unwrap(),
-            "\"semver\""
-        );
+        assert_eq!(serde_json::to_string(&Scheme::FlynnDate).unwrap(), "\"flynn_date\"");
+        assert_eq!(serde_json::to_string(&Scheme::DottedDate).unwrap(), "\"dotted_date\"");
+        assert_eq!(serde_json::to_string(&Scheme::Semver).unwrap(), "\"semver\"");
     }
 
     #[test]

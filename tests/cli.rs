@@ -73,13 +73,7 @@ fn releases_plain_and_json() {
 #[test]
 fn errors_exit_1_with_a_message_and_json_error() {
     let (_tmp, server) = releases_fixture();
-    let (code, out, err) = run(helper().args([
-        "--repo",
-        "not a repo",
-        "releases",
-        "--api-url",
-        &server.api_url(),
-    ]));
+    let (code, out, err) = run(helper().args(["--repo", "not a repo", "releases", "--api-url", &server.api_url()]));
     assert_eq!(code, 1);
     assert!(out.is_empty());
     assert!(

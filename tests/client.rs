@@ -51,10 +51,7 @@ fn pagination_follows_link_next_over_three_pages() {
         .collect();
     assert_eq!(lists.len(), 3, "{lists:?}");
     assert!(lists[0].contains("per_page=3"));
-    assert!(
-        lists[1].contains("page=2") && lists[2].contains("page=3"),
-        "{lists:?}"
-    );
+    assert!(lists[1].contains("page=2") && lists[2].contains("page=3"), "{lists:?}");
 }
 
 #[test]
@@ -62,19 +59,9 @@ fn latest_stable_nightly_with_a_backport() {
     let tmp = tempfile::tempdir().unwrap();
     simple_release(tmp.path(), "v2024.01.27.9", "2024-01-27T09:00:00Z", false);
     simple_release(tmp.path(), "v2024.01.27.10", "2024-01-27T10:00:00Z", false);
-    simple_release(
-        tmp.path(),
-        "v2024.01.28.0-rc.1",
-        "2024-01-28T00:00:00Z",
-        true,
-    );
+    simple_release(tmp.path(), "v2024.01.28.0-rc.1", "2024-01-28T00:00:00Z", true);
     // A backport of the .9 line published after .10: GitHub marks it "latest".
-    simple_release(
-        tmp.path(),
-        "v2024.01.27.9-backport.1",
-        "2024-01-29T00:00:00Z",
-        false,
-    );
+    simple_release(tmp.path(), "v2024.01.27.9-backport.1", "2024-01-29T00:00:00Z", false);
     simple_release(tmp.path(), "v2024.01.26.5", "2024-01-30T00:00:00Z", false);
     let server = start(tmp.path());
     let c = client(&server);
@@ -101,21 +88,10 @@ fn unknown_tag_is_a_clear_not_found_and_drafts_are_hidden() {
     let c = client(&server);
     let e = c.release_by_tag("v9.9.9").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
-    assert!(
-        e.message().contains("v9.9.9") && e.message().contains(REPO),
-        "{e}"
-    );
-    let tags: Vec<String> = c
-        .releases()
-        .unwrap()
-        .into_iter()
-        .map(|r| r.tag_name)
-        .collect();
+    assert!(e.message().contains("v9.9.9") && e.message().contains(REPO), "{e}");
+    let tags: Vec<String> = c.releases().unwrap().into_iter().map(|r| r.tag_name).collect();
     assert_eq!(tags, vec!["v1.0.0"]);
-    assert_eq!(
-        c.release_by_tag("v2.0.0").unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
+    assert_eq!(c.release_by_tag("v2.0.0").unwrap_err().kind(), ErrorKind::NotFound);
     let (r, _) = c.channel_release(Channel::Nightly, None).unwrap();
     assert_eq!(r.tag_name, "v1.0.0");
 }
@@ -159,29 +135,13 @@ fn token_goes_to_the_api_host_only_never_to_storage() {
     let rel = c.release_by_tag("v1.0.0").unwrap();
     let asset = rel.asset("flynn-host-linux-amd64.gz").unwrap();
     let dest = tempfile::tempdir().unwrap();
-    let got = fetch_asset(
-        &c,
-        asset,
-        dest.path(),
-        &sha512_hex(&data),
-        &mut fetch::no_progress,
-    )
-    .unwrap();
+    let got = fetch_asset(&c, asset, dest.path(), &sha512_hex(&data), &mut fetch::no_progress).unwrap();
     assert_eq!(got.size, data.len() as u64);
     let reqs = server.requests();
-    let api: Vec<_> = reqs
-        .iter()
-        .filter(|r| r.listener == Listener::Api)
-        .collect();
-    let storage: Vec<_> = reqs
-        .iter()
-        .filter(|r| r.listener == Listener::Storage)
-        .collect();
+    let api: Vec<_> = reqs.iter().filter(|r| r.listener == Listener::Api).collect();
+    let storage: Vec<_> = reqs.iter().filter(|r| r.listener == Listener::Storage).collect();
     assert!(api.len() >= 2, "tag lookup and asset API request: {api:?}");
-    assert!(
-        api.iter().all(|r| r.header("authorization").is_some()),
-        "{api:?}"
-    );
+    assert!(api.iter().all(|r| r.header("authorization").is_some()), "{api:?}");
     assert_eq!(storage.len(), 1);
     assert!(
         storage[0].header("authorization").is_none(),
@@ -213,26 +173,11 @@ fn anonymous_download_goes_web_then_storage_and_persists_verified() {
     got.persist(&target, 0o755).unwrap();
     assert_eq!(std::fs::read(&target).unwrap(), data);
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
-        0o755
-    );
-    assert_eq!(
-        std::fs::read_dir(dest.path()).unwrap().count(),
-        1,
-        "no temp files left"
-    );
+    assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o755);
+    assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 1, "no temp files left");
     let listeners: Vec<Listener> = server.requests().iter().map(|r| r.listener).collect();
-    assert_eq!(
-        listeners,
-        vec![Listener::Api, Listener::Web, Listener::Storage]
-    );
-    assert!(
-        server
-            .requests()
-            .iter()
-            .all(|r| r.header("authorization").is_none())
-    );
+    assert_eq!(listeners, vec![Listener::Api, Listener::Web, Listener::Storage]);
+    assert!(server.requests().iter().all(|r| r.header("authorization").is_none()));
 }
 
 #[test]
@@ -259,18 +204,13 @@ fn retries_after_a_503() {
 fn a_5xx_storm_exhausts_the_retry_budget_with_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     simple_release(tmp.path(), "v1.0.0", "2024-01-01T00:00:00Z", false);
-    let server = start_with(tmp.path(), |_| {
-        raw("502 Bad Gateway", &[("Content-Length", "0")], b"")
-    });
+    let server = start_with(tmp.path(), |_| raw("502 Bad Gateway", &[("Content-Length", "0")], b""));
     let mut o = options(&server);
     o.retries = 2;
     let c = Client::new(o).unwrap();
     let e = c.latest_release().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Network);
-    assert!(
-        e.message().contains("502") && e.message().contains("3 attempts"),
-        "{e}"
-    );
+    assert!(e.message().contains("502") && e.message().contains("3 attempts"), "{e}");
     assert_eq!(server.requests().len(), 3);
 }
 
@@ -354,22 +294,14 @@ fn truncated_download_without_range_support_restarts_then_gives_up() {
         storage.iter().all(|r| r.header("range").is_none()),
         "no Range without Accept-Ranges"
     );
-    assert_eq!(
-        std::fs::read_dir(dest.path()).unwrap().count(),
-        0,
-        "temp file removed"
-    );
+    assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0, "temp file removed");
 }
 
 #[test]
 fn rate_limit_names_the_reset_time() {
     let tmp = tempfile::tempdir().unwrap();
     simple_release(tmp.path(), "v1.0.0", "2024-01-01T00:00:00Z", false);
-    let reset = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 1800;
+    let reset = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 1800;
     let reset_s = reset.to_string();
     let body = br#"{"message":"API rate limit exceeded for 127.0.0.1.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"}"#;
     let server = start_with(tmp.path(), move |_| {
@@ -386,8 +318,7 @@ fn rate_limit_names_the_reset_time() {
     });
     let e = client(&server).latest_release().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::RateLimited);
-    let when =
-        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(reset)).to_string();
+    let when = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(reset)).to_string();
     assert!(e.message().contains(&when), "{e} should name {when}");
     assert!(e.message().contains("API rate limit exceeded"), "{e}");
     assert_eq!(e.retry_at(), Some(UNIX_EPOCH + Duration::from_secs(reset)));
@@ -421,9 +352,7 @@ fn tampered_asset_is_refused_and_nothing_is_left() {
     one_asset_release(tmp.path(), &data);
     // Tamper after checksums were written: same size, other bytes.
     std::fs::write(
-        tmp.path()
-            .join(REPO)
-            .join("v1.0.0/flynn-host-linux-amd64.gz"),
+        tmp.path().join(REPO).join("v1.0.0/flynn-host-linux-amd64.gz"),
         b"GENUINE",
     )
     .unwrap();
@@ -435,18 +364,10 @@ fn tampered_asset_is_refused_and_nothing_is_left() {
     let before = snapshot(dest.path());
     let mut asset = rel.asset("flynn-host-linux-amd64.gz").unwrap().clone();
     asset.digest = None; // the server's digest matches the tampered bytes; the checksums file must catch it
-    let e = fetch_asset(
-        &c,
-        &asset,
-        dest.path(),
-        &sha512_hex(&data),
-        &mut fetch::no_progress,
-    )
-    .unwrap_err();
+    let e = fetch_asset(&c, &asset, dest.path(), &sha512_hex(&data), &mut fetch::no_progress).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ChecksumMismatch);
     assert!(
-        e.message().contains("flynn-host-linux-amd64.gz")
-            && e.message().contains("checksums.sha512"),
+        e.message().contains("flynn-host-linux-amd64.gz") && e.message().contains("checksums.sha512"),
         "{e}"
     );
     assert_eq!(snapshot(dest.path()), before);
@@ -463,14 +384,7 @@ fn digest_mismatch_is_refused() {
     let mut asset = rel.asset("flynn-host-linux-amd64.gz").unwrap().clone();
     asset.digest = Some(format!("sha256:{}", "0".repeat(64)));
     let dest = tempfile::tempdir().unwrap();
-    let e = fetch_asset(
-        &c,
-        &asset,
-        dest.path(),
-        &sha512_hex(&data),
-        &mut fetch::no_progress,
-    )
-    .unwrap_err();
+    let e = fetch_asset(&c, &asset, dest.path(), &sha512_hex(&data), &mut fetch::no_progress).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ChecksumMismatch);
     assert!(e.message().contains("digest"), "{e}");
     assert_eq!(std::fs::read_dir(dest.path()).unwrap().count(), 0);
@@ -580,10 +494,7 @@ fn invalid_json_and_oversized_bodies_are_clear_errors() {
 #[test]
 fn bad_repository_and_insecure_api_url_are_refused_before_any_request() {
     let mut o = flynnrel::ghrelease::ClientOptions::new("not a repo");
-    assert_eq!(
-        Client::new(o.clone()).unwrap_err().kind(),
-        ErrorKind::InvalidArgument
-    );
+    assert_eq!(Client::new(o.clone()).unwrap_err().kind(), ErrorKind::InvalidArgument);
     o.repository = REPO.into();
     o.api_url = "http://api.example.com".into();
     let e = Client::new(o).unwrap_err();
@@ -597,11 +508,7 @@ fn redirect_to_plain_http_from_https_is_impossible_and_loops_are_caught() {
     simple_release(tmp.path(), "v1.0.0", "2024-01-01T00:00:00Z", false);
     let server = start_with(tmp.path(), |r| {
         if r.listener == Listener::Api && r.url.contains("/latest") {
-            return raw(
-                "302 Found",
-                &[("Location", &r.url), ("Content-Length", "0")],
-                b"",
-            );
+            return raw("302 Found", &[("Location", &r.url), ("Content-Length", "0")], b"");
         }
         None
     });

@@ -44,10 +44,7 @@ fn sh(dir: &Path, cmd: &str) -> (bool, String) {
 }
 
 fn layers() -> Vec<(&'static str, Vec<u8>)> {
-    vec![
-        ("bbbb2222", noise(2, 300_000)),
-        ("aaaa1111", noise(1, 2_500_000)),
-    ]
+    vec![("bbbb2222", noise(2, 300_000)), ("aaaa1111", noise(1, 2_500_000))]
 }
 
 #[test]
@@ -79,18 +76,8 @@ fn produces_exactly_the_spec_assets_which_the_system_tools_accept() {
         ]
     );
     assert_eq!(report.assets.len(), names.len());
-    assert!(
-        report
-            .skipped
-            .iter()
-            .any(|s| s.contains("flynn-darwin-amd64.gz"))
-    );
-    assert!(
-        report
-            .skipped
-            .iter()
-            .any(|s| s.contains("flynn-windows-amd64.exe.gz"))
-    );
+    assert!(report.skipped.iter().any(|s| s.contains("flynn-darwin-amd64.gz")));
+    assert!(report.skipped.iter().any(|s| s.contains("flynn-windows-amd64.exe.gz")));
     assert_eq!(report.layers, ["aaaa1111", "bbbb2222"]);
 
     let (ok, log) = sh(&out, "sha512sum -c --strict checksums.sha512");
@@ -112,10 +99,7 @@ fn produces_exactly_the_spec_assets_which_the_system_tools_accept() {
     std::fs::create_dir(&x).unwrap();
     let (ok, _) = sh(&x, &format!("tar -xzf {}/layers.tar.gz", out.display()));
     assert!(ok);
-    assert_eq!(
-        std::fs::read(x.join("aaaa1111.squashfs")).unwrap(),
-        layers()[1].1
-    );
+    assert_eq!(std::fs::read(x.join("aaaa1111.squashfs")).unwrap(), layers()[1].1);
     // The binaries decompress to the originals; the helper to this very binary.
     let (ok, log) = sh(&out, "gzip -dc flynn-host-linux-amd64.gz");
     assert!(ok && log.contains("echo v2024.01.27.0"), "{log}");
@@ -179,11 +163,7 @@ fn output_is_reproducible_and_a_rerun_is_a_no_op() {
     let (ok, _) = sh(&build, "touch -d '2001-01-01' bin/* manifests/* layers/*");
     assert!(ok);
     let before = snapshot(&a);
-    let r = package(
-        &opts(&build, &a, "v1.2.3"),
-        &mut flynnrel::fetch::no_progress,
-    )
-    .unwrap();
+    let r = package(&opts(&build, &a, "v1.2.3"), &mut flynnrel::fetch::no_progress).unwrap();
     assert!(r.unchanged);
     assert_eq!(snapshot(&a), before);
 }
@@ -200,11 +180,7 @@ fn bad_inputs_are_errors_that_change_nothing() {
     std::fs::write(out.join("checksums.sha512"), "x").unwrap();
     std::fs::write(out.join("flynn-host-linux-amd64.gz"), "old").unwrap();
     let before = snapshot(tmp.path());
-    let e = package(
-        &opts(&build, &out, "v1.0.0"),
-        &mut flynnrel::fetch::no_progress,
-    )
-    .unwrap_err();
+    let e = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::fetch::no_progress).unwrap_err();
     assert!(
         e.message().contains("different release") && e.message().contains(out.to_str().unwrap()),
         "{e}"
@@ -213,33 +189,21 @@ fn bad_inputs_are_errors_that_change_nothing() {
     std::fs::remove_dir_all(&out).unwrap();
 
     let before = snapshot(tmp.path());
-    let e = package(
-        &opts(&build, &out, "not-a-version"),
-        &mut flynnrel::fetch::no_progress,
-    )
-    .unwrap_err();
+    let e = package(&opts(&build, &out, "not-a-version"), &mut flynnrel::fetch::no_progress).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert!(e.message().contains("not-a-version"), "{e}");
     assert_eq!(snapshot(tmp.path()), before);
 
     std::fs::rename(build.join("bin/flynn-host"), tmp.path().join("host.bak")).unwrap();
     let before_missing = snapshot(tmp.path());
-    let e = package(
-        &opts(&build, &out, "v1.0.0"),
-        &mut flynnrel::fetch::no_progress,
-    )
-    .unwrap_err();
+    let e = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::fetch::no_progress).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
     assert!(e.message().contains("bin/flynn-host"), "{e}");
     assert_eq!(snapshot(tmp.path()), before_missing);
     std::fs::rename(tmp.path().join("host.bak"), build.join("bin/flynn-host")).unwrap();
 
     std::fs::remove_file(build.join("manifests/bootstrap-manifest.json")).unwrap();
-    let e = package(
-        &opts(&build, &out, "v1.0.0"),
-        &mut flynnrel::fetch::no_progress,
-    )
-    .unwrap_err();
+    let e = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::fetch::no_progress).unwrap_err();
     assert!(e.message().contains("bootstrap-manifest.json"), "{e}");
     std::fs::write(build.join("manifests/bootstrap-manifest.json"), "{}").unwrap();
 
@@ -249,21 +213,13 @@ fn bad_inputs_are_errors_that_change_nothing() {
     data[1000] ^= 1;
     std::fs::write(&p, &data).unwrap();
     let before = snapshot(tmp.path());
-    let e = package(
-        &opts(&build, &out, "v1.0.0"),
-        &mut flynnrel::fetch::no_progress,
-    )
-    .unwrap_err();
+    let e = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::fetch::no_progress).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidData);
     assert!(
         e.message().contains("aaaa1111.squashfs") && e.message().contains("sha512_256"),
         "{e}"
     );
-    assert_eq!(
-        snapshot(tmp.path()),
-        before,
-        "no output, no staging folder left"
-    );
+    assert_eq!(snapshot(tmp.path()), before, "no output, no staging folder left");
     assert!(!out.exists());
 }
 
@@ -286,10 +242,7 @@ fn signed_with_a_minisign_tool_key_and_verified_by_the_minisign_tool() {
     let build = tmp.path().join("build");
     make_build_tree(&build, "v1.0.0", &layers());
     // A key made by the real minisign tool, password-protected.
-    let (ok, log) = sh(
-        tmp.path(),
-        "printf 'pw\\npw\\n' | minisign -G -p key.pub -s key.sec",
-    );
+    let (ok, log) = sh(tmp.path(), "printf 'pw\\npw\\n' | minisign -G -p key.pub -s key.sec");
     assert!(ok, "minisign must be installed (script/setup-tools): {log}");
     let out = tmp.path().join("out");
     let mut o = opts(&build, &out, "v1.0.0");
@@ -309,10 +262,7 @@ fn signed_with_a_minisign_tool_key_and_verified_by_the_minisign_tool() {
     let pubkey = std::fs::read_to_string(tmp.path().join("key.pub")).unwrap();
     let key = flynnrel::signature::TrustedKey::parse(&pubkey).unwrap();
     let script = std::fs::read_to_string(out.join("install-flynn")).unwrap();
-    assert!(script.contains(&format!(
-        "\nFLYNN_DEFAULT_PUBLIC_KEY='{}'\n",
-        key.to_base64()
-    )));
+    assert!(script.contains(&format!("\nFLYNN_DEFAULT_PUBLIC_KEY='{}'\n", key.to_base64())));
     let rep = verify_dir(&out, Some(&key), Some("flynn/flynn"), Some("v1.0.0")).unwrap();
     assert!(rep.signature_checked);
     let e = verify_dir(&out, Some(&key), Some("flynn/flynn"), Some("v1.0.1")).unwrap_err();
@@ -332,11 +282,7 @@ fn verify_finds_extra_missing_and_tampered_files() {
     let build = tmp.path().join("build");
     make_build_tree(&build, "v1.0.0", &[]);
     let out = tmp.path().join("out");
-    let r = package(
-        &opts(&build, &out, "v1.0.0"),
-        &mut flynnrel::fetch::no_progress,
-    )
-    .unwrap();
+    let r = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::fetch::no_progress).unwrap();
     assert!(
         r.layers.is_empty() && !out.join("layers.tar.gz").exists(),
         "no layers, no archive"
@@ -357,25 +303,16 @@ fn verify_finds_extra_missing_and_tampered_files() {
     std::fs::write(out.join("extra.txt"), "x").unwrap();
     let (code, err) = cli(&["verify", d]);
     assert_eq!(code, 1);
-    assert!(
-        err.contains("extra.txt") && err.contains("not listed"),
-        "{err}"
-    );
+    assert!(err.contains("extra.txt") && err.contains("not listed"), "{err}");
     std::fs::remove_file(out.join("extra.txt")).unwrap();
     std::fs::write(out.join("images.json.gz"), "tampered").unwrap();
     let (code, err) = cli(&["verify", d]);
     assert_eq!(code, 1);
-    assert!(
-        err.contains("images.json.gz") && err.contains("sha512"),
-        "{err}"
-    );
+    assert!(err.contains("images.json.gz") && err.contains("sha512"), "{err}");
     std::fs::remove_file(out.join("images.json.gz")).unwrap();
     let (code, err) = cli(&["verify", d]);
     assert_eq!(code, 1);
-    assert!(
-        err.contains("images.json.gz") && err.contains("missing"),
-        "{err}"
-    );
+    assert!(err.contains("images.json.gz") && err.contains("missing"), "{err}");
     let (code, err) = cli(&[
         "verify",
         d,
@@ -426,9 +363,6 @@ fn cli_package_prints_assets_and_json() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        stdout.lines().last().unwrap().contains("unchanged=true"),
-        "{stdout}"
-    );
+    assert!(stdout.lines().last().unwrap().contains("unchanged=true"), "{stdout}");
     assert!(stdout.contains("asset=layers.tar.gz "), "{stdout}");
 }

@@ -111,11 +111,7 @@ pub fn select_channel(
 impl Client {
     /// The newest release of `channel` (see [`select_channel`]). `NotFound` when the repository
     /// has none.
-    pub fn channel_release(
-        &self,
-        channel: Channel,
-        scheme: Option<Scheme>,
-    ) -> Result<(Release, Version)> {
+    pub fn channel_release(&self, channel: Channel, scheme: Option<Scheme>) -> Result<(Release, Version)> {
         let releases = self.releases()?;
         match select_channel(&releases, channel, scheme)? {
             Some((r, v)) => Ok((r.clone(), v)),
@@ -168,18 +164,13 @@ mod tests {
         ];
         let (r, _) = select_channel(&rs, Channel::Stable, None).unwrap().unwrap();
         assert_eq!(r.tag_name, "v2024.01.27.10");
-        let (r, _) = select_channel(&rs, Channel::Nightly, None)
-            .unwrap()
-            .unwrap();
+        let (r, _) = select_channel(&rs, Channel::Nightly, None).unwrap().unwrap();
         assert_eq!(r.tag_name, "v2024.01.28.0");
     }
 
     #[test]
     fn mixed_schemes_need_a_hint() {
-        let rs = vec![
-            rel("v1.2.3", false, false),
-            rel("v20210218.0", false, false),
-        ];
+        let rs = vec![rel("v1.2.3", false, false), rel("v20210218.0", false, false)];
         let e = select_channel(&rs, Channel::Stable, None).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::VersionMismatch);
         let (r, _) = select_channel(&rs, Channel::Stable, Some(Scheme::FlynnDate))
@@ -195,16 +186,8 @@ mod tests {
     #[test]
     fn none_when_nothing_qualifies() {
         let rs = vec![rel("v1.0.0", true, false), rel("v2.0.0", false, true)];
-        assert!(
-            select_channel(&rs, Channel::Stable, None)
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            select_channel(&[], Channel::Nightly, None)
-                .unwrap()
-                .is_none()
-        );
+        assert!(select_channel(&rs, Channel::Stable, None).unwrap().is_none());
+        assert!(select_channel(&[], Channel::Nightly, None).unwrap().is_none());
     }
 
     #[test]

@@ -116,9 +116,7 @@ pub fn validate_repository(repo: &str) -> Result<(String, String)> {
     let (owner, name) = repo.split_once('/').ok_or_else(bad)?;
     let owner_ok = !owner.is_empty()
         && owner.len() <= 39
-        && owner
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && owner.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         && !owner.starts_with('-');
     let name_ok = !name.is_empty()
         && name.len() <= 100
@@ -233,12 +231,7 @@ impl Client {
             .connect_timeout(opts.connect_timeout)
             .timeout(opts.read_timeout)
             .build()
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Network,
-                    format!("cannot set up the HTTP client: {e}"),
-                )
-            })?;
+            .map_err(|e| Error::new(ErrorKind::Network, format!("cannot set up the HTTP client: {e}")))?;
         Ok(Client {
             opts,
             owner,
@@ -272,12 +265,7 @@ impl Client {
             self.owner,
             self.name
         );
-        Url::parse(&s).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidArgument,
-                format!("cannot build API URL {s:?}: {e}"),
-            )
-        })
+        Url::parse(&s).map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("cannot build API URL {s:?}: {e}")))
     }
 
     /// The release GitHub marks as latest (`/releases/latest`). Note that this can be lower than
@@ -290,8 +278,7 @@ impl Client {
 
     /// The release tagged exactly `tag`. `NotFound` names the tag and repository.
     pub fn release_by_tag(&self, tag: &str) -> Result<Release> {
-        if tag.is_empty() || tag.contains(['/', '?', '#', '%']) || tag.chars().any(char::is_control)
-        {
+        if tag.is_empty() || tag.contains(['/', '?', '#', '%']) || tag.chars().any(char::is_control) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 format!("invalid release tag {tag:?}: a tag is a version such as v20240127.0"),
@@ -303,19 +290,14 @@ impl Client {
 
     /// Every non-draft release, following `Link: rel="next"` until the last page.
     pub fn releases(&self) -> Result<Vec<Release>> {
-        let mut url = self.repo_url(&format!(
-            "releases?per_page={}",
-            self.opts.per_page.clamp(1, 100)
-        ))?;
+        let mut url = self.repo_url(&format!("releases?per_page={}", self.opts.per_page.clamp(1, 100)))?;
         let mut all: Vec<Release> = Vec::new();
         let mut seen = HashSet::new();
         for _ in 0..self.opts.max_pages {
             if !seen.insert(url.to_string()) {
                 return Err(Error::new(
                     ErrorKind::InvalidData,
-                    format!(
-                        "pagination loop at {url}: the server's Link header points back to a page already read"
-                    ),
+                    format!("pagination loop at {url}: the server's Link header points back to a page already read"),
                 ));
             }
             let (body, headers) = self.get_raw(&url, "the release list")?;
@@ -416,10 +398,7 @@ impl Client {
         let (start, accept) = if self.opts.token.is_some() {
             (asset.url.as_str(), "application/octet-stream")
         } else {
-            (
-                asset.browser_download_url.as_str(),
-                "application/octet-stream",
-            )
+            (asset.browser_download_url.as_str(), "application/octet-stream")
         };
         let url = parse_allowed_url(start, "asset URL")?;
         let what = format!("asset {}", asset.name);
@@ -461,10 +440,7 @@ impl Client {
         } else {
             return Err(Error::new(
                 ErrorKind::HttpStatus,
-                format!(
-                    "unexpected HTTP {status} downloading {} from {final_url}",
-                    asset.name
-                ),
+                format!("unexpected HTTP {status} downloading {} from {final_url}", asset.name),
             ));
         };
         Ok(Download {
@@ -479,12 +455,7 @@ impl Client {
     /// Sends a GET to `url`, following redirects by hand and retrying transient failures.
     /// `decorate` adds the request-specific headers at every hop. Returns the final response,
     /// which is 2xx or 304; every other outcome is an error naming the URL.
-    fn send(
-        &self,
-        url: &Url,
-        what: &str,
-        decorate: impl Fn(RequestBuilder) -> RequestBuilder,
-    ) -> Result<Response> {
+    fn send(&self, url: &Url, what: &str, decorate: impl Fn(RequestBuilder) -> RequestBuilder) -> Result<Response> {
         let mut attempt: u32 = 0;
         loop {
             match self.send_once(url, what, &decorate) {
@@ -535,9 +506,7 @@ impl Client {
             if !visited.insert(url.to_string()) {
                 return Err(Transient::fatal(Error::new(
                     ErrorKind::InsecureUrl,
-                    format!(
-                        "redirect loop at {url} while fetching {what}; the server is misconfigured"
-                    ),
+                    format!("redirect loop at {url} while fetching {what}; the server is misconfigured"),
                 )));
             }
             let mut req = decorate(self.http.get(url.clone()));
@@ -597,9 +566,7 @@ impl Client {
         }
         Err(Transient::fatal(Error::new(
             ErrorKind::InsecureUrl,
-            format!(
-                "too many redirects (more than {MAX_REDIRECTS}) from {start} while fetching {what}"
-            ),
+            format!("too many redirects (more than {MAX_REDIRECTS}) from {start} while fetching {what}"),
         )))
     }
 }
@@ -649,12 +616,7 @@ fn describe(e: &reqwest::Error) -> String {
 fn classify_failure(resp: Response, url: &Url, what: &str, repo: &str) -> Transient {
     let status = resp.status();
     let headers = resp.headers().clone();
-    let header_str = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
+    let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let retry_after = header_str("retry-after").and_then(|v| v.parse::<u64>().ok());
     let remaining_zero = header_str("x-ratelimit-remaining") == Some("0");
     let message = github_message(resp);
@@ -706,17 +668,12 @@ fn classify_failure(resp: Response, url: &Url, what: &str, repo: &str) -> Transi
     if status == StatusCode::UNAUTHORIZED {
         return Transient::fatal(Error::new(
             ErrorKind::HttpStatus,
-            format!(
-                "{url} rejected the token (HTTP 401{detail}); check FLYNN_GITHUB_TOKEN / GH_TOKEN / GITHUB_TOKEN"
-            ),
+            format!("{url} rejected the token (HTTP 401{detail}); check FLYNN_GITHUB_TOKEN / GH_TOKEN / GITHUB_TOKEN"),
         ));
     }
     Transient::fatal(Error::new(
         ErrorKind::HttpStatus,
-        format!(
-            "unexpected HTTP {} for {what} at {url}{detail}",
-            status.as_u16()
-        ),
+        format!("unexpected HTTP {} for {what} at {url}{detail}", status.as_u16()),
     ))
 }
 
@@ -734,9 +691,7 @@ fn read_capped(resp: Response, cap: u64, url: &Url) -> Result<Vec<u8>> {
     let too_large = || {
         Error::new(
             ErrorKind::TooLarge,
-            format!(
-                "response from {url} is larger than the {cap}-byte limit; is --api-url a GitHub API?"
-            ),
+            format!("response from {url} is larger than the {cap}-byte limit; is --api-url a GitHub API?"),
         )
     };
     if resp.content_length().is_some_and(|n| n > cap) {
@@ -784,8 +739,7 @@ mod tests {
             assert!(validate_repository(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "flynn", "flynn/", "/flynn", "a/b/c", "a/..", "a/.", "-a/b", "a b/c", "a/b?x",
-            "a/b#",
+            "", "flynn", "flynn/", "/flynn", "a/b/c", "a/..", "a/.", "-a/b", "a b/c", "a/b?x", "a/b#",
         ] {
             let e = validate_repository(bad).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad}");
@@ -821,22 +775,10 @@ mod tests {
     #[test]
     fn origins() {
         let a = Url::parse("https://api.github.com/repos").unwrap();
-        assert!(same_origin(
-            &a,
-            &Url::parse("https://API.github.com:443/x").unwrap()
-        ));
-        assert!(!same_origin(
-            &a,
-            &Url::parse("https://github.com/x").unwrap()
-        ));
-        assert!(!same_origin(
-            &a,
-            &Url::parse("https://api.github.com:8443/x").unwrap()
-        ));
-        assert!(!same_origin(
-            &a,
-            &Url::parse("http://api.github.com/x").unwrap()
-        ));
+        assert!(same_origin(&a, &Url::parse("https://API.github.com:443/x").unwrap()));
+        assert!(!same_origin(&a, &Url::parse("https://github.com/x").unwrap()));
+        assert!(!same_origin(&a, &Url::parse("https://api.github.com:8443/x").unwrap()));
+        assert!(!same_origin(&a, &Url::parse("http://api.github.com/x").unwrap()));
     }
 
     #[test]

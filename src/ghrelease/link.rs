@@ -51,12 +51,8 @@ fn params_have_rel(params: &str, rel: &str) -> bool {
             return false;
         }
         let v = v.trim().trim_end_matches(',').trim();
-        let v = v
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(v);
-        v.split_ascii_whitespace()
-            .any(|r| r.eq_ignore_ascii_case(rel))
+        let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+        v.split_ascii_whitespace().any(|r| r.eq_ignore_ascii_case(rel))
     })
 }
 
@@ -88,11 +84,7 @@ mod tests {
             Some("https://a/b")
         );
         assert_eq!(
-            find_rel(
-                r#"<https://a/b>; title="x, y"; rel="prefetch next""#,
-                "next"
-            )
-            .as_deref(),
+            find_rel(r#"<https://a/b>; title="x, y"; rel="prefetch next""#, "next").as_deref(),
             Some("https://a/b")
         );
     }

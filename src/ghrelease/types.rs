@@ -94,9 +94,7 @@ impl Asset {
     /// A digest with another algorithm is ignored (`None`); a malformed `sha256:` value is
     /// returned as-is so that the comparison fails closed.
     pub fn sha256_digest(&self) -> Option<&str> {
-        self.digest
-            .as_deref()
-            .and_then(|d| d.strip_prefix("sha256:"))
+        self.digest.as_deref().and_then(|d| d.strip_prefix("sha256:"))
     }
 }
 
@@ -127,35 +125,23 @@ mod tests {
 
     #[test]
     fn parses_openapi_example_lists() {
-        let rs: Vec<Release> =
-            serde_json::from_str(&testdata("openapi-example-release-items.json")).unwrap();
+        let rs: Vec<Release> = serde_json::from_str(&testdata("openapi-example-release-items.json")).unwrap();
         assert!(!rs.is_empty());
-        let assets: Vec<Asset> =
-            serde_json::from_str(&testdata("openapi-example-release-asset-items.json")).unwrap();
+        let assets: Vec<Asset> = serde_json::from_str(&testdata("openapi-example-release-asset-items.json")).unwrap();
         assert!(!assets.is_empty());
-        let one: Asset =
-            serde_json::from_str(&testdata("openapi-example-release-asset.json")).unwrap();
+        let one: Asset = serde_json::from_str(&testdata("openapi-example-release-asset.json")).unwrap();
         assert!(!one.browser_download_url.is_empty());
     }
 
     #[test]
     fn parses_real_recorded_release_with_null_label_and_digest() {
-        let r: Release = serde_json::from_str(&testdata(
-            "recorded/real-pirafrank-poof-releases-latest.json",
-        ))
-        .unwrap();
+        let r: Release = serde_json::from_str(&testdata("recorded/real-pirafrank-poof-releases-latest.json")).unwrap();
         assert!(!r.assets.is_empty());
         assert!(r.assets.iter().all(|a| a.state == "uploaded"));
         assert!(r.assets.iter().any(|a| a.label.is_none()));
-        assert!(
-            r.assets
-                .iter()
-                .all(|a| a.sha256_digest().map(str::len) == Some(64))
-        );
-        let t: Release = serde_json::from_str(&testdata(
-            "recorded/real-pirafrank-poof-releases-tags-v0.5.0.json",
-        ))
-        .unwrap();
+        assert!(r.assets.iter().all(|a| a.sha256_digest().map(str::len) == Some(64)));
+        let t: Release =
+            serde_json::from_str(&testdata("recorded/real-pirafrank-poof-releases-tags-v0.5.0.json")).unwrap();
         assert_eq!(t.tag_name, "v0.5.0");
     }
 

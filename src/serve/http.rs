@@ -148,11 +148,7 @@ pub(crate) struct InFlight {
 }
 
 /// Start serving `listener` with `handler` on a new accept thread.
-pub(crate) fn spawn(
-    listener: TcpListener,
-    handler: Handler,
-    in_flight: InFlight,
-) -> io::Result<HttpListener> {
+pub(crate) fn spawn(listener: TcpListener, handler: Handler, in_flight: InFlight) -> io::Result<HttpListener> {
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
@@ -251,15 +247,10 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, handler: Handler, in_
         let s = shared.clone();
         let h = handler.clone();
         let f = in_flight.clone();
-        let spawned = std::thread::Builder::new()
-            .name("serve-conn".into())
-            .spawn(move || {
-                let _guard = ConnGuard {
-                    shared: s.clone(),
-                    id,
-                };
-                serve_connection(stream, &h, &f);
-            });
+        let spawned = std::thread::Builder::new().name("serve-conn".into()).spawn(move || {
+            let _guard = ConnGuard { shared: s.clone(), id };
+            serve_connection(stream, &h, &f);
+        });
         if spawned.is_err() {
             // The guard was never created: undo the bookkeeping here.
             lock(&shared.conns).remove(&id);
@@ -294,12 +285,9 @@ impl Drop for InFlightGuard<'_> {
 }
 
 fn unavailable() -> Response {
-    Response::new(
-        503,
-        Body::Bytes(b"{\"message\":\"Service Unavailable\"}".to_vec()),
-    )
-    .header("content-type", "application/json; charset=utf-8")
-    .header("retry-after", "1")
+    Response::new(503, Body::Bytes(b"{\"message\":\"Service Unavailable\"}".to_vec()))
+        .header("content-type", "application/json; charset=utf-8")
+        .header("retry-after", "1")
 }
 
 /// Why a request could not be read.
@@ -395,16 +383,11 @@ fn read_line(reader: &mut BufReader<TcpStream>) -> Result<Option<String>, ReadEr
     if buf.last() == Some(&b'\r') {
         buf.pop();
     }
-    String::from_utf8(buf)
-        .map(Some)
-        .map_err(|_| ReadError::Bad(400))
+    String::from_utf8(buf).map(Some).map_err(|_| ReadError::Bad(400))
 }
 
 /// Read a request head. Returns the request and whether it was HTTP/1.0.
-fn read_request(
-    reader: &mut BufReader<TcpStream>,
-    peer: SocketAddr,
-) -> Result<Option<(Request, bool)>, ReadError> {
+fn read_request(reader: &mut BufReader<TcpStream>, peer: SocketAddr) -> Result<Option<(Request, bool)>, ReadError> {
     // RFC 9112 §2.2: ignore empty lines before the request line.
     let line = loop {
         match read_line(reader)? {
@@ -414,8 +397,7 @@ fn read_request(
         }
     };
     let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(ReadError::Bad(400));
     };
@@ -494,12 +476,7 @@ fn discard_body(reader: &mut BufReader<TcpStream>, req: &Request) -> Result<bool
 }
 
 /// Write a response. `head_only` suppresses the body (for `HEAD`), keeping `Content-Length`.
-fn write_response(
-    w: &mut TcpStream,
-    head_only: bool,
-    resp: Response,
-    close: bool,
-) -> io::Result<()> {
+fn write_response(w: &mut TcpStream, head_only: bool, resp: Response, close: bool) -> io::Result<()> {
     let mut out = BufWriter::with_capacity(64 * 1024, w);
     write!(out, "HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status))?;
     write!(out, "date: {}\r\n", http_date(SystemTime::now()))?;
@@ -521,11 +498,7 @@ fn write_response(
         match resp.body {
             Body::Empty => {}
             Body::Bytes(b) => out.write_all(&b)?,
-            Body::File {
-                mut file,
-                offset,
-                len,
-            } => {
+            Body::File { mut file, offset, len } => {
                 file.seek(SeekFrom::Start(offset))?;
                 let copied = io::copy(&mut file.take(len), &mut out)?;
                 if copied != len {

@@ -21,8 +21,7 @@ use crate::error::Result;
 
 /// GitHub's documentation link in release 404 bodies.
 const RELEASES_DOCS: &str = "https://docs.github.com/rest/releases/releases";
-const RATE_LIMIT_DOCS: &str =
-    "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting";
+const RATE_LIMIT_DOCS: &str = "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting";
 /// GitHub's default and maximum page sizes.
 const DEFAULT_PER_PAGE: usize = 30;
 const MAX_PER_PAGE: usize = 100;
@@ -260,12 +259,7 @@ fn content_type(name: &str) -> &'static str {
 
 fn asset_json(ctx: &Ctx, b: &Bases, repo: &Repo, rel: &Release, a: &Asset) -> Result<Value> {
     let sha = ctx.store.sha256(a)?;
-    let t = rfc3339(
-        a.mtime
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    );
+    let t = rfc3339(a.mtime.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
     Ok(json!({
         "url": format!("{}/repos/{}/{}/releases/assets/{}", b.api, enc(&repo.owner), enc(&repo.name), a.id),
         "id": a.id,
@@ -390,12 +384,7 @@ fn api_route(ctx: &Ctx, req: &Request, b: &Bases, path: &str) -> Result<ApiOut> 
     match tail {
         [] => {
             let rels: Vec<&Release> = visible().collect();
-            let base = format!(
-                "{}/repos/{}/{}/releases",
-                b.api,
-                enc(&repo.owner),
-                enc(&repo.name)
-            );
+            let base = format!("{}/repos/{}/{}/releases", b.api, enc(&repo.owner), enc(&repo.name));
             paginate(req, &base, &rels, |r| release_json(ctx, b, &repo, r))
         }
         ["latest"] => one(store::latest(&all)),
@@ -404,8 +393,7 @@ fn api_route(ctx: &Ctx, req: &Request, b: &Bases, path: &str) -> Result<ApiOut> 
             let Ok(id) = id.parse::<u64>() else {
                 return Ok(not_found());
             };
-            let found =
-                visible().find_map(|r| r.assets.iter().find(|a| a.id == id).map(|a| (r, a)));
+            let found = visible().find_map(|r| r.assets.iter().find(|a| a.id == id).map(|a| (r, a)));
             let Some((rel, asset)) = found else {
                 return Ok(not_found());
             };
@@ -413,18 +401,9 @@ fn api_route(ctx: &Ctx, req: &Request, b: &Bases, path: &str) -> Result<ApiOut> 
                 .header("accept")
                 .is_some_and(|a| a.to_ascii_lowercase().contains("application/octet-stream"));
             if wants_bytes {
-                return Ok(ApiOut::Redirect(storage_url(
-                    &b.storage,
-                    &repo,
-                    &rel.tag,
-                    &asset.name,
-                )));
+                return Ok(ApiOut::Redirect(storage_url(&b.storage, &repo, &rel.tag, &asset.name)));
             }
-            Ok(ApiOut::Json(
-                200,
-                asset_json(ctx, b, &repo, rel, asset)?,
-                vec![],
-            ))
+            Ok(ApiOut::Json(200, asset_json(ctx, b, &repo, rel, asset)?, vec![]))
         }
         [id] => {
             let Ok(id) = id.parse::<u64>() else {
@@ -433,11 +412,7 @@ fn api_route(ctx: &Ctx, req: &Request, b: &Bases, path: &str) -> Result<ApiOut> 
             one(visible().find(|r| r.id == id))
         }
         [id, "assets"] => {
-            let Some(rel) = id
-                .parse::<u64>()
-                .ok()
-                .and_then(|id| visible().find(|r| r.id == id))
-            else {
+            let Some(rel) = id.parse::<u64>().ok().and_then(|id| visible().find(|r| r.id == id)) else {
                 return Ok(not_found());
             };
             let assets: Vec<&Asset> = rel.assets.iter().collect();
@@ -456,12 +431,7 @@ fn api_route(ctx: &Ctx, req: &Request, b: &Bases, path: &str) -> Result<ApiOut> 
 
 /// One page of `items` with GitHub's `Link` header (`prev`, `next`, `last`, `first`, in that
 /// order, each present only when meaningful; no header when everything fits on one page).
-fn paginate<T>(
-    req: &Request,
-    base: &str,
-    items: &[T],
-    render: impl Fn(&T) -> Result<Value>,
-) -> Result<ApiOut> {
+fn paginate<T>(req: &Request, base: &str, items: &[T], render: impl Fn(&T) -> Result<Value>) -> Result<ApiOut> {
     let pairs = query_pairs(req.query());
     let param = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let per_page = param("per_page")
@@ -581,8 +551,7 @@ fn finish_api(ctx: &Ctx, req: &Request, out: ApiOut) -> Response {
             .header("content-type", "text/html;charset=utf-8")
             .header("location", loc)
     } else {
-        let mut r = Response::new(status, Body::Bytes(body))
-            .header("content-type", "application/json; charset=utf-8");
+        let mut r = Response::new(status, Body::Bytes(body)).header("content-type", "application/json; charset=utf-8");
         for (k, v) in extra {
             r = r.header(&k, v);
         }
@@ -598,10 +567,7 @@ fn finish_api(ctx: &Ctx, req: &Request, out: ApiOut) -> Response {
         .header("x-github-api-version-selected", "2022-11-28")
         .header("x-github-media-type", "github.v3; format=json")
         .header("x-ratelimit-limit", ctx.rate_limit.to_string())
-        .header(
-            "x-ratelimit-remaining",
-            ctx.rate_limit.saturating_sub(used).to_string(),
-        )
+        .header("x-ratelimit-remaining", ctx.rate_limit.saturating_sub(used).to_string())
         .header("x-ratelimit-reset", reset.to_string())
         .header("x-ratelimit-used", used.to_string())
         .header("x-ratelimit-resource", "core")
@@ -625,8 +591,7 @@ fn ctx_reset(ctx: &Ctx) -> u64 {
 // ---------------------------------------------------------------------------------------------
 
 fn web_not_found() -> Response {
-    Response::new(404, Body::Bytes(b"Not Found".to_vec()))
-        .header("content-type", "text/plain; charset=utf-8")
+    Response::new(404, Body::Bytes(b"Not Found".to_vec())).header("content-type", "text/plain; charset=utf-8")
 }
 
 /// Answer a web request: release download URLs redirect to the storage host.
@@ -659,12 +624,7 @@ pub(crate) fn web(ctx: &Ctx, req: &Request) -> Response {
     if !rel.assets.iter().any(|a| a.name == file) {
         return web_not_found();
     }
-    let loc = storage_url(
-        &base_url(ctx.storage_addr, Some(req)),
-        &repo,
-        &rel.tag,
-        file,
-    );
+    let loc = storage_url(&base_url(ctx.storage_addr, Some(req)), &repo, &rel.tag, file);
     Response::new(302, Body::Empty)
         .header("content-type", "text/html; charset=utf-8")
         .header("cache-control", "no-cache")
@@ -726,8 +686,7 @@ fn parse_range(h: &str, size: u64) -> RangeReq {
 }
 
 fn storage_not_found() -> Response {
-    Response::new(404, Body::Bytes(b"Not Found".to_vec()))
-        .header("content-type", "text/plain; charset=utf-8")
+    Response::new(404, Body::Bytes(b"Not Found".to_vec())).header("content-type", "text/plain; charset=utf-8")
 }
 
 /// Serve asset bytes: `GET`/`HEAD /<owner>/<repo>/<tag>/<name>`, with single byte ranges.
@@ -751,10 +710,7 @@ pub(crate) fn storage(ctx: &Ctx, req: &Request) -> Response {
     };
     let size = meta.len();
     let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-    let nanos = mtime
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = mtime.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     // A cheap validator (no hashing per download) that changes whenever the file does.
     let etag = format!("\"{size:x}-{nanos:x}\"");
     let common = |r: Response| {
@@ -797,8 +753,9 @@ pub(crate) fn storage(ctx: &Ctx, req: &Request) -> Response {
             },
         ))
         .header("content-range", format!("bytes {start}-{end}/{size}")),
-        RangeReq::Unsatisfiable => common(Response::new(416, Body::Empty))
-            .header("content-range", format!("bytes */{size}")),
+        RangeReq::Unsatisfiable => {
+            common(Response::new(416, Body::Empty)).header("content-range", format!("bytes */{size}"))
+        }
     }
 }
 
@@ -816,15 +773,9 @@ mod tests {
     fn ranges_parse() {
         assert!(matches!(parse_range("bytes=0-", 10), RangeReq::Part(0, 9)));
         assert!(matches!(parse_range("bytes=2-4", 10), RangeReq::Part(2, 4)));
-        assert!(matches!(
-            parse_range("bytes=2-40", 10),
-            RangeReq::Part(2, 9)
-        ));
+        assert!(matches!(parse_range("bytes=2-40", 10), RangeReq::Part(2, 9)));
         assert!(matches!(parse_range("bytes=-3", 10), RangeReq::Part(7, 9)));
-        assert!(matches!(
-            parse_range("bytes=10-", 10),
-            RangeReq::Unsatisfiable
-        ));
+        assert!(matches!(parse_range("bytes=10-", 10), RangeReq::Unsatisfiable));
         assert!(matches!(parse_range("bytes=4-2", 10), RangeReq::Full));
         assert!(matches!(parse_range("bytes=0-1,3-4", 10), RangeReq::Full));
         assert!(matches!(parse_range("items=0-1", 10), RangeReq::Full));

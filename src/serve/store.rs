@@ -86,9 +86,7 @@ pub(crate) struct Store {
 /// bytes keep ids below 2^53, so JavaScript clients read them exactly, and they survive restarts.
 pub(crate) fn stable_id(key: &str) -> u64 {
     let h = Sha256::digest(key.as_bytes());
-    h[..6]
-        .iter()
-        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+    h[..6].iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
 }
 
 /// Whether a path component may name something we list or serve.
@@ -97,9 +95,7 @@ pub(crate) fn component_ok(c: &str) -> bool {
 }
 
 fn secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// RFC 3339 in UTC with whole seconds, as GitHub formats timestamps.
@@ -156,8 +152,7 @@ impl Store {
     /// Every release of `repo` (drafts included), newest first: by creation second, then by tag
     /// in descending natural order (`v1.10.0` before `v1.9.0`), then by tag bytes.
     pub fn releases(&self, repo: &Repo) -> Result<Vec<Release>> {
-        let entries =
-            fs::read_dir(&repo.dir).map_err(|e| Error::io("list releases in", &repo.dir, e))?;
+        let entries = fs::read_dir(&repo.dir).map_err(|e| Error::io("list releases in", &repo.dir, e))?;
         let mut out = Vec::new();
         for e in entries {
             let e = e.map_err(|e| Error::io("list releases in", &repo.dir, e))?;
@@ -282,9 +277,7 @@ impl Store {
             created,
             published,
             make_latest,
-            target_commitish: meta
-                .target_commitish
-                .unwrap_or_else(|| "master".to_string()),
+            target_commitish: meta.target_commitish.unwrap_or_else(|| "master".to_string()),
             discussion_url: meta.discussion_url,
             assets,
         })
@@ -302,9 +295,7 @@ impl Store {
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = f
-                .read(&mut buf)
-                .map_err(|e| Error::io("read", &asset.path, e))?;
+            let n = f.read(&mut buf).map_err(|e| Error::io("read", &asset.path, e))?;
             if n == 0 {
                 break;
             }

@@ -27,20 +27,12 @@ fn put(root: &Path, rel: &str, data: &[u8]) {
 }
 
 fn meta(root: &Path, release_dir: &str, json: &str) {
-    put(
-        root,
-        &format!("{release_dir}/.release.json"),
-        json.as_bytes(),
-    );
+    put(root, &format!("{release_dir}/.release.json"), json.as_bytes());
 }
 
 /// A release dir with one asset and a fixed creation time.
 fn release(root: &Path, tag: &str, created: &str, extra: &str) {
-    put(
-        root,
-        &format!("o/r/{tag}/flynn-host-linux-amd64.gz"),
-        tag.as_bytes(),
-    );
+    put(root, &format!("o/r/{tag}/flynn-host-linux-amd64.gz"), tag.as_bytes());
     meta(
         root,
         &format!("o/r/{tag}"),
@@ -71,10 +63,7 @@ fn json(r: Response) -> Value {
 }
 
 fn header(r: &Response, name: &str) -> Option<String> {
-    r.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 fn start_at(root: &Path) -> Server {
@@ -85,17 +74,10 @@ fn start_at(root: &Path) -> Server {
 fn raw_status(base: &str, target: &str) -> u16 {
     let addr = base.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).expect("connect");
-    write!(
-        s,
-        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
+    write!(s, "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("send");
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
-    out.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
 
 #[test]
@@ -146,14 +128,8 @@ fn release_json_has_githubs_shape_and_parses() {
     assert_eq!(rel.body.as_deref(), Some("notes"));
     assert_eq!(rel.created_at.as_deref(), Some("2024-01-27T12:00:00Z"));
     assert_eq!(rel.published_at.as_deref(), Some("2024-01-27T12:00:00Z"));
-    assert_eq!(
-        rel.html_url,
-        format!("{}/o/r/releases/tag/v1.0.0", srv.web_url())
-    );
-    assert_eq!(
-        rel.url,
-        format!("{}/repos/o/r/releases/{}", srv.api_url(), rel.id)
-    );
+    assert_eq!(rel.html_url, format!("{}/o/r/releases/tag/v1.0.0", srv.web_url()));
+    assert_eq!(rel.url, format!("{}/repos/o/r/releases/{}", srv.api_url(), rel.id));
     let a = rel.asset("flynn-host-linux-amd64.gz").expect("asset");
     assert_eq!(a.size, 10);
     assert_eq!(a.content_type, "application/gzip");
@@ -225,12 +201,7 @@ fn list_paginates_with_githubs_link_header() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     for i in 0..8 {
-        release(
-            root,
-            &format!("v1.{i}.0"),
-            &format!("2024-01-0{}T00:00:00Z", i + 1),
-            "",
-        );
+        release(root, &format!("v1.{i}.0"), &format!("2024-01-0{}T00:00:00Z", i + 1), "");
     }
     let srv = start_at(root);
     let c = client();
@@ -239,17 +210,9 @@ fn list_paginates_with_githubs_link_header() {
     let r = c.get(format!("{base}?per_page=3")).send().expect("page 1");
     assert_eq!(
         header(&r, "link").as_deref(),
-        Some(
-            format!(
-                "<{base}?per_page=3&page=2>; rel=\"next\", <{base}?per_page=3&page=3>; rel=\"last\""
-            )
-            .as_str()
-        )
+        Some(format!("<{base}?per_page=3&page=2>; rel=\"next\", <{base}?per_page=3&page=3>; rel=\"last\"").as_str())
     );
-    let r2 = c
-        .get(format!("{base}?per_page=3&page=2"))
-        .send()
-        .expect("page 2");
+    let r2 = c.get(format!("{base}?per_page=3&page=2")).send().expect("page 2");
     assert_eq!(
         header(&r2, "link").as_deref(),
         Some(
@@ -282,16 +245,10 @@ fn list_paginates_with_githubs_link_header() {
     assert_eq!(tags, want, "newest first, no duplicates, none missing");
 
     // Last page: only prev and first.
-    let r = c
-        .get(format!("{base}?per_page=3&page=3"))
-        .send()
-        .expect("page 3");
+    let r = c.get(format!("{base}?per_page=3&page=3")).send().expect("page 3");
     assert_eq!(
         header(&r, "link").as_deref(),
-        Some(
-            format!("<{base}?per_page=3&page=2>; rel=\"prev\", <{base}?per_page=3&page=1>; rel=\"first\"")
-                .as_str()
-        )
+        Some(format!("<{base}?per_page=3&page=2>; rel=\"prev\", <{base}?per_page=3&page=1>; rel=\"first\"").as_str())
     );
     // Everything on one page: no Link header; per_page is capped at 100.
     let r = c.get(format!("{base}?per_page=500")).send().expect("all");
@@ -325,12 +282,7 @@ fn latest_follows_githubs_rule_and_hides_drafts() {
     release(root, "v1.1.0", "2024-02-01T00:00:00Z", "");
     // A backport: an older version created later is GitHub's latest.
     release(root, "v1.0.1", "2024-03-01T00:00:00Z", "");
-    release(
-        root,
-        "v1.2.0-rc.1",
-        "2024-04-01T00:00:00Z",
-        ",\"prerelease\":true",
-    );
+    release(root, "v1.2.0-rc.1", "2024-04-01T00:00:00Z", ",\"prerelease\":true");
     release(root, "v2.0.0", "2024-05-01T00:00:00Z", ",\"draft\":true");
     let srv = start_at(root);
     let c = client();
@@ -410,10 +362,7 @@ fn not_found_is_githubs_body_and_other_methods_404() {
         "/repos/o/r/releases/assets/12345",
         "/something/else",
     ] {
-        let r = c
-            .get(format!("{}{url}", srv.api_url()))
-            .send()
-            .expect("get");
+        let r = c.get(format!("{}{url}", srv.api_url())).send().expect("get");
         assert_eq!(r.status(), 404, "{url}");
         assert_eq!(
             header(&r, "content-type").as_deref(),
@@ -443,10 +392,7 @@ fn etag_304_and_rate_limit_headers() {
     let r = c.get(&url).send().expect("first");
     assert_eq!(r.status(), 200);
     let etag = header(&r, "etag").expect("etag");
-    assert!(
-        etag.starts_with("W/\"") && etag.len() == 3 + 64 + 1,
-        "{etag}"
-    );
+    assert!(etag.starts_with("W/\"") && etag.len() == 3 + 64 + 1, "{etag}");
     assert_eq!(header(&r, "x-ratelimit-limit").as_deref(), Some("4"));
     assert_eq!(header(&r, "x-ratelimit-remaining").as_deref(), Some("3"));
     assert_eq!(header(&r, "x-ratelimit-used").as_deref(), Some("1"));
@@ -468,17 +414,10 @@ fn etag_304_and_rate_limit_headers() {
         .and_then(|v| v.parse().ok())
         .expect("reset");
     let now = SystemTimeExt::now_secs();
-    assert!(
-        reset > now + 3500 && reset <= now + 3600,
-        "{reset} vs {now}"
-    );
+    assert!(reset > now + 3500 && reset <= now + 3600, "{reset} vs {now}");
 
     // 304 with no body, not counted.
-    let r = c
-        .get(&url)
-        .header("If-None-Match", &etag)
-        .send()
-        .expect("conditional");
+    let r = c.get(&url).header("If-None-Match", &etag).send().expect("conditional");
     assert_eq!(r.status(), 304);
     assert_eq!(header(&r, "etag").as_deref(), Some(etag.as_str()));
     assert_eq!(header(&r, "x-ratelimit-remaining").as_deref(), Some("3"));
@@ -551,19 +490,13 @@ fn downloads_redirect_to_storage_and_support_ranges() {
     assert_eq!(&body[..], &data[..]);
 
     // Web download → 302 to storage.
-    let r = c
-        .get(&asset.browser_download_url)
-        .send()
-        .expect("web download");
+    let r = c.get(&asset.browser_download_url).send().expect("web download");
     assert_eq!(r.status(), 302);
     let loc = header(&r, "location").expect("location");
     assert!(loc.starts_with(&srv.storage_url()), "{loc}");
     let r = c.get(&loc).send().expect("storage");
     assert_eq!(r.status(), 200);
-    assert_eq!(
-        header(&r, "content-type").as_deref(),
-        Some("application/octet-stream")
-    );
+    assert_eq!(header(&r, "content-type").as_deref(), Some("application/octet-stream"));
     assert_eq!(header(&r, "content-length").as_deref(), Some("100000"));
     assert_eq!(header(&r, "accept-ranges").as_deref(), Some("bytes"));
     assert!(header(&r, "etag").is_some());
@@ -572,43 +505,22 @@ fn downloads_redirect_to_storage_and_support_ranges() {
 
     // Unknown files on the web host: 404.
     let r = c
-        .get(format!(
-            "{}/o/r/releases/download/v1.0.0/nope",
-            srv.web_url()
-        ))
+        .get(format!("{}/o/r/releases/download/v1.0.0/nope", srv.web_url()))
         .send()
         .expect("web 404");
     assert_eq!(r.status(), 404);
 
     // Ranges.
-    let r = c
-        .get(&loc)
-        .header("Range", "bytes=99990-")
-        .send()
-        .expect("range");
+    let r = c.get(&loc).header("Range", "bytes=99990-").send().expect("range");
     assert_eq!(r.status(), 206);
-    assert_eq!(
-        header(&r, "content-range").as_deref(),
-        Some("bytes 99990-99999/100000")
-    );
+    assert_eq!(header(&r, "content-range").as_deref(), Some("bytes 99990-99999/100000"));
     assert_eq!(&r.bytes().expect("bytes")[..], &data[99_990..]);
-    let r = c
-        .get(&loc)
-        .header("Range", "bytes=10-19")
-        .send()
-        .expect("range");
+    let r = c.get(&loc).header("Range", "bytes=10-19").send().expect("range");
     assert_eq!(r.status(), 206);
     assert_eq!(&r.bytes().expect("bytes")[..], &data[10..20]);
-    let r = c
-        .get(&loc)
-        .header("Range", "bytes=100000-")
-        .send()
-        .expect("416");
+    let r = c.get(&loc).header("Range", "bytes=100000-").send().expect("416");
     assert_eq!(r.status(), 416);
-    assert_eq!(
-        header(&r, "content-range").as_deref(),
-        Some("bytes */100000")
-    );
+    assert_eq!(header(&r, "content-range").as_deref(), Some("bytes */100000"));
     // HEAD: headers only.
     let r = c.head(&loc).send().expect("head");
     assert_eq!(r.status(), 200);
@@ -625,9 +537,11 @@ fn downloads_redirect_to_storage_and_support_ranges() {
     assert_eq!(with_auth.status, 302);
     let text = serde_json::to_string(&logged).expect("serialize");
     assert!(!text.contains("secret-token"));
-    assert!(logged.iter().any(|l| l.listener == Listener::Storage
-        && l.header("range") == Some("bytes=10-19")
-        && l.status == 206));
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.listener == Listener::Storage && l.header("range") == Some("bytes=10-19") && l.status == 206)
+    );
     srv.clear_requests();
     assert!(srv.requests().is_empty());
 }
@@ -641,8 +555,7 @@ fn traversal_hidden_files_and_outside_symlinks_are_refused() {
     put(root, "secret.txt", b"secret");
     std::fs::write(outside.path().join("leak"), b"leak").expect("write");
     #[cfg(unix)]
-    std::os::unix::fs::symlink(outside.path().join("leak"), root.join("o/r/v1.0.0/leak"))
-        .expect("symlink");
+    std::os::unix::fs::symlink(outside.path().join("leak"), root.join("o/r/v1.0.0/leak")).expect("symlink");
     meta(root, "o/r/v1.0.0", "{}");
     let srv = start_at(root);
     let s = srv.storage_url();
@@ -684,9 +597,7 @@ fn interceptor_answers_raw_and_is_logged() {
     let ic: Interceptor = Arc::new(|req: &RequestInfo| {
         if req.listener == Listener::Api && req.url.ends_with("/releases/latest") {
             let raw = "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nbad";
-            return Some(
-                Box::new(std::io::Cursor::new(raw.as_bytes().to_vec())) as Box<dyn Read + Send>
-            );
+            return Some(Box::new(std::io::Cursor::new(raw.as_bytes().to_vec())) as Box<dyn Read + Send>);
         }
         if req.listener == Listener::Storage && req.header("x-truncate").is_some() {
             // Promises 10 bytes, sends 3, then the connection closes.
@@ -713,10 +624,7 @@ fn interceptor_answers_raw_and_is_logged() {
     let url = format!("{}/o/r/v1.0.0/a.bin", srv.storage_url());
     let r = c.get(&url).header("x-truncate", "1").send().expect("head");
     assert_eq!(r.status(), 200);
-    assert!(
-        r.bytes().is_err(),
-        "a truncated body must surface as an error"
-    );
+    assert!(r.bytes().is_err(), "a truncated body must surface as an error");
     // Not intercepted: served normally.
     assert_eq!(
         &c.get(&url).send().expect("normal").bytes().expect("bytes")[..],
@@ -758,16 +666,9 @@ fn enterprise_prefix_is_served_and_kept_in_urls() {
         "{link}"
     );
     let rels: Vec<Release> = r.js().expect("json");
-    assert!(
-        rels[0]
-            .url
-            .starts_with(&format!("{base}/repos/o/r/releases/"))
-    );
+    assert!(rels[0].url.starts_with(&format!("{base}/repos/o/r/releases/")));
     let a = &rels[0].assets[0];
-    assert!(
-        a.url
-            .starts_with(&format!("{base}/repos/o/r/releases/assets/"))
-    );
+    assert!(a.url.starts_with(&format!("{base}/repos/o/r/releases/assets/")));
     let r = c
         .get(&a.url)
         .header("Accept", "application/octet-stream")
@@ -850,9 +751,6 @@ fn tampered_files_are_rehashed() {
     put(dir.path(), "o/r/v1.0.0/a.bin", b"second!");
     let d2 = json(c.get(&url).send().expect("get"))["assets"][0]["digest"].clone();
     assert_ne!(d1, d2);
-    let want = format!(
-        "sha256:{}",
-        crate::serve::store::hex(&Sha256::digest(b"second!"))
-    );
+    let want = format!("sha256:{}", crate::serve::store::hex(&Sha256::digest(b"second!")));
     assert_eq!(d2, want);
 }

@@ -16,13 +16,7 @@ pub const REPO: &str = "flynn/flynn";
 
 /// Writes a release folder `root/OWNER/REPO/TAG/` with `assets`, a `checksums.sha512` over them,
 /// and `.release.json` metadata when `meta` is not null.
-pub fn add_release(
-    root: &Path,
-    repo: &str,
-    tag: &str,
-    meta: serde_json::Value,
-    assets: &[(&str, &[u8])],
-) -> PathBuf {
+pub fn add_release(root: &Path, repo: &str, tag: &str, meta: serde_json::Value, assets: &[(&str, &[u8])]) -> PathBuf {
     let dir = root.join(repo).join(tag);
     std::fs::create_dir_all(&dir).unwrap();
     let mut sums = Checksums::new();
@@ -32,11 +26,7 @@ pub fn add_release(
     }
     std::fs::write(dir.join("checksums.sha512"), sums.to_text()).unwrap();
     if !meta.is_null() {
-        std::fs::write(
-            dir.join(".release.json"),
-            serde_json::to_vec(&meta).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(dir.join(".release.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
     }
     dir
 }
@@ -48,10 +38,7 @@ pub fn simple_release(root: &Path, tag: &str, created_at: &str, prerelease: bool
         REPO,
         tag,
         serde_json::json!({ "created_at": created_at, "prerelease": prerelease }),
-        &[(
-            "flynn-host-linux-amd64.gz",
-            format!("host {tag}").as_bytes(),
-        )],
+        &[("flynn-host-linux-amd64.gz", format!("host {tag}").as_bytes())],
     )
 }
 
@@ -107,10 +94,7 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
             let rel = p.strip_prefix(base).unwrap().to_path_buf();
             let meta = std::fs::symlink_metadata(&p).unwrap();
             if meta.file_type().is_symlink() {
-                out.insert(
-                    rel,
-                    format!("-> {}", std::fs::read_link(&p).unwrap().display()),
-                );
+                out.insert(rel, format!("-> {}", std::fs::read_link(&p).unwrap().display()));
             } else if meta.is_dir() {
                 out.insert(rel.clone(), "dir".into());
                 walk(base, &p, out);
@@ -119,11 +103,7 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
                 let data = std::fs::read(&p).unwrap();
                 out.insert(
                     rel,
-                    format!(
-                        "{:o} {}",
-                        meta.permissions().mode() & 0o7777,
-                        sha512_hex(&data)
-                    ),
+                    format!("{:o} {}", meta.permissions().mode() & 0o7777, sha512_hex(&data)),
                 );
             }
         }
@@ -186,4 +166,64 @@ pub fn noise(seed: u32, n: usize) -> Vec<u8> {
             (x >> 8) as u8
         })
         .collect()
+}
+
+/// Packages a synthetic build of `version` into `serve_root/flynn/flynn/<version>` (the layout
+/// `flynn-release serve` reads), created at `created_at`. Returns the release folder.
+pub fn publish(serve_root: &Path, version: &str, created_at: &str, layers: &[(&str, Vec<u8>)]) -> PathBuf {
+    publish_with(serve_root, version, created_at, layers, |_| {})
+}
+
+/// Like [`publish`], letting the caller adjust the package options (signing, helper).
+pub fn publish_with(
+    serve_root: &Path,
+    version: &str,
+    created_at: &str,
+    layers: &[(&str, Vec<u8>)],
+    adjust: impl FnOnce(&mut flynnrel::package::PackageOptions),
+) -> PathBuf {
+    let build = serve_root.join(format!(".build-{version}"));
+    make_build_tree(&build, version, layers);
+    let out = serve_root.join(REPO).join(version);
+    let mut o = flynnrel::package::PackageOptions::new(version, REPO);
+    o.build_dir = build.clone();
+    o.out_dir = out.clone();
+    o.helper = Some(build.join("fake-flynn-release"));
+    o.helper_platform = Some(("linux".into(), "amd64".into()));
+    o.threads = 2;
+    adjust(&mut o);
+    flynnrel::package::package(&o, &mut flynnrel::fetch::no_progress).expect("package");
+    std::fs::write(
+        out.join(".release.json"),
+        format!("{{\"created_at\":\"{created_at}\"}}"),
+    )
+    .unwrap();
+    out
+}
+
+/// Rewrites `checksums.sha512` of a release folder after its assets were changed on purpose.
+pub fn rewrite_checksums(release_dir: &Path, skip: &[&str]) {
+    let mut sums = Checksums::new();
+    let mut names: Vec<String> = std::fs::read_dir(release_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.starts_with('.') && n != "checksums.sha512" && n != "checksums.sha512.minisig")
+        .collect();
+    names.sort();
+    for n in names {
+        if skip.contains(&n.as_str()) {
+            continue;
+        }
+        sums.insert(&n, &sha512_hex(&std::fs::read(release_dir.join(&n)).unwrap()))
+            .unwrap();
+    }
+    std::fs::write(release_dir.join("checksums.sha512"), sums.to_text()).unwrap();
+}
+
+/// A gzip (single member, from flate2) of `data`.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
 }

@@ -37,12 +37,7 @@ struct Cli {
 #[derive(Args, Debug, Clone)]
 struct Global {
     /// GitHub repository OWNER/NAME.
-    #[arg(
-        long,
-        global = true,
-        env = "FLYNN_GITHUB_REPO",
-        default_value = "flynn/flynn"
-    )]
+    #[arg(long, global = true, env = "FLYNN_GITHUB_REPO", default_value = "flynn/flynn")]
     repo: String,
     /// GitHub API base (GitHub Enterprise: https://HOST/api/v3).
     #[arg(long, global = true, env = "FLYNN_GITHUB_API_URL", default_value = ghrelease::client::DEFAULT_API_URL)]
@@ -186,8 +181,7 @@ fn run(cli: &Cli, out: Out) -> Result<u8> {
             threads,
             level,
         } => {
-            let mut opts =
-                flynnrel::package::PackageOptions::new(version.clone(), cli.global.repo.clone());
+            let mut opts = flynnrel::package::PackageOptions::new(version.clone(), cli.global.repo.clone());
             opts.build_dir = build_dir.clone();
             opts.out_dir = out_dir.clone();
             opts.sign_key = sign_key.clone();
@@ -199,9 +193,7 @@ fn run(cli: &Cli, out: Out) -> Result<u8> {
                     let (os, arch) = p.split_once('/').ok_or_else(|| {
                         Error::new(
                             ErrorKind::InvalidArgument,
-                            format!(
-                                "invalid --helper-platform {p:?}: use GOOS/GOARCH, e.g. linux/amd64"
-                            ),
+                            format!("invalid --helper-platform {p:?}: use GOOS/GOARCH, e.g. linux/amd64"),
                         )
                     })?;
                     Some((os.to_string(), arch.to_string()))
@@ -219,9 +211,7 @@ fn run(cli: &Cli, out: Out) -> Result<u8> {
             };
             install_cmd(&cli.global, out, target, true)
         }
-        Command::Download { version } => {
-            install_cmd(&cli.global, out, Target::Version(version.clone()), false)
-        }
+        Command::Download { version } => install_cmd(&cli.global, out, Target::Version(version.clone()), false),
         Command::Verify { dir, version } => verify_cmd(&cli.global, out, dir, version.as_deref()),
         Command::Releases { channel } => releases(&cli.global, out, channel.as_deref()),
         Command::Serve {
@@ -320,10 +310,7 @@ fn install_cmd(g: &Global, out: Out, target: Target, receipt: bool) -> Result<u8
     };
     drop(reporter);
     for f in &report.files {
-        out.line(&[
-            ("file", f.path.display().to_string()),
-            ("sha512", f.sha512.clone()),
-        ]);
+        out.line(&[("file", f.path.display().to_string()), ("sha512", f.sha512.clone())]);
     }
     for l in &report.skipped_layers {
         out.line(&[
@@ -350,12 +337,7 @@ fn install_cmd(g: &Global, out: Out, target: Target, receipt: bool) -> Result<u8
             ("repository", report.repository.clone()),
             (
                 "signature",
-                if report.signature_verified {
-                    "verified"
-                } else {
-                    "none"
-                }
-                .into(),
+                if report.signature_verified { "verified" } else { "none" }.into(),
             ),
             (
                 "receipt",
@@ -367,10 +349,7 @@ fn install_cmd(g: &Global, out: Out, target: Target, receipt: bool) -> Result<u8
             ),
         ]);
     }
-    out.json(
-        &serde_json::to_value(&report)
-            .map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?,
-    );
+    out.json(&serde_json::to_value(&report).map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?);
     Ok(0)
 }
 
@@ -399,10 +378,7 @@ fn package_cmd(out: Out, opts: &flynnrel::package::PackageOptions) -> Result<u8>
         ("signed", report.signed.to_string()),
         ("unchanged", report.unchanged.to_string()),
     ]);
-    out.json(
-        &serde_json::to_value(&report)
-            .map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?,
-    );
+    out.json(&serde_json::to_value(&report).map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?);
     Ok(0)
 }
 
@@ -426,10 +402,7 @@ fn verify_cmd(g: &Global, out: Out, dir: &std::path::Path, version: Option<&str>
             .to_string(),
         ),
     ]);
-    out.json(
-        &serde_json::to_value(&report)
-            .map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?,
-    );
+    out.json(&serde_json::to_value(&report).map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?);
     Ok(0)
 }
 

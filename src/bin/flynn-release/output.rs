@@ -29,10 +29,7 @@ impl Out {
         if self.json || self.quiet {
             return;
         }
-        let s: Vec<String> = pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={}", kv_value(v)))
-            .collect();
+        let s: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={}", kv_value(v))).collect();
         println!("{}", s.join(" "));
     }
 

@@ -75,14 +75,8 @@ impl Reporter {
                 }
                 let finished = total > 0 && done >= total;
                 let show_finish = finished && !self.finished_shown;
-                if new_phase
-                    || show_finish
-                    || (!finished && self.last_line.elapsed() >= Duration::from_secs(5))
-                {
-                    eprintln!(
-                        "progress phase={} done={done} total={total}",
-                        kv_value(phase)
-                    );
+                if new_phase || show_finish || (!finished && self.last_line.elapsed() >= Duration::from_secs(5)) {
+                    eprintln!("progress phase={} done={done} total={total}", kv_value(phase));
                     self.last_line = Instant::now();
                     self.finished_shown |= finished;
                 }
