@@ -1,5 +1,5 @@
 //! Where files go on a host (SPEC §5), and the primitives of the install transaction: creating
-//! directories that can be taken back, the update lock, atomic symlink switches and their undo.
+//! directories that can be taken back, the update lock, atomic symlink switches.
 //!
 //! The layout is compatible with Flynn's own downloader: versioned binaries
 //! `<bin>/flynn-host.<ver>` with relative symlinks `flynn-host -> flynn-host.<ver>`, configuration
@@ -208,96 +208,6 @@ impl Drop for ConfigLock {
     }
 }
 
-/// The state of the symlinks (and the unversioned bootstrap manifest) before a switch, so it can
-/// be put back.
-#[derive(Debug, Clone, Default)]
-pub struct PreviousState {
-    links: Vec<(PathBuf, Option<PathBuf>)>,
-    bootstrap: Option<(PathBuf, Option<Vec<u8>>)>,
-}
-
-impl PreviousState {
-    /// Puts every recorded symlink and the bootstrap manifest back as they were. Best effort: the
-    /// first error is returned after trying all of them.
-    pub fn restore(&self) -> Result<()> {
-        let mut first: Option<Error> = None;
-        for (link, target) in self.links.iter().rev() {
-            let r = match target {
-                Some(t) => replace_symlink(link, t),
-                None => match std::fs::remove_file(link) {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(Error::io("remove", link, e)),
-                },
-            };
-            if let (Err(e), None) = (r, &first) {
-                first = Some(e);
-            }
-        }
-        if let Some((path, content)) = &self.bootstrap {
-            let r = match content {
-                Some(data) => crate::fsutil::atomic_write(path, data, 0o644),
-                None => std::fs::remove_file(path)
-                    .or_else(|e| {
-                        if e.kind() == std::io::ErrorKind::NotFound {
-                            Ok(())
-                        } else {
-                            Err(e)
-                        }
-                    })
-                    .map_err(|e| Error::io("remove", path, e)),
-            };
-            if let (Err(e), None) = (r, &first) {
-                first = Some(e);
-            }
-        }
-        match first {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    /// Records the current target of `link` (None when absent) before it changes.
-    pub fn remember_link(&mut self, link: &Path) -> Result<()> {
-        let target = match std::fs::symlink_metadata(link) {
-            Ok(m) if m.file_type().is_symlink() => {
-                Some(std::fs::read_link(link).map_err(|e| Error::io("read the symlink", link, e))?)
-            }
-            Ok(_) => {
-                return Err(Error::new(
-                    ErrorKind::Io,
-                    format!(
-                        "{} exists and is not a symlink; move it away so it can be managed",
-                        link.display()
-                    ),
-                ));
-            }
-            Err(_) => None,
-        };
-        self.links.push((link.to_path_buf(), target));
-        Ok(())
-    }
-
-    /// Records the current bootstrap manifest before it is replaced.
-    pub fn remember_file(&mut self, path: &Path) -> Result<()> {
-        let content = match std::fs::read(path) {
-            Ok(d) => Some(d),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::io("read", path, e)),
-        };
-        self.bootstrap = Some((path.to_path_buf(), content));
-        Ok(())
-    }
-
-    /// The target `link` had before the switch, if recorded.
-    pub fn previous_target(&self, link: &Path) -> Option<&Path> {
-        self.links
-            .iter()
-            .find(|(l, _)| l == link)
-            .and_then(|(_, t)| t.as_deref())
-    }
-}
-
 /// Points `link` at `target` (a relative name) atomically: a new symlink under a random name in
 /// the same directory, renamed over `link`.
 pub fn replace_symlink(link: &Path, target: &Path) -> Result<()> {
@@ -416,22 +326,16 @@ mod tests {
     }
 
     #[test]
-    fn symlinks_switch_and_restore() {
+    fn symlinks_switch_atomically_and_name_their_version() {
         let t = tempfile::tempdir().unwrap();
         let link = t.path().join("flynn-host");
-        let mut prev = PreviousState::default();
-        prev.remember_link(&link).unwrap();
+        assert_eq!(linked_version(t.path(), "flynn-host"), None);
         replace_symlink(&link, Path::new("flynn-host.v1")).unwrap();
         assert_eq!(linked_version(t.path(), "flynn-host").as_deref(), Some("v1"));
-        let mut prev2 = PreviousState::default();
-        prev2.remember_link(&link).unwrap();
         replace_symlink(&link, Path::new("flynn-host.v2")).unwrap();
-        prev2.restore().unwrap();
-        assert_eq!(linked_version(t.path(), "flynn-host").as_deref(), Some("v1"));
-        prev.restore().unwrap();
-        assert!(std::fs::symlink_metadata(&link).is_err());
-        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0, "no temp links left");
-        std::fs::write(&link, b"a regular file").unwrap();
-        assert!(PreviousState::default().remember_link(&link).is_err());
+        assert_eq!(linked_version(t.path(), "flynn-host").as_deref(), Some("v2"));
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1, "no temp links left");
+        replace_symlink(&link, Path::new("elsewhere/flynn-host.v3")).unwrap();
+        assert_eq!(linked_version(t.path(), "flynn-host"), None);
     }
 }

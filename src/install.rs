@@ -22,11 +22,12 @@ use crate::checksums::{Checksums, eq_hex, hex};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::{self, Progress};
 use crate::ghrelease::{Asset, Channel, Client, Release};
-use crate::hostlayout::{self, CreatedDirs, HostLayout, PreviousState};
+use crate::hostlayout::{self, CreatedDirs, HostLayout};
 use crate::installsource::{InstallSource, Source};
 use crate::layers::{self, LayerSpec};
 use crate::release::{self, CHECKSUMS_ASSET, COMPONENTS, LAYERS_ASSET, Role};
 use crate::signature::{self, SIGNATURE_ASSET, TrustedKey};
+use crate::transaction::{self, ApplyOptions};
 use crate::version::Version;
 
 /// Largest accepted `checksums.sha512` or signature.
@@ -564,105 +565,48 @@ impl<R: Read> Read for CappedReader<R> {
 
 impl Staged {
     /// Renames every verified file into place: versioned binaries (0755), `images.<ver>.json`,
-    /// new layers. Nothing the running version uses changes. Returns what was written.
-    pub fn commit_files(&mut self) -> Result<Vec<WrittenFile>> {
-        use std::os::unix::fs::PermissionsExt;
+    /// new layers. Nothing the running version uses changes. Returns what was written and which
+    /// of those paths did not exist before (so an undo can remove exactly those).
+    pub fn commit_files(&mut self) -> Result<(Vec<WrittenFile>, Vec<PathBuf>)> {
         let ver = self.version.as_str().to_string();
-        let mut written = Vec::new();
-        for (id_spec, tmp) in self.layers.drain(..) {
-            let dest = self.layout.layer_file(&id_spec.id);
-            persist(tmp, &dest, 0o644)?;
-            written.push(WrittenFile {
-                path: dest,
-                sha512: String::new(),
-            });
+        let mut moves: Vec<(NamedTempFile, PathBuf, u32)> = Vec::new();
+        for (spec, tmp) in self.layers.drain(..) {
+            moves.push((tmp, self.layout.layer_file(&spec.id), 0o644));
         }
         for (name, tmp) in self.binaries.drain(..) {
-            let dest = self.layout.versioned_binary(name, &ver);
-            let sha = crate::checksums::sha512_file(tmp.path())?;
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| Error::io("set permissions on", tmp.path(), e))?;
-            persist(tmp, &dest, 0o755)?;
-            written.push(WrittenFile {
-                path: dest,
-                sha512: sha,
-            });
+            moves.push((tmp, self.layout.versioned_binary(name, &ver), 0o755));
         }
-        let images_dest = self.layout.images_file(&ver);
         let images = std::mem::replace(&mut self.images, placeholder(&self.layout.config_dir)?);
-        let sha = crate::checksums::sha512_file(images.path())?;
-        persist(images, &images_dest, 0o644)?;
-        written.push(WrittenFile {
-            path: images_dest,
-            sha512: sha,
-        });
+        moves.push((images, self.layout.images_file(&ver), 0o644));
+        let mut written = Vec::new();
+        let mut created = Vec::new();
+        for (tmp, dest, mode) in moves {
+            let sha512 = crate::checksums::sha512_file(tmp.path())?;
+            let existed = std::fs::symlink_metadata(&dest).is_ok();
+            if let Err(e) = persist(tmp, &dest, mode) {
+                for c in &created {
+                    let _ = std::fs::remove_file(c);
+                }
+                return Err(e);
+            }
+            if !existed {
+                created.push(dest.clone());
+            }
+            written.push(WrittenFile { path: dest, sha512 });
+        }
         crate::fsutil::fsync_dir(&self.layout.bin_dir)?;
         crate::fsutil::fsync_dir(&self.layout.config_dir)?;
+        crate::fsutil::fsync_dir(&self.layout.layer_dir)
+            .or_else(|e| if self.layout.layer_dir.exists() { Err(e) } else { Ok(()) })?;
         self.dirs.commit();
-        // Layer entries get their sha512 for the report from the file itself.
-        for w in written.iter_mut().filter(|w| w.sha512.is_empty()) {
-            w.sha512 = crate::checksums::sha512_file(&w.path)?;
-        }
-        Ok(written)
+        Ok((written, created))
     }
 
-    /// Points the symlinks at this version and installs its bootstrap manifest, recording the
-    /// previous state first. On error, what was switched is switched back before returning.
-    pub fn switch(&mut self) -> Result<(PreviousState, Vec<WrittenFile>)> {
-        let ver = self.version.as_str().to_string();
-        let mut prev = PreviousState::default();
-        let mut names: Vec<&'static str> = COMPONENTS
-            .iter()
-            .filter_map(|c| match c.role {
-                Role::HostBinary(n) if self.layout.versioned_binary(n, &ver).exists() => Some(n),
-                _ => None,
-            })
-            .collect();
-        names.sort();
-        let boot_dest = self.layout.config_dir.join(hostlayout::BOOTSTRAP_FILE);
-        prev.remember_file(&boot_dest)?;
-        for n in &names {
-            prev.remember_link(&self.layout.bin_dir.join(n))?;
-        }
-        let cli = release::CLI_LINK;
-        let with_cli = names.contains(&cli.1);
-        if with_cli {
-            prev.remember_link(&self.layout.bin_dir.join(cli.0))?;
-        }
-        let result = (|| -> Result<Vec<WrittenFile>> {
-            let boot = std::mem::replace(&mut self.bootstrap, placeholder(&self.layout.config_dir)?);
-            let sha = crate::checksums::sha512_file(boot.path())?;
-            persist(boot, &boot_dest, 0o644)?;
-            let mut written = vec![WrittenFile {
-                path: boot_dest.clone(),
-                sha512: sha,
-            }];
-            for n in &names {
-                let link = self.layout.bin_dir.join(n);
-                hostlayout::replace_symlink(&link, Path::new(&format!("{n}.{ver}")))?;
-                written.push(WrittenFile {
-                    path: link,
-                    sha512: String::new(),
-                });
-            }
-            if with_cli {
-                let link = self.layout.bin_dir.join(cli.0);
-                hostlayout::replace_symlink(&link, Path::new(cli.1))?;
-                written.push(WrittenFile {
-                    path: link,
-                    sha512: String::new(),
-                });
-            }
-            crate::fsutil::fsync_dir(&self.layout.bin_dir)?;
-            Ok(written)
-        })();
-        match result {
-            Ok(w) => Ok((prev, w)),
-            Err(e) => {
-                let _ = prev.restore();
-                Err(e)
-            }
-        }
+    /// The new bootstrap manifest's text.
+    pub fn bootstrap_text(&self) -> Result<String> {
+        let data = std::fs::read(self.bootstrap.path()).map_err(|e| Error::io("read", self.bootstrap.path(), e))?;
+        String::from_utf8(data)
+            .map_err(|_| Error::new(ErrorKind::InvalidData, "bootstrap-manifest.json is not UTF-8 text"))
     }
 }
 
@@ -763,6 +707,7 @@ pub fn download(client: &Client, opts: &InstallOptions, progress: Progress<'_>) 
     let key = effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
     let (rel, version) = resolve(client, &opts.target)?;
     let mut held = lock(&opts.layout)?;
+    transaction::recover(&opts.layout)?;
     let mut staged = stage(
         client,
         &opts.layout,
@@ -772,15 +717,13 @@ pub fn download(client: &Client, opts: &InstallOptions, progress: Progress<'_>) 
         opts.max_binary,
         progress,
     )?;
-    let mut files = staged.commit_files()?;
-    let (_, switched) = staged.switch()?;
-    files.extend(switched);
+    let applied = transaction::apply(&mut staged, &opts.layout, &ApplyOptions::default(), &mut |_| Ok(()))?;
     held.dirs.commit();
     Ok(InstallReport {
         repository: client.repository(),
         version: version.as_str().to_string(),
         already_installed: false,
-        files,
+        files: applied.files,
         skipped_layers: staged.skipped_layers.clone(),
         signature_verified: staged.signature_verified,
         receipt: None,
@@ -803,6 +746,48 @@ pub fn lock(layout: &HostLayout) -> Result<Held> {
     Ok(Held { _lock: l, dirs })
 }
 
+/// True when the host runs `version` from `repo` as recorded in `receipt`.
+pub fn is_installed(layout: &HostLayout, receipt: &InstallSource, repo: &str, version: &str) -> bool {
+    receipt.source == Source::Github
+        && receipt.repository.eq_ignore_ascii_case(repo)
+        && receipt.version == version
+        && hostlayout::linked_version(&layout.bin_dir, "flynn-host").as_deref() == Some(version)
+        && layout.versioned_binary("flynn-host", version).is_file()
+}
+
+/// The receipt after switching to `version` from `client`'s repository: the old receipt's fields
+/// (unknown ones included) with source, repository, version, installed_at, api_url updated,
+/// `highest_seen_version` raised, the public key pinned when one was used.
+pub fn next_receipt(
+    old: Option<InstallSource>,
+    client: &Client,
+    version: &Version,
+    key: Option<&TrustedKey>,
+) -> InstallSource {
+    let repo = client.repository();
+    let now = std::time::SystemTime::now();
+    let mut r = match old {
+        Some(mut r) => {
+            r.source = Source::Github;
+            r.repository = repo;
+            r.version = version.as_str().to_string();
+            r.installed_at = humantime::format_rfc3339_seconds(now).to_string();
+            r
+        }
+        None => InstallSource::new_github(&repo, version.as_str(), now),
+    };
+    if r.raise_highest_seen(version).is_err() {
+        // The stored highest version is of another scheme (the repository changed its version
+        // scheme): the two cannot be compared, so anti-rollback restarts from this version.
+        r.highest_seen_version = Some(version.as_str().to_string());
+    }
+    r.api_url = Some(client.options().api_url.clone());
+    if let Some(k) = key {
+        r.public_key = Some(k.to_base64().to_string());
+    }
+    r
+}
+
 /// `flynn-release install`: [`download`] plus the receipt (SPEC §4) and `channel.txt`. Re-running
 /// the same install is a no-op (`already_installed`). A receipt whose `highest_seen_version` is
 /// above the target refuses the install (`DowngradeRefused`): use `update --allow-downgrade`.
@@ -812,12 +797,7 @@ pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -
     let (rel, version) = resolve(client, &opts.target)?;
     let repo = client.repository();
     if let Some(r) = &receipt {
-        if r.source == Source::Github
-            && r.repository.eq_ignore_ascii_case(&repo)
-            && r.version == version.as_str()
-            && hostlayout::linked_version(&opts.layout.bin_dir, "flynn-host").as_deref() == Some(version.as_str())
-            && opts.layout.versioned_binary("flynn-host", version.as_str()).is_file()
-        {
+        if is_installed(&opts.layout, r, &repo, version.as_str()) {
             return Ok(InstallReport {
                 repository: repo,
                 version: version.as_str().to_string(),
@@ -841,6 +821,7 @@ pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -
         }
     }
     let mut held = lock(&opts.layout)?;
+    transaction::recover(&opts.layout)?;
     let mut staged = stage(
         client,
         &opts.layout,
@@ -850,54 +831,35 @@ pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -
         opts.max_binary,
         progress,
     )?;
-    let mut files = staged.commit_files()?;
-    let (prev, switched) = staged.switch()?;
-    files.extend(switched);
-
-    let mut new = match receipt {
-        Some(mut r) => {
-            r.source = Source::Github;
-            r.repository = repo.clone();
-            r.version = version.as_str().to_string();
-            r.installed_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-            r
-        }
-        None => InstallSource::new_github(&repo, version.as_str(), std::time::SystemTime::now()),
-    };
-    if new.raise_highest_seen(&version).is_err() {
-        // The stored highest version is of another scheme (the repository changed its version
-        // scheme): the two cannot be compared, so anti-rollback restarts from this version.
-        new.highest_seen_version = Some(version.as_str().to_string());
-    }
     let channel = match &opts.target {
-        Target::Channel(c) => Some(c.as_str().to_string()),
-        Target::Version(_) => new.channel.clone().or(Some(Channel::Stable.as_str().to_string())),
+        Target::Channel(c) => c.as_str().to_string(),
+        Target::Version(_) => receipt
+            .as_ref()
+            .and_then(|r| r.channel.clone())
+            .unwrap_or_else(|| Channel::Stable.as_str().to_string()),
     };
-    new.channel = channel.clone();
-    new.api_url = Some(client.options().api_url.clone());
-    if let Some(k) = &key {
-        new.public_key = Some(k.to_base64().to_string());
-    }
-    let receipt_written = (|| -> Result<()> {
-        if let Some(c) = &channel {
-            crate::fsutil::atomic_write(
-                &opts.layout.config_dir.join(hostlayout::CHANNEL_FILE),
-                format!("{c}\n").as_bytes(),
-                0o644,
-            )?;
-        }
-        new.save(&opts.layout.config_dir)
-    })();
-    if let Err(e) = receipt_written {
-        let _ = prev.restore();
-        return Err(e);
-    }
+    let mut new = next_receipt(receipt, client, &version, key.as_ref());
+    new.channel = Some(channel.clone());
+    let config_dir = opts.layout.config_dir.clone();
+    let mut write = |_: Option<&str>| -> Result<()> {
+        let channel_file = config_dir.join(hostlayout::CHANNEL_FILE);
+        let old_channel = std::fs::read(&channel_file).ok();
+        crate::fsutil::atomic_write(&channel_file, format!("{channel}\n").as_bytes(), 0o644)?;
+        new.save(&config_dir).inspect_err(|_| {
+            // Put channel.txt back so the undo leaves the config dir as it was.
+            let _ = match &old_channel {
+                Some(data) => crate::fsutil::atomic_write(&channel_file, data, 0o644),
+                None => std::fs::remove_file(&channel_file).map_err(|e| Error::io("remove", &channel_file, e)),
+            };
+        })
+    };
+    let applied = transaction::apply(&mut staged, &opts.layout, &ApplyOptions::default(), &mut write)?;
     held.dirs.commit();
     Ok(InstallReport {
         repository: repo,
         version: version.as_str().to_string(),
         already_installed: false,
-        files,
+        files: applied.files,
         skipped_layers: staged.skipped_layers.clone(),
         signature_verified: staged.signature_verified,
         receipt: Some(crate::installsource::receipt_path(&opts.layout.config_dir)),

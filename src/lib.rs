@@ -21,6 +21,8 @@ pub mod package;
 pub mod release;
 pub mod serve;
 pub mod signature;
+pub mod transaction;
+pub mod update;
 pub mod version;
 
 pub use error::{Error, ErrorKind, Result};

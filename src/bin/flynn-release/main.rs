@@ -15,6 +15,10 @@ use clap::{Args, Parser, Subcommand};
 use flynnrel::ghrelease::{self, Channel, Client, ClientOptions};
 use flynnrel::hostlayout::HostLayout;
 use flynnrel::install::{InstallOptions, Target};
+use flynnrel::update::{UpdateOptions, UpdateOutcome};
+
+/// The repository when neither --repo nor FLYNN_GITHUB_REPO (nor, for update, a receipt) says.
+const DEFAULT_REPO: &str = "flynn/flynn";
 use flynnrel::{Error, ErrorKind, Result, serve};
 use output::Out;
 
@@ -36,15 +40,16 @@ struct Cli {
 
 #[derive(Args, Debug, Clone)]
 struct Global {
-    /// GitHub repository OWNER/NAME.
-    #[arg(long, global = true, env = "FLYNN_GITHUB_REPO", default_value = "flynn/flynn")]
-    repo: String,
-    /// GitHub API base (GitHub Enterprise: https://HOST/api/v3).
-    #[arg(long, global = true, env = "FLYNN_GITHUB_API_URL", default_value = ghrelease::client::DEFAULT_API_URL)]
-    api_url: String,
-    /// GitHub web base.
-    #[arg(long, global = true, env = "FLYNN_GITHUB_URL", default_value = ghrelease::client::DEFAULT_WEB_URL)]
-    web_url: String,
+    /// GitHub repository OWNER/NAME [default: flynn/flynn; for update: the receipt's].
+    #[arg(long, global = true, env = "FLYNN_GITHUB_REPO")]
+    repo: Option<String>,
+    /// GitHub API base (GitHub Enterprise: https://HOST/api/v3) [default: https://api.github.com;
+    /// for update: the receipt's].
+    #[arg(long, global = true, env = "FLYNN_GITHUB_API_URL")]
+    api_url: Option<String>,
+    /// GitHub web base [default: https://github.com].
+    #[arg(long, global = true, env = "FLYNN_GITHUB_URL")]
+    web_url: Option<String>,
     /// Install everything under this folder (tests, image builds).
     #[arg(long, global = true)]
     root: Option<PathBuf>,
@@ -72,6 +77,45 @@ struct Global {
 }
 
 #[derive(Subcommand, Debug)]
+enum SourceAction {
+    /// Print the receipt (or the legacy TUF source when there is none).
+    Show {
+        /// The TUF repository of a legacy install without a receipt.
+        #[arg(long, default_value = flynnrel::update::DEFAULT_TUF_REPOSITORY)]
+        tuf_repository: String,
+    },
+    /// Change the receipt.
+    Set {
+        /// github or tuf.
+        #[arg(long)]
+        source: Option<String>,
+        /// OWNER/NAME for github, the TUF repository URL for tuf.
+        #[arg(long)]
+        repository: Option<String>,
+        /// stable or nightly.
+        #[arg(long)]
+        channel: Option<String>,
+        /// Pin this minisign public key (key rotation).
+        #[arg(long, conflicts_with = "unpin_public_key")]
+        pin_public_key: Option<String>,
+        /// Remove the pinned public key.
+        #[arg(long)]
+        unpin_public_key: bool,
+        /// Record this API base.
+        #[arg(long)]
+        set_api_url: Option<String>,
+        /// The TUF repository of a legacy install without a receipt.
+        #[arg(long, default_value = flynnrel::update::DEFAULT_TUF_REPOSITORY)]
+        tuf_repository: String,
+    },
+}
+
+/// Exit code of `update --check` when an update is available.
+const EXIT_UPDATE_AVAILABLE: u8 = 100;
+/// Exit code of `update` when the TUF updater handles this install.
+const EXIT_TUF: u8 = 3;
+
+#[derive(Subcommand, Debug)]
 enum Command {
     /// Download, verify and lay out a release, and write the install receipt.
     Install {
@@ -87,6 +131,37 @@ enum Command {
         /// The version (tag) to download.
         #[arg(long)]
         version: String,
+    },
+    /// Check for or apply an update from the source this host was installed from.
+    Update {
+        /// Only report: exit 0 when up to date, 100 when an update is available.
+        #[arg(long)]
+        check: bool,
+        /// Reinstall even when up to date (also allows updating a development build).
+        #[arg(long)]
+        force: bool,
+        /// Install exactly this version.
+        #[arg(long)]
+        version: Option<String>,
+        /// Override the receipt's source (github or tuf).
+        #[arg(long)]
+        source: Option<String>,
+        /// With --version, allow installing a lower version.
+        #[arg(long)]
+        allow_downgrade: bool,
+        /// The TUF repository of a legacy install without a receipt.
+        #[arg(long, default_value = flynnrel::update::DEFAULT_TUF_REPOSITORY)]
+        tuf_repository: String,
+        /// Seconds `flynn-host.<ver> version` may take before the switch is rolled back.
+        #[arg(long, default_value_t = 30)]
+        smoke_timeout: u64,
+    },
+    /// Switch back to the version before the last update.
+    Rollback,
+    /// Read or edit the install receipt.
+    Source {
+        #[command(subcommand)]
+        action: SourceAction,
     },
     /// List releases.
     Releases {
@@ -181,7 +256,8 @@ fn run(cli: &Cli, out: Out) -> Result<u8> {
             threads,
             level,
         } => {
-            let mut opts = flynnrel::package::PackageOptions::new(version.clone(), cli.global.repo.clone());
+            let repo = cli.global.repo.clone().unwrap_or_else(|| DEFAULT_REPO.to_string());
+            let mut opts = flynnrel::package::PackageOptions::new(version.clone(), repo);
             opts.build_dir = build_dir.clone();
             opts.out_dir = out_dir.clone();
             opts.sign_key = sign_key.clone();
@@ -212,6 +288,40 @@ fn run(cli: &Cli, out: Out) -> Result<u8> {
             install_cmd(&cli.global, out, target, true)
         }
         Command::Download { version } => install_cmd(&cli.global, out, Target::Version(version.clone()), false),
+        Command::Update {
+            check,
+            force,
+            version,
+            source,
+            allow_downgrade,
+            tuf_repository,
+            smoke_timeout,
+        } => {
+            let mut opts = UpdateOptions::new(layout(&cli.global));
+            opts.check = *check;
+            opts.force = *force;
+            opts.version = version.clone();
+            opts.source = source.as_deref().map(str::parse).transpose()?;
+            opts.allow_downgrade = *allow_downgrade;
+            opts.public_key = cli.global.public_key.clone();
+            opts.repository = cli.global.repo.clone();
+            opts.api_url = cli.global.api_url.clone();
+            opts.tuf_repository = tuf_repository.clone();
+            opts.smoke_timeout = std::time::Duration::from_secs(*smoke_timeout);
+            opts.failpoint = failpoint_from_env();
+            update_cmd(&cli.global, out, &opts)
+        }
+        Command::Rollback => {
+            let r = flynnrel::update::rollback(
+                &layout(&cli.global),
+                std::time::Duration::from_secs(30),
+                failpoint_from_env(),
+            )?;
+            out.line(&[("rolled_back_from", r.from.clone()), ("to", r.to.clone())]);
+            out.json(&serde_json::to_value(&r).map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?);
+            Ok(0)
+        }
+        Command::Source { action } => source_cmd(&cli.global, out, action),
         Command::Verify { dir, version } => verify_cmd(&cli.global, out, dir, version.as_deref()),
         Command::Releases { channel } => releases(&cli.global, out, channel.as_deref()),
         Command::Serve {
@@ -233,15 +343,150 @@ fn run(cli: &Cli, out: Out) -> Result<u8> {
     }
 }
 
-fn client(g: &Global, out: Out) -> Result<Client> {
-    let mut opts = ClientOptions::new(g.repo.clone());
-    opts.api_url = g.api_url.clone();
-    opts.web_url = g.web_url.clone();
+fn client_options(g: &Global, out: Out) -> ClientOptions {
+    let mut opts = ClientOptions::new(g.repo.clone().unwrap_or_else(|| DEFAULT_REPO.to_string()));
+    if let Some(a) = &g.api_url {
+        opts.api_url = a.clone();
+    }
+    opts.web_url = match &g.web_url {
+        Some(w) => w.clone(),
+        None => flynnrel::update::web_url_for(&opts.api_url, ghrelease::client::DEFAULT_WEB_URL),
+    };
     opts.token = ghrelease::token_from_env();
     if out.verbose {
         opts.log = Some(Arc::new(|line: &str| eprintln!("{line}")));
     }
-    Client::new(opts)
+    opts
+}
+
+fn client(g: &Global, out: Out) -> Result<Client> {
+    Client::new(client_options(g, out))
+}
+
+/// Test-only failpoints (see flynnrel::transaction); release builds ignore the variable.
+fn failpoint_from_env() -> Option<String> {
+    if cfg!(debug_assertions) {
+        std::env::var("FLYNN_RELEASE_FAILPOINT").ok()
+    } else {
+        None
+    }
+}
+
+fn update_cmd(g: &Global, out: Out, opts: &UpdateOptions) -> Result<u8> {
+    let mut reporter = progress::Reporter::new(out);
+    let mut cb = |p: &str, d: u64, t: u64| reporter.report(p, d, t);
+    let outcome = flynnrel::update::update(&client_options(g, out), opts, &mut cb)?;
+    drop(reporter);
+    let code = match &outcome {
+        UpdateOutcome::UpToDate {
+            repository,
+            current,
+            target,
+        } => {
+            out.line(&[
+                ("status", "up_to_date".into()),
+                ("repository", repository.clone()),
+                ("current", current.clone()),
+                ("target", target.clone()),
+            ]);
+            0
+        }
+        UpdateOutcome::Available {
+            repository,
+            current,
+            target,
+        } => {
+            out.line(&[
+                ("status", "update_available".into()),
+                ("repository", repository.clone()),
+                ("current", current.clone()),
+                ("target", target.clone()),
+            ]);
+            EXIT_UPDATE_AVAILABLE
+        }
+        UpdateOutcome::Updated {
+            repository,
+            from,
+            to,
+            files,
+            skipped_layers,
+            removed,
+            recovered,
+            ..
+        } => {
+            if *recovered != flynnrel::transaction::Recovery::Clean {
+                out.line(&[("recovered", format!("{recovered:?}"))]);
+            }
+            for f in files {
+                out.line(&[("file", f.path.display().to_string()), ("sha512", f.sha512.clone())]);
+            }
+            for l in skipped_layers {
+                out.line(&[("skipped_layer", l.clone())]);
+            }
+            for r in removed {
+                out.line(&[("removed", r.clone())]);
+            }
+            out.line(&[
+                ("status", "updated".into()),
+                ("repository", repository.clone()),
+                ("from", from.clone()),
+                ("to", to.clone()),
+            ]);
+            0
+        }
+        UpdateOutcome::Tuf { repository, message } => {
+            if !out.json {
+                eprintln!("flynn-release: {message}");
+            }
+            out.line(&[("status", "tuf".into()), ("repository", repository.clone())]);
+            EXIT_TUF
+        }
+    };
+    out.json(&serde_json::to_value(&outcome).map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?);
+    Ok(code)
+}
+
+fn source_cmd(g: &Global, out: Out, action: &SourceAction) -> Result<u8> {
+    let layout = layout(g);
+    let (receipt, legacy) = match action {
+        SourceAction::Show { tuf_repository } => flynnrel::update::source_show(&layout, tuf_repository)?,
+        SourceAction::Set {
+            source,
+            repository,
+            channel,
+            pin_public_key,
+            unpin_public_key,
+            set_api_url,
+            tuf_repository,
+        } => {
+            let edit = flynnrel::update::SourceEdit {
+                source: source.as_deref().map(str::parse).transpose()?,
+                repository: repository.clone(),
+                channel: channel.as_deref().map(str::parse).transpose()?,
+                public_key: if *unpin_public_key {
+                    Some(String::new())
+                } else {
+                    pin_public_key.clone()
+                },
+                api_url: set_api_url.clone(),
+            };
+            (flynnrel::update::source_set(&layout, &edit, tuf_repository)?, false)
+        }
+    };
+    out.line(&[
+        ("source", receipt.source.to_string()),
+        ("repository", receipt.repository.clone()),
+        ("version", receipt.version.clone()),
+        ("channel", receipt.channel.clone().unwrap_or_default()),
+        ("public_key", receipt.public_key.clone().unwrap_or_default()),
+        ("legacy", legacy.to_string()),
+    ]);
+    let mut v = serde_json::to_value(&receipt).map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?;
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("legacy".into(), serde_json::Value::Bool(legacy));
+    }
+    out.json(&v);
+    Ok(0)
 }
 
 fn releases(g: &Global, out: Out, channel: Option<&str>) -> Result<u8> {
@@ -388,7 +633,8 @@ fn verify_cmd(g: &Global, out: Out, dir: &std::path::Path, version: Option<&str>
         .as_deref()
         .map(flynnrel::signature::TrustedKey::parse)
         .transpose()?;
-    let report = flynnrel::package::verify_dir(dir, key.as_ref(), Some(&g.repo), version)?;
+    let repo = g.repo.clone().unwrap_or_else(|| DEFAULT_REPO.to_string());
+    let report = flynnrel::package::verify_dir(dir, key.as_ref(), Some(&repo), version)?;
     out.line(&[
         ("verified", report.dir.display().to_string()),
         ("assets", report.assets.len().to_string()),

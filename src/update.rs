@@ -1,0 +1,515 @@
+//! `flynn-release update`, `rollback` and `source`: updates come from the source the host was
+//! installed from, are checked against the version policy, and are applied all or nothing
+//! (SPEC §3, §4, §6, §8).
+//!
+//! Nothing here runs unless called: there are no timers or background checks, and no other
+//! command updates as a side effect.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::fetch::Progress;
+use crate::ghrelease::{Channel, Client, ClientOptions};
+use crate::hostlayout::{self, HostLayout};
+use crate::install::{self, DEFAULT_MAX_BINARY, WrittenFile};
+use crate::installsource::{InstallSource, Source};
+use crate::transaction::{self, ApplyOptions, Recovery};
+use crate::version::{Installed, Version};
+
+/// The TUF repository of a legacy install that has no receipt, unless the caller names another.
+pub const DEFAULT_TUF_REPOSITORY: &str = "https://dl.flynn.io/tuf";
+/// The receipt field recording the version before the last switch (for `rollback`).
+pub const PREVIOUS_VERSION_FIELD: &str = "previous_version";
+
+/// How to update.
+#[derive(Debug, Clone)]
+pub struct UpdateOptions {
+    /// The host's directories.
+    pub layout: HostLayout,
+    /// Only report whether an update is available.
+    pub check: bool,
+    /// Reinstall even when up to date; allows updating a development build.
+    pub force: bool,
+    /// Install exactly this version instead of the channel's newest.
+    pub version: Option<String>,
+    /// Use this source instead of the receipt's (`github` on a TUF install: the hybrid mode).
+    pub source: Option<Source>,
+    /// With an explicit `version`, allow going to a lower version.
+    pub allow_downgrade: bool,
+    /// A public key from the flag or environment (the receipt's pinned key applies otherwise).
+    pub public_key: Option<String>,
+    /// Use this repository instead of the receipt's.
+    pub repository: Option<String>,
+    /// Use this API base instead of the receipt's.
+    pub api_url: Option<String>,
+    /// The TUF repository to report for a legacy install without a receipt.
+    pub tuf_repository: String,
+    /// How long `flynn-host.<ver> version` may take.
+    pub smoke_timeout: Duration,
+    /// Test-only failpoints (ignored in release builds); see [`crate::transaction`].
+    #[doc(hidden)]
+    pub failpoint: Option<String>,
+}
+
+impl UpdateOptions {
+    /// Defaults: apply, no override, 30 s smoke test.
+    pub fn new(layout: HostLayout) -> UpdateOptions {
+        UpdateOptions {
+            layout,
+            check: false,
+            force: false,
+            version: None,
+            source: None,
+            allow_downgrade: false,
+            public_key: None,
+            repository: None,
+            api_url: None,
+            tuf_repository: DEFAULT_TUF_REPOSITORY.to_string(),
+            smoke_timeout: Duration::from_secs(30),
+            failpoint: None,
+        }
+    }
+}
+
+/// The result of [`update`].
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum UpdateOutcome {
+    /// Nothing newer (by version order) than what runs.
+    UpToDate {
+        /// `OWNER/NAME`.
+        repository: String,
+        /// The installed version (`dev` for a development build).
+        current: String,
+        /// The newest release of the channel (or the named version).
+        target: String,
+    },
+    /// `--check`: an update is available.
+    Available {
+        /// `OWNER/NAME`.
+        repository: String,
+        /// The installed version.
+        current: String,
+        /// What `update` would install.
+        target: String,
+    },
+    /// The host was switched to `to`.
+    Updated {
+        /// `OWNER/NAME`.
+        repository: String,
+        /// The version before (as the receipt said).
+        from: String,
+        /// The version now.
+        to: String,
+        /// Files and symlinks written.
+        files: Vec<WrittenFile>,
+        /// Layers already present, not downloaded.
+        skipped_layers: Vec<String>,
+        /// Older versions' files removed (the last two versions are kept).
+        removed: Vec<String>,
+        /// Whether the release's signature was verified.
+        signature_verified: bool,
+        /// An interrupted earlier update that was finished or undone first.
+        recovered: Recovery,
+    },
+    /// The install's source is TUF: the caller's TUF updater (`flynn-host update`) handles it.
+    Tuf {
+        /// The TUF repository URL.
+        repository: String,
+        /// What to tell the operator.
+        message: String,
+    },
+}
+
+/// The installed version when the receipt does not say (a legacy TUF install): the first word of
+/// `<bin>/flynn-host version`, if that runs quickly.
+fn probe_installed_version(layout: &HostLayout) -> Option<String> {
+    let bin = layout.bin_dir.join("flynn-host");
+    let out = std::process::Command::new(&bin)
+        .arg("version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    out.status
+        .success()
+        .then(|| text.split_whitespace().next().map(str::to_string))
+        .flatten()
+}
+
+/// The web base for an API base: github.com for api.github.com, `https://HOST` for GitHub
+/// Enterprise's `https://HOST/api/v3`, else `fallback`.
+pub fn web_url_for(api_url: &str, fallback: &str) -> String {
+    let trimmed = api_url.trim_end_matches('/');
+    if trimmed == crate::ghrelease::client::DEFAULT_API_URL {
+        return crate::ghrelease::client::DEFAULT_WEB_URL.to_string();
+    }
+    match trimmed.strip_suffix("/api/v3") {
+        Some(host) => host.to_string(),
+        None => fallback.to_string(),
+    }
+}
+
+/// Checks for, or applies, an update (see [`UpdateOptions`]). `base` supplies the token, timeouts,
+/// retries and defaults; the repository and API base come from the receipt unless overridden.
+///
+/// Errors: `InvalidReceipt` (corrupt receipt), `DowngradeRefused` (policy), `InvalidArgument`
+/// (development build without `--version`/`--force`), `Locked`, `SmokeTestFailed` (rolled back),
+/// and every download/verification error of install — in all cases the host is unchanged.
+pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>) -> Result<UpdateOutcome> {
+    let layout = &opts.layout;
+    // Applying takes the lock first and finishes or undoes a crashed earlier switch, so the
+    // decision below sees the host as it really is. A check changes nothing and takes no lock.
+    let (mut held, recovered) = if opts.check || !layout.config_dir.is_dir() {
+        (None, Recovery::Clean)
+    } else {
+        let h = install::lock(layout)?;
+        let r = transaction::recover(layout)?;
+        (Some(h), r)
+    };
+    let receipt = InstallSource::load(&layout.config_dir)?;
+    let effective = receipt
+        .clone()
+        .unwrap_or_else(|| InstallSource::legacy_tuf(&opts.tuf_repository));
+    let source = opts.source.unwrap_or(effective.source);
+    if source == Source::Tuf {
+        let tuf = if effective.source == Source::Tuf {
+            effective.repository.clone()
+        } else {
+            opts.tuf_repository.clone()
+        };
+        return Ok(UpdateOutcome::Tuf {
+            message: format!(
+                "this install is updated through TUF ({tuf}); `flynn-host update` (the TUF updater) handles it. \
+                 To check GitHub instead, pass --source github"
+            ),
+            repository: tuf,
+        });
+    }
+    let from_github = effective.source == Source::Github;
+    let mut copts = base.clone();
+    if let Some(r) = opts
+        .repository
+        .clone()
+        .or_else(|| from_github.then(|| effective.repository.clone()))
+    {
+        copts.repository = r;
+    }
+    if let Some(a) = opts
+        .api_url
+        .clone()
+        .or_else(|| if from_github { effective.api_url.clone() } else { None })
+    {
+        copts.web_url = web_url_for(&a, &copts.web_url);
+        copts.api_url = a;
+    }
+    let client = Client::new(copts)?;
+
+    let current_text = if effective.version.is_empty() {
+        probe_installed_version(layout).unwrap_or_default()
+    } else {
+        effective.version.clone()
+    };
+    let current = Installed::parse(&current_text);
+    let scheme = current.version().map(Version::scheme);
+    let explicit = opts.version.is_some();
+    let (rel, target) = match &opts.version {
+        Some(v) => {
+            let version =
+                Version::parse(v).map_err(|e| Error::new(ErrorKind::InvalidArgument, e.message().to_string()))?;
+            (client.release_by_tag(version.as_str())?, version)
+        }
+        None => {
+            let channel: Channel = effective.channel.as_deref().unwrap_or("stable").parse()?;
+            client.channel_release(channel, scheme)?
+        }
+    };
+    let repository = client.repository();
+    let current_name = current.to_string();
+    let up_to_date = || UpdateOutcome::UpToDate {
+        repository: repository.clone(),
+        current: current_name.clone(),
+        target: target.as_str().to_string(),
+    };
+
+    // The version policy (SPEC §3, §6).
+    match &current {
+        Installed::Development(_) => {
+            if !opts.check && !explicit && !opts.force {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "this host runs a development build ({current_name}); it is never updated without an explicit \
+                         target: pass --version {target} (or --force)"
+                    ),
+                ));
+            }
+        }
+        Installed::Release(cur) => {
+            let ord = target.compare(cur)?;
+            if ord.is_eq() && !opts.force {
+                return Ok(up_to_date());
+            }
+            if ord.is_lt() {
+                if !explicit {
+                    // The channel's newest is older than what runs (e.g. a yanked release): never
+                    // downgrade on our own.
+                    return Ok(up_to_date());
+                }
+                if !opts.allow_downgrade {
+                    return Err(Error::new(
+                        ErrorKind::DowngradeRefused,
+                        format!(
+                            "{target} is older than the installed {cur}; to downgrade on purpose pass both \
+                             --version {target} and --allow-downgrade"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(high) = effective.highest_seen().filter(|h| h.scheme() == target.scheme()) {
+        if target.compare(&high)?.is_lt() && !(explicit && opts.allow_downgrade) {
+            return Err(Error::new(
+                ErrorKind::DowngradeRefused,
+                format!(
+                    "{target} is older than {high}, the highest version this host has seen (anti-rollback); \
+                     to go back on purpose pass --version {target} --allow-downgrade"
+                ),
+            ));
+        }
+    }
+    if opts.check {
+        return Ok(UpdateOutcome::Available {
+            repository,
+            current: current_name,
+            target: target.as_str().to_string(),
+        });
+    }
+
+    let mut held = match held.take() {
+        Some(h) => h,
+        None => install::lock(layout)?,
+    };
+    let key = install::effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
+    let mut staged = install::stage(
+        &client,
+        layout,
+        &rel,
+        &target,
+        key.as_ref(),
+        DEFAULT_MAX_BINARY,
+        progress,
+    )?;
+    let mut new = install::next_receipt(receipt, &client, &target, key.as_ref());
+    if new.channel.is_none() {
+        new.channel = Some(Channel::Stable.as_str().to_string());
+    }
+    let config_dir = layout.config_dir.clone();
+    let mut write = |previous: Option<&str>| -> Result<()> {
+        if let Some(p) = previous.filter(|p| *p != target.as_str()) {
+            new.extra
+                .insert(PREVIOUS_VERSION_FIELD.into(), serde_json::Value::String(p.to_string()));
+        }
+        new.save(&config_dir)
+    };
+    let apply_opts = ApplyOptions {
+        smoke_test: true,
+        smoke_timeout: Some(opts.smoke_timeout),
+        failpoint: opts.failpoint.clone(),
+    };
+    let applied = transaction::apply(&mut staged, layout, &apply_opts, &mut write)?;
+    held.dirs.commit();
+    let keep: Vec<&str> = [Some(target.as_str()), applied.previous_version.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let removed = prune_versions(layout, &keep);
+    Ok(UpdateOutcome::Updated {
+        repository,
+        from: current_name,
+        to: target.as_str().to_string(),
+        files: applied.files,
+        skipped_layers: staged.skipped_layers.clone(),
+        removed,
+        signature_verified: staged.signature_verified,
+        recovered,
+    })
+}
+
+/// Removes versioned binaries and `images.<ver>.json` of every version not in `keep`. Best effort:
+/// a file that cannot be removed stays. Returns the removed paths.
+pub fn prune_versions(layout: &HostLayout, keep: &[&str]) -> Vec<String> {
+    let mut removed = Vec::new();
+    let names: Vec<&str> = crate::release::COMPONENTS
+        .iter()
+        .filter_map(|c| match c.role {
+            crate::release::Role::HostBinary(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let mut prune_dir = |dir: &Path, matches: &dyn Fn(&str) -> Option<String>| {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(ver) = matches(&name) else { continue };
+            if keep.contains(&ver.as_str()) || Version::parse(&ver).is_err() {
+                continue;
+            }
+            if e.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(e.path()).is_ok() {
+                removed.push(e.path().display().to_string());
+            }
+        }
+    };
+    prune_dir(&layout.bin_dir, &|name: &str| {
+        names
+            .iter()
+            .find_map(|n| name.strip_prefix(&format!("{n}.")).map(str::to_string))
+    });
+    prune_dir(&layout.config_dir, &|name: &str| {
+        name.strip_prefix("images.")
+            .and_then(|r| r.strip_suffix(".json"))
+            .map(str::to_string)
+    });
+    removed.sort();
+    removed
+}
+
+/// What [`rollback`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RollbackOutcome {
+    /// The version switched away from.
+    pub from: String,
+    /// The version switched back to.
+    pub to: String,
+}
+
+/// Switches back to the version before the last update (symlinks and receipt; the bootstrap
+/// manifest is left as it is). Refuses when the receipt records none or its files are gone.
+pub fn rollback(layout: &HostLayout, smoke_timeout: Duration, failpoint: Option<String>) -> Result<RollbackOutcome> {
+    let mut held = install::lock(layout)?;
+    transaction::recover(layout)?;
+    let receipt = InstallSource::load(&layout.config_dir)?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "{} has no install receipt: nothing to roll back",
+                layout.config_dir.display()
+            ),
+        )
+    })?;
+    let previous = receipt
+        .extra
+        .get(PREVIOUS_VERSION_FIELD)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                "the receipt records no previous version: there is nothing to roll back to",
+            )
+        })?;
+    Version::parse(&previous)?;
+    let bin = layout.versioned_binary("flynn-host", &previous);
+    if !bin.is_file() {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "the previous version {previous} is no longer on disk ({} is missing); install it with \
+                 `flynn-release update --version {previous} --allow-downgrade`",
+                bin.display()
+            ),
+        ));
+    }
+    let from = receipt.version.clone();
+    let mut new = receipt;
+    new.version = previous.clone();
+    new.installed_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    new.extra
+        .insert(PREVIOUS_VERSION_FIELD.into(), serde_json::Value::String(from.clone()));
+    let config_dir = layout.config_dir.clone();
+    let mut write = |_: Option<&str>| new.save(&config_dir);
+    let opts = ApplyOptions {
+        smoke_test: true,
+        smoke_timeout: Some(smoke_timeout),
+        failpoint,
+    };
+    transaction::switch(layout, &previous, None, Vec::new(), &opts, &mut write)?;
+    held.dirs.commit();
+    Ok(RollbackOutcome { from, to: previous })
+}
+
+/// Changes to the receipt made by `flynn-release source set`.
+#[derive(Debug, Clone, Default)]
+pub struct SourceEdit {
+    /// `github` or `tuf`.
+    pub source: Option<Source>,
+    /// `OWNER/NAME` for github, the TUF URL for tuf.
+    pub repository: Option<String>,
+    /// `stable` or `nightly`.
+    pub channel: Option<Channel>,
+    /// A new public key (`Some("")` removes the pin).
+    pub public_key: Option<String>,
+    /// A new API base.
+    pub api_url: Option<String>,
+}
+
+/// The receipt, or the legacy TUF value when there is none (`true` when legacy).
+pub fn source_show(layout: &HostLayout, tuf_repository: &str) -> Result<(InstallSource, bool)> {
+    match InstallSource::load(&layout.config_dir)? {
+        Some(r) => Ok((r, false)),
+        None => Ok((InstallSource::legacy_tuf(tuf_repository), true)),
+    }
+}
+
+/// Edits the receipt under the lock, validating the result; a missing receipt starts from the
+/// legacy TUF value. Returns the receipt written.
+pub fn source_set(layout: &HostLayout, edit: &SourceEdit, tuf_repository: &str) -> Result<InstallSource> {
+    let mut held = install::lock(layout)?;
+    let mut r = InstallSource::load(&layout.config_dir)?.unwrap_or_else(|| InstallSource::legacy_tuf(tuf_repository));
+    if let Some(s) = edit.source {
+        r.source = s;
+    }
+    if let Some(repo) = &edit.repository {
+        r.repository = repo.clone();
+    }
+    if let Some(c) = edit.channel {
+        r.channel = Some(c.as_str().to_string());
+    }
+    if let Some(k) = &edit.public_key {
+        r.public_key = if k.trim().is_empty() {
+            None
+        } else {
+            Some(crate::signature::TrustedKey::parse(k)?.to_base64().to_string())
+        };
+    }
+    if let Some(a) = &edit.api_url {
+        crate::ghrelease::client::parse_allowed_url(a, "API URL")?;
+        r.api_url = Some(a.clone());
+    }
+    match r.source {
+        Source::Github => {
+            crate::ghrelease::client::validate_repository(&r.repository)?;
+        }
+        Source::Tuf => {
+            crate::ghrelease::client::parse_allowed_url(&r.repository, "TUF repository URL").map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "{} (a tuf source needs --repository set to the TUF repository URL)",
+                        e.message()
+                    ),
+                )
+            })?;
+        }
+    }
+    r.save(&layout.config_dir)?;
+    held.dirs.commit();
+    Ok(r)
+}
+
+/// True when `link` in the bin dir points at `version` (for reports and tests).
+pub fn runs_version(layout: &HostLayout, version: &str) -> bool {
+    hostlayout::linked_version(&layout.bin_dir, "flynn-host").as_deref() == Some(version)
+}
