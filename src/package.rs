@@ -643,7 +643,9 @@ pub fn verify_dir(
     let mut present = Vec::new();
     for e in std::fs::read_dir(dir).map_err(|e| Error::io("read", dir, e))?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name == CHECKSUMS_ASSET || name == SIGNATURE_ASSET {
+        // Hidden files are not assets (the release server's `.release.json` metadata, editors'
+        // swap files); every asset name is visible.
+        if name == CHECKSUMS_ASSET || name == SIGNATURE_ASSET || name.starts_with('.') {
             continue;
         }
         if sums.get(&name).is_none() {
