@@ -865,3 +865,38 @@ pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -
         receipt: Some(crate::installsource::receipt_path(&opts.layout.config_dir)),
     })
 }
+
+/// Downloads the asset `name` of release `tag` into `dest_dir/<name>` (mode 0644), verified
+/// against the release's `checksums.sha512` and GitHub's digest. Returns (path, sha512, size).
+pub fn download_asset(
+    client: &Client,
+    tag: &str,
+    name: &str,
+    dest_dir: &Path,
+    progress: Progress<'_>,
+) -> Result<(PathBuf, String, u64)> {
+    crate::checksums::validate_asset_name(name)?;
+    let rel = client.release_by_tag(tag)?;
+    let a = asset(&rel, name)?;
+    let expected = if name == CHECKSUMS_ASSET {
+        None
+    } else {
+        let (sums, _) = fetch_checksums(client, &rel, None)?;
+        Some(sums.require(name, CHECKSUMS_ASSET)?.to_string())
+    };
+    let dest = dest_dir.join(name);
+    match expected {
+        Some(sha) => {
+            let fetched = fetch::fetch_asset(client, a, dest_dir, &sha, progress)?;
+            let (sha512, size) = (fetched.sha512.clone(), fetched.size);
+            fetched.persist(&dest, 0o644)?;
+            Ok((dest, sha512, size))
+        }
+        None => {
+            // The checksums file itself: its integrity comes from the signature, if any.
+            let bytes = fetch_small(client, a)?;
+            crate::fsutil::atomic_write(&dest, &bytes, 0o644)?;
+            Ok((dest, crate::checksums::sha512_hex(&bytes), bytes.len() as u64))
+        }
+    }
+}

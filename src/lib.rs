@@ -10,6 +10,7 @@
 pub mod checksums;
 pub mod error;
 pub mod fetch;
+pub mod ffi;
 pub mod fsutil;
 pub mod ghrelease;
 pub mod gz;

@@ -281,14 +281,16 @@ pub fn switch(
         return Err(e);
     }
     // The receipt and channel.txt as they were, to put back if a step after write_receipt fails.
-    let saved: Vec<(PathBuf, Option<Vec<u8>>)> =
-        [crate::installsource::receipt_path(&layout.config_dir), layout.config_dir.join(hostlayout::CHANNEL_FILE)]
-            .into_iter()
-            .map(|p| {
-                let data = std::fs::read(&p).ok();
-                (p, data)
-            })
-            .collect();
+    let saved: Vec<(PathBuf, Option<Vec<u8>>)> = [
+        crate::installsource::receipt_path(&layout.config_dir),
+        layout.config_dir.join(hostlayout::CHANNEL_FILE),
+    ]
+    .into_iter()
+    .map(|p| {
+        let data = std::fs::read(&p).ok();
+        (p, data)
+    })
+    .collect();
 
     let switched = (|| -> Result<()> {
         if let Some(text) = &journal.bootstrap_after {
