@@ -11,6 +11,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256, Sha512};
 use tempfile::NamedTempFile;
@@ -107,6 +108,7 @@ pub fn fetch_asset(
     let mut sha256 = Sha256::new();
     let mut written: u64 = 0;
     let mut interruptions: u32 = 0;
+    let mut stalled = false;
     let mut buf = vec![0u8; 256 << 10];
     let mut last_url;
     if !progress(&phase, 0, cap) {
@@ -139,12 +141,27 @@ pub fn fetch_asset(
             }
         }
         let expected_end = dl.content_length.map(|len| written + len);
+        // A server that drips bytes just fast enough to dodge the read timeout is cut off too:
+        // every `read_timeout` window must bring at least `min_bytes_per_window` bytes.
+        let window = client.options().read_timeout;
+        let min_bytes = client.options().min_bytes_per_window;
+        let mut window_start = Instant::now();
+        let mut window_bytes = 0u64;
         let cut_short = loop {
             let n = match dl.response.read(&mut buf) {
                 Ok(0) => break expected_end.is_some_and(|end| written < end),
                 Ok(n) => n,
                 Err(_) => break true,
             };
+            window_bytes += n as u64;
+            if window_start.elapsed() >= window {
+                if window_bytes < min_bytes {
+                    stalled = true;
+                    break true;
+                }
+                window_start = Instant::now();
+                window_bytes = 0;
+            }
             if written + n as u64 > cap {
                 return Err(too_large(asset, dl.url.as_ref(), written + n as u64));
             }
@@ -165,9 +182,15 @@ pub fn fetch_asset(
             return Err(Error::new(
                 ErrorKind::Network,
                 format!(
-                    "download of {} from {} was cut short {interruptions} times (got {written} of {cap} bytes); \
+                    "download of {} from {} was cut short {interruptions} times{} (got {written} of {cap} bytes); \
                      check the network and try again",
-                    asset.name, dl.url
+                    asset.name,
+                    dl.url,
+                    if stalled {
+                        ", the last time because it stalled (too slow)"
+                    } else {
+                        ""
+                    }
                 ),
             ));
         }

@@ -57,6 +57,9 @@ pub struct ClientOptions {
     pub read_timeout: Duration,
     /// Retries after the first attempt on 5xx and connection errors.
     pub retries: u32,
+    /// A download that brings fewer bytes than this in a whole `read_timeout` window has stalled
+    /// (a slow drip) and is cut off like a broken connection.
+    pub min_bytes_per_window: u64,
     /// First backoff delay; doubles per retry, capped at 10 s.
     pub retry_delay: Duration,
     /// Cap on a JSON response body.
@@ -93,6 +96,7 @@ impl ClientOptions {
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
             retries: 4,
+            min_bytes_per_window: 1024,
             retry_delay: Duration::from_millis(500),
             max_json_bytes: 32 << 20,
             max_pages: 100,
@@ -170,6 +174,26 @@ fn check_allowed(url: &Url, what: &str) -> Result<()> {
             format!("refusing {what} {url}: unsupported URL scheme; use an https:// URL"),
         )),
     }
+}
+
+/// Where a redirect from `from` with `Location: location` leads: resolved against `from`, and
+/// refused (`InsecureUrl`) when it would leave https for http or go to a URL that is not allowed
+/// (plain http to a non-loopback host). `InvalidData` for an unparsable location.
+pub fn redirect_target(from: &Url, location: &str) -> Result<Url> {
+    let next = from.join(location).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("{from} redirected to an invalid Location {location:?}: {e}"),
+        )
+    })?;
+    if from.scheme() == "https" && next.scheme() != "https" {
+        return Err(Error::new(
+            ErrorKind::InsecureUrl,
+            format!("refusing redirect from {from} to non-https {next}"),
+        ));
+    }
+    check_allowed(&next, "redirect target")?;
+    Ok(next)
 }
 
 fn same_origin(a: &Url, b: &Url) -> bool {
@@ -544,18 +568,7 @@ impl Client {
                             format!("{url} answered HTTP {status} without a Location header"),
                         ))
                     })?;
-                let next = url.join(location).map_err(|e| {
-                    Transient::fatal(Error::new(
-                        ErrorKind::InvalidData,
-                        format!("{url} redirected to an invalid Location {location:?}: {e}"),
-                    ))
-                })?;
-                if url.scheme() == "https" && next.scheme() != "https" {
-                    return Err(Transient::fatal(Error::new(
-                        ErrorKind::InsecureUrl,
-                        format!("refusing redirect from {url} to non-https {next}"),
-                    )));
-                }
+                let next = redirect_target(&url, location).map_err(Transient::fatal)?;
                 url = next;
                 continue;
             }
@@ -779,6 +792,34 @@ mod tests {
         assert!(!same_origin(&a, &Url::parse("https://github.com/x").unwrap()));
         assert!(!same_origin(&a, &Url::parse("https://api.github.com:8443/x").unwrap()));
         assert!(!same_origin(&a, &Url::parse("http://api.github.com/x").unwrap()));
+    }
+
+    #[test]
+    fn redirects_never_leave_https_for_http() {
+        let from = Url::parse("https://api.github.com/repos/a/b/releases/assets/1").unwrap();
+        let e = redirect_target(&from, "http://objects.example.com/x").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InsecureUrl);
+        assert!(e.message().contains("non-https"), "{e}");
+        // Even to loopback: a downgrade is a downgrade.
+        assert_eq!(
+            redirect_target(&from, "http://127.0.0.1/x").unwrap_err().kind(),
+            ErrorKind::InsecureUrl
+        );
+        assert_eq!(
+            redirect_target(&from, "ftp://x/y").unwrap_err().kind(),
+            ErrorKind::InsecureUrl
+        );
+        let ok = redirect_target(&from, "https://objects.githubusercontent.com/x?sig=1").unwrap();
+        assert_eq!(ok.host_str(), Some("objects.githubusercontent.com"));
+        let rel = redirect_target(&from, "/download/x").unwrap();
+        assert_eq!(rel.as_str(), "https://api.github.com/download/x");
+        // Loopback http may redirect within plain http (the local release server).
+        let local = Url::parse("http://127.0.0.1:1/a").unwrap();
+        assert!(redirect_target(&local, "http://127.0.0.1:2/b").is_ok());
+        assert_eq!(
+            redirect_target(&local, "http://example.com/b").unwrap_err().kind(),
+            ErrorKind::InsecureUrl
+        );
     }
 
     #[test]

@@ -342,10 +342,9 @@ fn serve_connection(stream: TcpStream, handler: &Handler, in_flight: &InFlight) 
         };
         match reply {
             Reply::Raw(mut raw) => {
-                let mut out = BufWriter::with_capacity(64 * 1024, &mut writer);
-                let _ = io::copy(&mut raw, &mut out);
-                let _ = out.flush();
-                drop(out);
+                // Unbuffered: each piece the hook produces goes out at once, so a test can drip
+                // bytes slowly or stream forever.
+                let _ = io::copy(&mut raw, &mut writer);
                 let _ = writer.shutdown(Shutdown::Both);
                 break;
             }
