@@ -22,8 +22,8 @@ fn main() {
     ));
     let bindings = match cbindgen::Builder::new()
         .with_config(config)
+        // mod.rs pulls in `mod api;` itself; naming api.rs too would declare everything twice.
         .with_src(dir.join("src/ffi/mod.rs"))
-        .with_src(dir.join("src/ffi/api.rs"))
         .generate()
     {
         Ok(b) => b,

@@ -62,10 +62,10 @@ pub struct Staged {
     pub version: Version,
     /// Whether the checksums' signature was verified.
     pub signature_verified: bool,
-    binaries: Vec<(&'static str, NamedTempFile)>,
-    images: NamedTempFile,
+    binaries: Vec<(&'static str, Ready)>,
+    images: Ready,
     bootstrap: NamedTempFile,
-    layers: Vec<(LayerSpec, NamedTempFile)>,
+    layers: Vec<(LayerSpec, Ready)>,
     /// Layers that were already present and valid.
     pub skipped_layers: Vec<String>,
     /// Every layer the release needs.
@@ -219,10 +219,13 @@ impl SharedProgress<'_> {
         if self.cancelled.load(Ordering::Relaxed) {
             return false;
         }
-        let keep = match self.inner.lock() {
-            Ok(mut p) => (*p)(phase, done, total),
-            Err(_) => false,
-        };
+        // Decide and record under the lock, so no thread calls the callback again once it has
+        // said stop.
+        let Ok(mut p) = self.inner.lock() else { return false };
+        if self.cancelled.load(Ordering::Relaxed) {
+            return false;
+        }
+        let keep = (*p)(phase, done, total);
         if !keep {
             self.cancelled.store(true, Ordering::Relaxed);
         }
@@ -275,7 +278,7 @@ pub fn stage(
         MAX_MANIFEST,
         &shared,
     )?;
-    let images_bytes = std::fs::read(images.path()).map_err(|e| Error::io("read", images.path(), e))?;
+    let images_bytes = std::fs::read(images.file.path()).map_err(|e| Error::io("read", images.file.path(), e))?;
     let specs = layers::layers_from_images_json(&images_bytes, &images_asset.browser_download_url)?;
     let mut skipped_layers = Vec::new();
     let mut needed: Vec<LayerSpec> = Vec::new();
@@ -361,13 +364,38 @@ pub fn stage(
         signature_verified,
         binaries,
         images,
-        bootstrap,
+        bootstrap: bootstrap.file,
         layers: staged_layers,
         skipped_layers,
         all_layers: specs.iter().map(|s| s.id.clone()).collect(),
         dirs,
         layout: layout.clone(),
     })
+}
+
+/// A verified, decompressed file waiting in a temp file, with the sha512 of its content (hashed
+/// while it was written, so committing does not read it again).
+#[derive(Debug)]
+struct Ready {
+    file: NamedTempFile,
+    sha512: String,
+}
+
+/// A writer that hashes with sha512 what it writes.
+struct HashingWriter<'a> {
+    inner: &'a mut std::fs::File,
+    hasher: sha2::Sha512,
+}
+
+impl Write for HashingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Downloads `a` (verified against `sha512`) beside `dir` and decompresses it into a new temp file
@@ -379,7 +407,7 @@ fn fetch_and_gunzip(
     dir: &Path,
     cap: u64,
     shared: &SharedProgress<'_>,
-) -> Result<NamedTempFile> {
+) -> Result<Ready> {
     let mut cb = |p: &str, d: u64, t: u64| shared.report(p, d, t);
     let fetched = fetch::fetch_asset(client, a, dir, sha512, &mut cb)?;
     let input = fetched.reopen()?;
@@ -389,12 +417,12 @@ fn fetch_and_gunzip(
         .suffix(".new")
         .tempfile_in(dir)
         .map_err(|e| Error::io("create a temp file in", dir, e))?;
-    crate::gz::gunzip_capped(input, out.as_file_mut(), cap, &a.name)?;
-    out.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("fsync", out.path(), e))?;
+    let mut w = HashingWriter { inner: out.as_file_mut(), hasher: sha2::Sha512::new() };
+    crate::gz::gunzip_capped(input, &mut w, cap, &a.name)?;
+    let sha512 = hex(&w.hasher.finalize());
+    out.as_file().sync_all().map_err(|e| Error::io("fsync", out.path(), e))?;
     drop(fetched);
-    Ok(out)
+    Ok(Ready { file: out, sha512 })
 }
 
 /// Downloads `layers.tar.gz` and extracts exactly the `needed` layers into temp files in
@@ -407,7 +435,7 @@ fn fetch_layers(
     layer_dir: &Path,
     needed: &[LayerSpec],
     shared: &SharedProgress<'_>,
-) -> Result<Vec<(LayerSpec, NamedTempFile)>> {
+) -> Result<Vec<(LayerSpec, Ready)>> {
     let mut cb = |p: &str, d: u64, t: u64| shared.report(p, d, t);
     let fetched = fetch::fetch_asset(client, a, layer_dir, sha512, &mut cb)?;
     let source = a.browser_download_url.as_str();
@@ -477,6 +505,7 @@ fn fetch_layers(
             .tempfile_in(layer_dir)
             .map_err(|e| Error::io("create a temp file in", layer_dir, e))?;
         let mut h = Sha512_256::new();
+        let mut h512 = sha2::Sha512::new();
         let mut buf = vec![0u8; 256 << 10];
         let mut got = 0u64;
         let phase = "extract layers";
@@ -487,6 +516,7 @@ fn fetch_layers(
             }
             got += n as u64;
             h.update(&buf[..n]);
+            h512.update(&buf[..n]);
             tmp.write_all(&buf[..n])
                 .map_err(|e| Error::io("write", tmp.path(), e))?;
             if !shared.report(phase, got, spec.length) {
@@ -510,7 +540,7 @@ fn fetch_layers(
         tmp.as_file()
             .sync_all()
             .map_err(|e| Error::io("fsync", tmp.path(), e))?;
-        out.push((spec.clone(), tmp));
+        out.push((spec.clone(), Ready { file: tmp, sha512: hex(&h512.finalize()) }));
     }
     let missing: Vec<&String> = wanted.iter().filter(|n| !seen.contains(*n)).collect();
     if !missing.is_empty() {
@@ -569,21 +599,21 @@ impl Staged {
     /// of those paths did not exist before (so an undo can remove exactly those).
     pub fn commit_files(&mut self) -> Result<(Vec<WrittenFile>, Vec<PathBuf>)> {
         let ver = self.version.as_str().to_string();
-        let mut moves: Vec<(NamedTempFile, PathBuf, u32)> = Vec::new();
+        let mut moves: Vec<(Ready, PathBuf, u32)> = Vec::new();
         for (spec, tmp) in self.layers.drain(..) {
             moves.push((tmp, self.layout.layer_file(&spec.id), 0o644));
         }
         for (name, tmp) in self.binaries.drain(..) {
             moves.push((tmp, self.layout.versioned_binary(name, &ver), 0o755));
         }
-        let images = std::mem::replace(&mut self.images, placeholder(&self.layout.config_dir)?);
+        let placeholder = Ready { file: placeholder(&self.layout.config_dir)?, sha512: String::new() };
+        let images = std::mem::replace(&mut self.images, placeholder);
         moves.push((images, self.layout.images_file(&ver), 0o644));
         let mut written = Vec::new();
         let mut created = Vec::new();
-        for (tmp, dest, mode) in moves {
-            let sha512 = crate::checksums::sha512_file(tmp.path())?;
+        for (Ready { file, sha512 }, dest, mode) in moves {
             let existed = std::fs::symlink_metadata(&dest).is_ok();
-            if let Err(e) = persist(tmp, &dest, mode) {
+            if let Err(e) = persist(file, &dest, mode) {
                 for c in &created {
                     let _ = std::fs::remove_file(c);
                 }
