@@ -417,10 +417,15 @@ fn fetch_and_gunzip(
         .suffix(".new")
         .tempfile_in(dir)
         .map_err(|e| Error::io("create a temp file in", dir, e))?;
-    let mut w = HashingWriter { inner: out.as_file_mut(), hasher: sha2::Sha512::new() };
+    let mut w = HashingWriter {
+        inner: out.as_file_mut(),
+        hasher: sha2::Sha512::new(),
+    };
     crate::gz::gunzip_capped(input, &mut w, cap, &a.name)?;
     let sha512 = hex(&w.hasher.finalize());
-    out.as_file().sync_all().map_err(|e| Error::io("fsync", out.path(), e))?;
+    out.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("fsync", out.path(), e))?;
     drop(fetched);
     Ok(Ready { file: out, sha512 })
 }
@@ -540,7 +545,13 @@ fn fetch_layers(
         tmp.as_file()
             .sync_all()
             .map_err(|e| Error::io("fsync", tmp.path(), e))?;
-        out.push((spec.clone(), Ready { file: tmp, sha512: hex(&h512.finalize()) }));
+        out.push((
+            spec.clone(),
+            Ready {
+                file: tmp,
+                sha512: hex(&h512.finalize()),
+            },
+        ));
     }
     let missing: Vec<&String> = wanted.iter().filter(|n| !seen.contains(*n)).collect();
     if !missing.is_empty() {
@@ -606,7 +617,10 @@ impl Staged {
         for (name, tmp) in self.binaries.drain(..) {
             moves.push((tmp, self.layout.versioned_binary(name, &ver), 0o755));
         }
-        let placeholder = Ready { file: placeholder(&self.layout.config_dir)?, sha512: String::new() };
+        let placeholder = Ready {
+            file: placeholder(&self.layout.config_dir)?,
+            sha512: String::new(),
+        };
         let images = std::mem::replace(&mut self.images, placeholder);
         moves.push((images, self.layout.images_file(&ver), 0o644));
         let mut written = Vec::new();
