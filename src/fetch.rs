@@ -5,8 +5,8 @@
 //! stays on one file system. The bytes are hashed (sha512, and sha256 when GitHub gives a
 //! `digest`) as they are written and capped at the size the API announced. A transfer cut short is
 //! resumed with `Range` where the server allows it, else restarted, within the retry budget. The
-//! caller gets a [`Fetched`] that is verified and fsynced; only [`Fetched::persist`] puts it in
-//! place. Dropping it removes the temp file, so a failure leaves nothing behind.
+//! caller gets a verified [`Fetched`]; only [`Fetched::persist`] fsyncs it and puts it in place.
+//! Dropping it removes the temp file, so a failure leaves nothing behind.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -56,6 +56,10 @@ impl Fetched {
     /// atomically, and sets `mode`.
     pub fn persist(self, dest: &Path, mode: u32) -> Result<PathBuf> {
         use std::os::unix::fs::PermissionsExt;
+        self.file
+            .as_file()
+            .sync_all()
+            .map_err(|e| Error::io("fsync", self.file.path(), e))?;
         std::fs::set_permissions(self.file.path(), std::fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io("set permissions on", self.file.path(), e))?;
         self.file
@@ -242,9 +246,8 @@ pub fn fetch_asset(
         // A digest in a form we cannot check (another algorithm) is not trusted either way:
         // the sha512 from checksums.sha512 above is the binding check.
     }
-    file.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("fsync", file.path(), e))?;
+    // Not fsynced here: most callers decompress the file and drop it; `persist` syncs before the
+    // rename that makes it visible.
     Ok(Fetched {
         file,
         sha512: got512,

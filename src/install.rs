@@ -464,19 +464,17 @@ fn fetch_layers(
     for entry in entries {
         let mut entry = entry.map_err(|e| tar_err(source, e))?;
         let raw = entry.path_bytes().into_owned();
-        let name = String::from_utf8(raw).map_err(|_| bad_entry(source, "a name that is not UTF-8"))?;
-        if name.starts_with('/')
-            || name.contains('/')
-            || name.contains('\\')
-            || name == ".."
-            || name == "."
-            || name.is_empty()
-        {
-            return Err(bad_entry(
-                source,
-                &format!("the path {name:?} (only flat <layer-id>.squashfs names are allowed)"),
-            ));
-        }
+        let name = layers::flat_entry_name(&raw)
+            .ok_or_else(|| {
+                bad_entry(
+                    source,
+                    &format!(
+                        "the path {:?} (only flat <layer-id>.squashfs names are allowed)",
+                        String::from_utf8_lossy(&raw)
+                    ),
+                )
+            })?
+            .to_string();
         let kind = entry.header().entry_type();
         if kind != tar::EntryType::Regular {
             return Err(bad_entry(

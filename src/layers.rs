@@ -145,6 +145,14 @@ fn truncate(s: &str) -> String {
     }
 }
 
+/// The name of a tar entry that may be extracted into the layer directory: valid UTF-8, one plain
+/// path component (no `/`, no `\\`, not empty, `.` or `..`, no NUL). `None` otherwise.
+pub fn flat_entry_name(raw: &[u8]) -> Option<&str> {
+    let name = std::str::from_utf8(raw).ok()?;
+    let bad = name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']);
+    (!bad).then_some(name)
+}
+
 /// Hashes `reader` with sha512/256, reading at most `cap + 1` bytes; returns (length, hex).
 pub fn sha512_256_reader(mut reader: impl Read, cap: u64) -> std::io::Result<(u64, String)> {
     let mut h = Sha512_256::new();
