@@ -132,7 +132,9 @@ pub fn load_secret_key(path: &Path, password: Option<String>) -> Result<(SecretK
     let had_password = password.is_some();
     let sk = match password {
         Some(pw) => sk_box.into_secret_key(Some(pw)),
-        None => sk_box.into_unencrypted_secret_key(),
+        None => sk_box
+            .into_unencrypted_secret_key()
+            .or_else(|e| unencrypted_without_checksum(&text).ok_or(e)),
     }
     .map_err(|e| {
         let hint = if had_password {
@@ -152,6 +154,25 @@ pub fn load_secret_key(path: &Path, password: Option<String>) -> Result<(SecretK
         )
     })?;
     Ok((sk, pk.to_base64()))
+}
+
+/// The minisign tool (0.11) writes an all-zero checksum into unencrypted (`-W`) secret keys, which
+/// the minisign crate then rejects as corrupt. Such a key is still usable: read its bytes directly
+/// when it is unencrypted and its checksum is all zeros. (A signature made with it verifies against
+/// the tool's public key; `tests/package.rs` checks that with the real tool.)
+fn unencrypted_without_checksum(text: &str) -> Option<SecretKey> {
+    use ct_codecs::{Base64, Decoder};
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))?;
+    let bytes = Base64::decode_to_vec(line, None).ok()?;
+    // Layout: sig_alg(2) kdf_alg(2) chk_alg(2) salt(32) opslimit(8) memlimit(8) keynum(8) sk(64) chk(32).
+    if bytes.len() != 158 || bytes[2..4] != [0, 0] || bytes[126..].iter().any(|&b| b != 0) {
+        return None;
+    }
+    let sk = SecretKey::from_bytes(&bytes).ok()?;
+    (!sk.is_encrypted()).then_some(sk)
 }
 
 /// Signs `checksums` with `sk`, binding `repo` and `version` in the trusted comment. Returns the

@@ -167,7 +167,39 @@ e2e_setup_file() {
   package_release "$V2" 2024-01-27T10:00:00Z
   package_release "$V1" 2024-01-28T10:00:00Z
   make_tampered_releases
+  make_signed_releases
   start_server
+}
+
+# make_signed_releases: releases of $SIGNED_REPO signed with a key made by the real minisign tool
+# (V1, V2), one unsigned (v2024.01.27.5), and one carrying V1's checksums and signature under
+# another tag (mix-and-match: a valid signature, for another version, v2024.01.27.6). Exports SIGN_PUB (the RWQ… key) and OTHER_PUB.
+make_signed_releases() {
+  SIGNED_REPO=acme/signed
+  export SIGNED_REPO
+  minisign -G -W -p "$E2E_WORK/sign.pub" -s "$E2E_WORK/sign.key" >/dev/null
+  minisign -G -W -p "$E2E_WORK/other.pub" -s "$E2E_WORK/other.key" >/dev/null
+  SIGN_PUB=$(tail -n 1 "$E2E_WORK/sign.pub")
+  OTHER_PUB=$(tail -n 1 "$E2E_WORK/other.pub")
+  export SIGN_PUB OTHER_PUB
+  local v out
+  for v in "$V1" "$V2" v2024.01.27.5 v2024.01.27.6; do
+    out=$(release_dir "$v" "$SIGNED_REPO")
+    "$REPO/script/make-synthetic-build" "$v" "$E2E_WORK/build-signed-$v" --layers 1
+    if [[ $v == v2024.01.27.5 ]]; then
+      "$HELPER" -q --repo "$SIGNED_REPO" package --version "$v" --build-dir "$E2E_WORK/build-signed-$v" --out "$out" --helper "$HELPER"
+    else
+      "$HELPER" -q --repo "$SIGNED_REPO" package --version "$v" --build-dir "$E2E_WORK/build-signed-$v" --out "$out" \
+        --helper "$HELPER" --sign-key "$E2E_WORK/sign.key"
+    fi
+    printf '{"created_at": "2024-02-01T00:00:00Z", "prerelease": true}\n' >"$out/.release.json"
+  done
+  out=$(release_dir v2024.01.27.6 "$SIGNED_REPO")
+  local f
+  for f in checksums.sha512 checksums.sha512.minisig; do
+    cp "$(release_dir "$V1" "$SIGNED_REPO")/$f" "$out/$f.new"
+    mv "$out/$f.new" "$out/$f"
+  done
 }
 
 # e2e_setup: a clean environment (only the server URLs) and a fresh ROOT and TMPDIR per test.

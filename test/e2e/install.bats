@@ -267,6 +267,52 @@ setup() { e2e_setup; }
   skip "the suite runs as root; SPEC §10: without --root the script needs root and installs the systemd unit"
 }
 
+@test "signed: a release signed with a minisign-tool key installs with --public-key and pins it" {
+  run install_flynn --repo "$SIGNED_REPO" --root "$ROOT" --version "$V1" --public-key "$SIGN_PUB"
+  assert_success_run
+  [[ $output == *"verifying the signature of checksums.sha512"* ]]
+  [[ $output == *"signature=verified"* ]]
+  [ "$(json_get "$ROOT/etc/flynn/install-source.json" public_key)" = "$SIGN_PUB" ]
+  assert_nothing_outside
+}
+
+@test "signed: the published install-flynn has the key baked in and enforces it" {
+  curl -fsSL "$FLYNN_GITHUB_URL/$SIGNED_REPO/releases/download/$V2/install-flynn" -o "$BATS_TEST_TMPDIR/install-flynn"
+  grep -q "^FLYNN_DEFAULT_PUBLIC_KEY='$SIGN_PUB'\$" "$BATS_TEST_TMPDIR/install-flynn"
+  run bash "$BATS_TEST_TMPDIR/install-flynn" --root "$ROOT"
+  assert_success_run
+  [ "$(json_get "$ROOT/etc/flynn/install-source.json" public_key)" = "$SIGN_PUB" ]
+  [ "$(json_get "$ROOT/etc/flynn/install-source.json" version)" = "$V2" ]
+}
+
+@test "signed: an unsigned release is refused when a key is configured, root unchanged" {
+  new_root_with_marker
+  local before
+  before=$(snapshot "$ROOT")
+  run install_flynn --repo "$SIGNED_REPO" --root "$ROOT" --version v2024.01.27.5 --public-key "$SIGN_PUB"
+  assert_failure_with "checksums.sha512.minisig"
+  assert_snapshot_equal "$before" "$(snapshot "$ROOT")"
+  assert_nothing_outside
+}
+
+@test "signed: a release signed with another key is refused by the script, root unchanged" {
+  new_root_with_marker
+  local before
+  before=$(snapshot "$ROOT")
+  run install_flynn --repo "$SIGNED_REPO" --root "$ROOT" --version "$V1" --public-key "$OTHER_PUB"
+  assert_failure_with "does not verify"
+  assert_snapshot_equal "$before" "$(snapshot "$ROOT")"
+}
+
+@test "signed: a valid signature for another version (mix-and-match) is refused, root unchanged" {
+  new_root_with_marker
+  local before
+  before=$(snapshot "$ROOT")
+  run install_flynn --repo "$SIGNED_REPO" --root "$ROOT" --version v2024.01.27.6 --public-key "$SIGN_PUB"
+  assert_failure_with "does not name version=v2024.01.27.6"
+  assert_snapshot_equal "$before" "$(snapshot "$ROOT")"
+}
+
 @test "--help prints usage and exits 0" {
   run install_flynn --help
   assert_success_run
