@@ -132,12 +132,8 @@ pub fn fetch_asset(
                 ));
             }
             // The server ignored the Range request and sent everything: start over.
+            (sha512, sha256) = restart(&mut file)?;
             written = 0;
-            sha512 = Sha512::new();
-            sha256 = Sha256::new();
-            let f = file.as_file_mut();
-            f.set_len(0).map_err(|e| Error::io("truncate", dest_dir, e))?;
-            f.seek(SeekFrom::Start(0)).map_err(|e| Error::io("seek", dest_dir, e))?;
         }
         if let Some(len) = dl.content_length {
             if written + len > cap {
@@ -200,12 +196,8 @@ pub fn fetch_asset(
         }
         if !dl.accept_ranges {
             // Cannot resume: the next round restarts from byte 0.
+            (sha512, sha256) = restart(&mut file)?;
             written = 0;
-            sha512 = Sha512::new();
-            sha256 = Sha256::new();
-            let f = file.as_file_mut();
-            f.set_len(0).map_err(|e| Error::io("truncate", dest_dir, e))?;
-            f.seek(SeekFrom::Start(0)).map_err(|e| Error::io("seek", dest_dir, e))?;
         }
     }
 
@@ -254,6 +246,15 @@ pub fn fetch_asset(
         size: written,
         url: last_url,
     })
+}
+
+/// Empties the temp file for a download that starts over, and returns fresh hashers.
+fn restart(file: &mut NamedTempFile) -> Result<(Sha512, Sha256)> {
+    let path = file.path().to_path_buf();
+    let f = file.as_file_mut();
+    f.set_len(0).map_err(|e| Error::io("truncate", &path, e))?;
+    f.seek(SeekFrom::Start(0)).map_err(|e| Error::io("seek", &path, e))?;
+    Ok((Sha512::new(), Sha256::new()))
 }
 
 fn too_large(asset: &Asset, url: &str, got: u64) -> Error {

@@ -748,28 +748,45 @@ pub fn download(client: &Client, opts: &InstallOptions, progress: Progress<'_>) 
     let receipt = InstallSource::load(&opts.layout.config_dir)?;
     let key = effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
     let (rel, version) = resolve(client, &opts.target)?;
-    let mut held = lock(&opts.layout)?;
-    transaction::recover(&opts.layout)?;
-    let mut staged = stage(
-        client,
+    let mut prep = lock_and_stage(client, opts, &rel, &version, key.as_ref(), progress)?;
+    let applied = transaction::apply(
+        &mut prep.staged,
         &opts.layout,
-        &rel,
-        &version,
-        key.as_ref(),
-        opts.max_binary,
-        progress,
+        &ApplyOptions::default(),
+        &mut |_| Ok(()),
     )?;
-    let applied = transaction::apply(&mut staged, &opts.layout, &ApplyOptions::default(), &mut |_| Ok(()))?;
-    held.dirs.commit();
+    prep.held.dirs.commit();
     Ok(InstallReport {
         repository: client.repository(),
         version: version.as_str().to_string(),
         already_installed: false,
         files: applied.files,
-        skipped_layers: staged.skipped_layers.clone(),
-        signature_verified: staged.signature_verified,
+        skipped_layers: prep.staged.skipped_layers.clone(),
+        signature_verified: prep.staged.signature_verified,
         receipt: None,
     })
+}
+
+/// A staged release and the lock it was staged under. Field order matters: the staged temp files
+/// go first on drop, then the lock, then (if uncommitted) the directories the run created.
+struct Prepared {
+    staged: Staged,
+    held: Held,
+}
+
+/// Takes the lock, finishes or undoes a crashed earlier switch, and stages `rel`.
+fn lock_and_stage(
+    client: &Client,
+    opts: &InstallOptions,
+    rel: &Release,
+    version: &Version,
+    key: Option<&TrustedKey>,
+    progress: Progress<'_>,
+) -> Result<Prepared> {
+    let held = lock(&opts.layout)?;
+    transaction::recover(&opts.layout)?;
+    let staged = stage(client, &opts.layout, rel, version, key, opts.max_binary, progress)?;
+    Ok(Prepared { staged, held })
 }
 
 /// The config-dir lock and the directories created to hold it. Field order matters: the lock
@@ -862,17 +879,7 @@ pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -
             }
         }
     }
-    let mut held = lock(&opts.layout)?;
-    transaction::recover(&opts.layout)?;
-    let mut staged = stage(
-        client,
-        &opts.layout,
-        &rel,
-        &version,
-        key.as_ref(),
-        opts.max_binary,
-        progress,
-    )?;
+    let mut prep = lock_and_stage(client, opts, &rel, &version, key.as_ref(), progress)?;
     let channel = match &opts.target {
         Target::Channel(c) => c.as_str().to_string(),
         Target::Version(_) => receipt
@@ -895,15 +902,15 @@ pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -
             };
         })
     };
-    let applied = transaction::apply(&mut staged, &opts.layout, &ApplyOptions::default(), &mut write)?;
-    held.dirs.commit();
+    let applied = transaction::apply(&mut prep.staged, &opts.layout, &ApplyOptions::default(), &mut write)?;
+    prep.held.dirs.commit();
     Ok(InstallReport {
         repository: repo,
         version: version.as_str().to_string(),
         already_installed: false,
         files: applied.files,
-        skipped_layers: staged.skipped_layers.clone(),
-        signature_verified: staged.signature_verified,
+        skipped_layers: prep.staged.skipped_layers.clone(),
+        signature_verified: prep.staged.signature_verified,
         receipt: Some(crate::installsource::receipt_path(&opts.layout.config_dir)),
     })
 }

@@ -298,25 +298,16 @@ pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageR
 
     let sums_text = sums.to_text();
     write_file(&sdir.join(CHECKSUMS_ASSET), sums_text.as_bytes(), 0o644)?;
-    assets.insert(
-        CHECKSUMS_ASSET.to_string(),
-        AssetInfo {
-            name: CHECKSUMS_ASSET.into(),
-            size: sums_text.len() as u64,
-            sha512: sha512_hex(sums_text.as_bytes()),
-        },
-    );
+    let info = |name: &str, data: &[u8]| AssetInfo {
+        name: name.into(),
+        size: data.len() as u64,
+        sha512: sha512_hex(data),
+    };
+    assets.insert(CHECKSUMS_ASSET.to_string(), info(CHECKSUMS_ASSET, sums_text.as_bytes()));
     if let Some((sk, _)) = &signer {
         let sig = signature::sign_checksums(sk, sums_text.as_bytes(), &opts.repository, version.as_str())?;
         write_file(&sdir.join(SIGNATURE_ASSET), sig.as_bytes(), 0o644)?;
-        assets.insert(
-            SIGNATURE_ASSET.to_string(),
-            AssetInfo {
-                name: SIGNATURE_ASSET.into(),
-                size: sig.len() as u64,
-                sha512: sha512_hex(sig.as_bytes()),
-            },
-        );
+        assets.insert(SIGNATURE_ASSET.to_string(), info(SIGNATURE_ASSET, sig.as_bytes()));
     }
 
     let unchanged = commit_output(stage, out, &sums_text)?;

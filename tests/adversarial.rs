@@ -522,29 +522,9 @@ fn mix_and_match_signature_over_a_different_version() {
     expect(&err, ErrorKind::SignatureInvalid, &["version=v2024.01.27.3"]);
 }
 
-fn hand_layers(entries: &[(&[u8], tar::EntryType, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, kind, data) in entries {
-        let mut hd = tar::Header::new_old();
-        hd.as_old_mut().name[..name.len()].copy_from_slice(name);
-        hd.set_size(data.len() as u64);
-        hd.set_mode(0o644);
-        hd.set_entry_type(*kind);
-        if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
-            hd.as_old_mut().linkname[..11].copy_from_slice(b"/etc/shadow");
-        }
-        hd.set_cksum();
-        out.extend_from_slice(hd.as_bytes());
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    out.resize(out.len() + 1024, 0);
-    gzip(&out)
-}
-
 fn tar_attack(entries: &[(&[u8], tar::EntryType, Vec<u8>)], kind: ErrorKind, words: &[&str]) {
     let h = Host::new(false);
-    std::fs::write(h.dir(V2).join("layers.tar.gz"), hand_layers(entries)).unwrap();
+    std::fs::write(h.dir(V2).join("layers.tar.gz"), hand_tar_gz(entries)).unwrap();
     rewrite_checksums(&h.dir(V2), &[]);
     let err = h.attack(&start(&h.serve), None, |_| {});
     expect(&err, kind, words);

@@ -270,27 +270,6 @@ fn truncated_download_that_cannot_resume_is_refused() {
     assert_eq!(hits.load(Ordering::SeqCst), 5, "first try plus the retry budget (4)");
 }
 
-/// Builds a layers.tar.gz by hand so that headers can carry what the tar crate would refuse.
-fn hand_tar(entries: &[(&[u8], tar::EntryType, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, kind, data) in entries {
-        let mut h = tar::Header::new_old();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name);
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_entry_type(*kind);
-        if *kind == tar::EntryType::Symlink || *kind == tar::EntryType::Link {
-            h.as_old_mut().linkname[..11].copy_from_slice(b"/etc/passwd");
-        }
-        h.set_cksum();
-        out.extend_from_slice(h.as_bytes());
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    out.resize(out.len() + 1024, 0);
-    gzip(&out)
-}
-
 fn replace_layers(e: &Env, tar_gz: Vec<u8>) {
     let d = release_dir(e, V2);
     std::fs::write(d.join("layers.tar.gz"), tar_gz).unwrap();
@@ -302,7 +281,7 @@ fn layer_whose_sha512_256_is_wrong_is_refused() {
     let e = env();
     let mut bad = noise(3, 200_000);
     bad[5] ^= 0xff;
-    replace_layers(&e, hand_tar(&[(b"cccc3333.squashfs", tar::EntryType::Regular, bad)]));
+    replace_layers(&e, hand_tar_gz(&[(b"cccc3333.squashfs", tar::EntryType::Regular, bad)]));
     let server = start(&e.serve_root);
     let err = fails_unchanged(&e, &server, V2, false, None);
     assert_eq!(err.kind(), ErrorKind::ChecksumMismatch);
@@ -332,7 +311,7 @@ fn tar_entries_with_dangerous_paths_or_types_are_refused() {
         } else {
             Vec::new()
         };
-        replace_layers(&e, hand_tar(&[(name, kind, data)]));
+        replace_layers(&e, hand_tar_gz(&[(name, kind, data)]));
         let server = start(&e.serve_root);
         let err = fails_unchanged(&e, &server, V2, false, None);
         assert_eq!(err.kind(), ErrorKind::InvalidData, "{err}");
@@ -351,7 +330,7 @@ fn gzip_bombs_are_refused() {
     let e = env();
     replace_layers(
         &e,
-        hand_tar(&[(b"zzzz9999.squashfs", tar::EntryType::Regular, vec![0u8; 64 << 20])]),
+        hand_tar_gz(&[(b"zzzz9999.squashfs", tar::EntryType::Regular, vec![0u8; 64 << 20])]),
     );
     let server = start(&e.serve_root);
     let err = fails_unchanged(&e, &server, V2, false, None);

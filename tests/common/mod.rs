@@ -227,3 +227,25 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     e.write_all(data).unwrap();
     e.finish().unwrap()
 }
+
+/// A layers.tar.gz built by hand, so that headers can carry what the tar crate would refuse
+/// (`..`, absolute paths, links to /etc/shadow, devices).
+pub fn hand_tar_gz(entries: &[(&[u8], tar::EntryType, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, kind, data) in entries {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(*kind);
+        if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
+            h.as_old_mut().linkname[..11].copy_from_slice(b"/etc/shadow");
+        }
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    gzip(&out)
+}
