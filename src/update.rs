@@ -47,6 +47,8 @@ pub struct UpdateOptions {
     pub tuf_repository: String,
     /// How long `flynn-host.<ver> version` may take.
     pub smoke_timeout: Duration,
+    /// Report the sha512 of every file written (see [`crate::install::InstallOptions`]).
+    pub report_sha512: bool,
     /// Test-only failpoints (ignored in release builds); see [`crate::transaction`].
     #[doc(hidden)]
     pub failpoint: Option<String>,
@@ -67,6 +69,7 @@ impl UpdateOptions {
             api_url: None,
             tuf_repository: DEFAULT_TUF_REPOSITORY.to_string(),
             smoke_timeout: Duration::from_secs(30),
+            report_sha512: true,
             failpoint: None,
         }
     }
@@ -299,7 +302,10 @@ pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>
         &rel,
         &target,
         key.as_ref(),
-        DEFAULT_MAX_BINARY,
+        install::StageLimits {
+            max_binary: DEFAULT_MAX_BINARY,
+            report_sha512: opts.report_sha512,
+        },
         progress,
     )?;
     let mut new = install::next_receipt(receipt, &client, &target, key.as_ref());
