@@ -29,28 +29,10 @@ const (
 	v2 = testrelease.V2
 )
 
-var (
-	fixtureOnce sync.Once
-	fixture     *testrelease.Fixture
-	fixtureErr  error
-)
+func TestMain(m *testing.M) { os.Exit(testrelease.RunMain(m)) }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if fixture != nil {
-		fixture.Close()
-	}
-	os.Exit(code)
-}
-
-func server(t *testing.T) *testrelease.Fixture {
-	t.Helper()
-	fixtureOnce.Do(func() { fixture, fixtureErr = testrelease.Start() })
-	if fixtureErr != nil {
-		t.Fatal(fixtureErr)
-	}
-	return fixture
-}
+// server returns the release server shared by this package's tests.
+func server(t *testing.T) *testrelease.Fixture { return testrelease.Shared(t) }
 
 // host is a Host wired to the test server that records its TUF updater's calls.
 type host struct {

@@ -17,29 +17,10 @@ import (
 	"github.com/flynn/flynn/libflynnrel/go/internal/testrelease"
 )
 
-var (
-	fixtureOnce sync.Once
-	fixture     *testrelease.Fixture
-	fixtureErr  error
-)
+func TestMain(m *testing.M) { os.Exit(testrelease.RunMain(m)) }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if fixture != nil {
-		fixture.Close()
-	}
-	os.Exit(code)
-}
-
-// server starts the shared release server on first use.
-func server(t *testing.T) *testrelease.Fixture {
-	t.Helper()
-	fixtureOnce.Do(func() { fixture, fixtureErr = testrelease.Start() })
-	if fixtureErr != nil {
-		t.Fatal(fixtureErr)
-	}
-	return fixture
-}
+// server returns the release server shared by this package's tests.
+func server(t *testing.T) *testrelease.Fixture { return testrelease.Shared(t) }
 
 func client(t *testing.T, repo string) *flynnrel.Client {
 	t.Helper()

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"testing"
 	"time"
 )
 
@@ -290,4 +292,30 @@ func Diff(a, b map[string]string) []string {
 	}
 	sort.Strings(d)
 	return d
+}
+
+var (
+	sharedOnce sync.Once
+	shared     *Fixture
+	sharedErr  error
+)
+
+// Shared starts one fixture per test binary on first use and returns it; a failure to start
+// fails the calling test. Close it with RunMain.
+func Shared(t testing.TB) *Fixture {
+	t.Helper()
+	sharedOnce.Do(func() { shared, sharedErr = Start() })
+	if sharedErr != nil {
+		t.Fatal(sharedErr)
+	}
+	return shared
+}
+
+// RunMain runs the tests of a package (call it from TestMain) and closes the shared fixture.
+func RunMain(m *testing.M) int {
+	code := m.Run()
+	if shared != nil {
+		shared.Close()
+	}
+	return code
 }
