@@ -1,5 +1,5 @@
 /*
- * t_client.c: the GitHub client against the local release server (flynn-release serve):
+ * t_client.c: the GitHub client against the local release server (flynnrel serve):
  * latest / by tag / list, NOT_FOUND, download_asset (bytes checked with sha512sum, tampered asset
  * refused), and one client shared by several threads.
  */

@@ -40,7 +40,7 @@ static void test_package_and_verify(void) {
     CHECK(prog.calls > 0);
     flynnrel_string_free(json);
     const char *assets[] = {"checksums.sha512",   "flynn-host-linux-amd64.gz", "flynn-init-linux-amd64.gz",
-                            "flynn-linux-amd64.gz", "flynn-release-linux-amd64.gz", "images.json.gz",
+                            "flynn-linux-amd64.gz", "flynnrel-linux-amd64.gz", "images.json.gz",
                             "bootstrap-manifest.json.gz", "layers.tar.gz", "install-flynn"};
     for (size_t i = 0; i < sizeof assets / sizeof assets[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", out, assets[i]);

@@ -24,7 +24,7 @@ const HASH_BUF: usize = 64 * 1024;
 
 /// What an operator should do when the file itself is malformed.
 const FIX_HINT: &str = "the file is corrupt or not in `sha512sum` format; download it again or \
-     regenerate it with `sha512sum` / `flynn-release package`";
+     regenerate it with `sha512sum` / `flynnrel package`";
 
 /// The parsed checksums file: asset names mapped to lowercase hex sha512 digests, in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -173,7 +173,7 @@ impl ConfigLock {
             Error::new(
                 ErrorKind::Locked,
                 format!(
-                    "another flynn-release install or update is running (lock {} is held); wait for it to finish",
+                    "another flynnrel install or update is running (lock {} is held); wait for it to finish",
                     path.display()
                 ),
             )

@@ -762,7 +762,7 @@ pub fn effective_key(given: Option<&str>, receipt: Option<&InstallSource>) -> Re
             ErrorKind::SignatureInvalid,
             format!(
                 "the install receipt pins public key {} but {} was given; to rotate the key, change the receipt \
-                 with `flynn-release source set --public-key` first",
+                 with `flynnrel source set --public-key` first",
                 p.to_base64(),
                 g.to_base64()
             ),
@@ -881,7 +881,7 @@ pub fn next_receipt(
     r
 }
 
-/// `flynn-release install`: [`download`] plus the receipt (SPEC §4) and `channel.txt`. Re-running
+/// `flynnrel install`: [`download`] plus the receipt (SPEC §4) and `channel.txt`. Re-running
 /// the same install is a no-op (`already_installed`). A receipt whose `highest_seen_version` is
 /// above the target refuses the install (`DowngradeRefused`): use `update --allow-downgrade`.
 pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -> Result<InstallReport> {
@@ -907,7 +907,7 @@ pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -
                     ErrorKind::DowngradeRefused,
                     format!(
                         "this host has already run {high}; installing the older {version} is refused (anti-rollback). \
-                         To downgrade on purpose run `flynn-release update --version {version} --allow-downgrade`"
+                         To downgrade on purpose run `flynnrel update --version {version} --allow-downgrade`"
                     ),
                 ));
             }

@@ -27,7 +27,7 @@ pub const RECEIPT_FILE: &str = "install-source.json";
 const MAX_RECEIPT_BYTES: u64 = 1024 * 1024;
 
 /// What to tell the operator about an invalid receipt.
-const RECEIPT_HINT: &str = "fix or remove it, or rewrite it with `flynn-release source set`";
+const RECEIPT_HINT: &str = "fix or remove it, or rewrite it with `flynnrel source set`";
 
 /// The receipt's path: `<config_dir>/install-source.json`. Never fails.
 pub fn receipt_path(config_dir: &Path) -> PathBuf {
@@ -427,7 +427,7 @@ mod tests {
                 let e = result.unwrap_err();
                 assert_eq!(e.kind(), ErrorKind::InvalidReceipt, "{text}");
                 assert!(e.message().contains(&path.display().to_string()), "{e}");
-                assert!(e.message().contains("flynn-release source set"), "{e}");
+                assert!(e.message().contains("flynnrel source set"), "{e}");
             }
             assert_eq!(std::fs::read(&path).unwrap(), before, "{text}");
         }

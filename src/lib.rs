@@ -1,6 +1,6 @@
 //! `flynnrel`: a GitHub Releases distribution channel for Flynn.
 //!
-//! One safe Rust core with three thin front-ends (the C ABI, the `flynn-release` CLI, and the Go
+//! One safe Rust core with three thin front-ends (the C ABI, the `flynnrel` CLI, and the Go
 //! package built on the C ABI). See `SPEC.md` in the steering repository for the contract:
 //! release assets, versions, the install receipt, the host layout and the verification policy.
 //!

@@ -196,7 +196,7 @@ pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageR
         None => std::env::current_exe().map_err(|e| {
             Error::new(
                 ErrorKind::Io,
-                format!("cannot locate the running flynn-release: {e}; pass --helper"),
+                format!("cannot locate the running flynnrel: {e}; pass --helper"),
             )
         })?,
     };
@@ -237,7 +237,7 @@ pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageR
     };
     crate::fsutil::create_dir_all(&parent, 0o755)?;
     let stage = tempfile::Builder::new()
-        .prefix(".flynn-release-package.")
+        .prefix(".flynnrel-package.")
         .tempdir_in(&parent)
         .map_err(|e| Error::io("create a staging folder in", &parent, e))?;
     let sdir = stage.path();

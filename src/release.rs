@@ -102,14 +102,18 @@ pub fn go_os_arch() -> (&'static str, &'static str) {
     (std::env::consts::OS, arch)
 }
 
-/// `flynn-release-<os>-<arch>.gz`, the helper binary's asset name.
+/// `flynnrel-<os>-<arch>.gz`, the helper binary's asset name.
 pub fn helper_asset_name(os: &str, arch: &str) -> String {
-    format!("flynn-release-{os}-{arch}.gz")
+    format!("flynnrel-{os}-{arch}.gz")
 }
 
-/// True for names of helper assets (any platform).
+/// The helper's asset name in releases made before the rename to `flynnrel` (still installable).
+pub const LEGACY_HELPER_PREFIX: &str = "flynn-release-";
+
+/// True for names of helper assets (any platform), including the pre-rename
+/// `flynn-release-<os>-<arch>.gz`.
 pub fn is_helper_asset(name: &str) -> bool {
-    name.starts_with("flynn-release-") && name.ends_with(".gz")
+    (name.starts_with("flynnrel-") || name.starts_with(LEGACY_HELPER_PREFIX)) && name.ends_with(".gz")
 }
 
 #[cfg(test)]
@@ -131,8 +135,9 @@ mod tests {
                 "bootstrap-manifest.json.gz"
             ]
         );
-        assert_eq!(helper_asset_name("linux", "amd64"), "flynn-release-linux-amd64.gz");
-        assert!(is_helper_asset("flynn-release-darwin-arm64.gz"));
+        assert_eq!(helper_asset_name("linux", "amd64"), "flynnrel-linux-amd64.gz");
+        assert!(is_helper_asset("flynnrel-darwin-arm64.gz"));
+        assert!(is_helper_asset("flynn-release-linux-amd64.gz"), "releases made before the rename");
         assert_eq!(component("images.json.gz").unwrap().role, Role::Images);
         assert!(component("layers.tar.gz").is_none());
     }

@@ -1,4 +1,4 @@
-//! A GitHub-compatible release server over a folder (`flynn-release serve DIR`).
+//! A GitHub-compatible release server over a folder (`flynnrel serve DIR`).
 //!
 //! It is both a product feature, a mirror for air-gapped clusters, and the test double for every
 //! test layer, so it reproduces the real GitHub REST API as clients observe it. The folder layout

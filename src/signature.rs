@@ -188,7 +188,7 @@ pub fn sign_checksums(sk: &SecretKey, checksums: &[u8], repo: &str, version: &st
         sk,
         Cursor::new(checksums),
         Some(&comment),
-        Some("signature from flynn-release"),
+        Some("signature from flynnrel"),
     )
     .map_err(|e| {
         Error::new(

@@ -1,4 +1,4 @@
-//! `flynn-release update`, `rollback` and `source`: updates come from the source the host was
+//! `flynnrel update`, `rollback` and `source`: updates come from the source the host was
 //! installed from, are checked against the version policy, and are applied all or nothing
 //! (SPEC §3, §4, §6, §8).
 //!
@@ -423,7 +423,7 @@ pub fn rollback(layout: &HostLayout, smoke_timeout: Duration, failpoint: Option<
             ErrorKind::NotFound,
             format!(
                 "the previous version {previous} is no longer on disk ({} is missing); install it with \
-                 `flynn-release update --version {previous} --allow-downgrade`",
+                 `flynnrel update --version {previous} --allow-downgrade`",
                 bin.display()
             ),
         ));
@@ -446,7 +446,7 @@ pub fn rollback(layout: &HostLayout, smoke_timeout: Duration, failpoint: Option<
     Ok(RollbackOutcome { from, to: previous })
 }
 
-/// Changes to the receipt made by `flynn-release source set`.
+/// Changes to the receipt made by `flynnrel source set`.
 #[derive(Debug, Clone, Default)]
 pub struct SourceEdit {
     /// `github` or `tuf`.

@@ -1,4 +1,4 @@
-//! The `flynn-release` binary: output formats, exit codes and error messages.
+//! The `flynnrel` binary: output formats, exit codes and error messages.
 
 mod common;
 
@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use common::*;
 
 fn helper() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_flynn-release"));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_flynnrel"));
     for k in [
         "FLYNN_GITHUB_REPO",
         "FLYNN_GITHUB_API_URL",
@@ -23,7 +23,7 @@ fn helper() -> Command {
 }
 
 fn run(c: &mut Command) -> (i32, String, String) {
-    let out = c.stdin(Stdio::null()).output().expect("run flynn-release");
+    let out = c.stdin(Stdio::null()).output().expect("run flynnrel");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -1,4 +1,4 @@
-//! `flynn-release package` and `verify`: the assets of SPEC §2, reproducibility, signatures,
+//! `flynnrel package` and `verify`: the assets of SPEC §2, reproducibility, signatures,
 //! and refusals that change nothing.
 
 mod common;
@@ -11,16 +11,16 @@ use flynnrel::ErrorKind;
 use flynnrel::package::{PackageOptions, package, verify_dir};
 
 fn helper_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_flynn-release")
+    env!("CARGO_BIN_EXE_flynnrel")
 }
 
-/// Options using a small stand-in helper binary (the debug build of flynn-release is large; one
+/// Options using a small stand-in helper binary (the debug build of flynnrel is large; one
 /// test packages the real one).
 fn opts(build: &Path, out: &Path, version: &str) -> PackageOptions {
     let mut o = PackageOptions::new(version, "flynn/flynn");
     o.build_dir = build.to_path_buf();
     o.out_dir = out.to_path_buf();
-    o.helper = Some(build.join("fake-flynn-release"));
+    o.helper = Some(build.join("fake-flynnrel"));
     o.helper_platform = Some(("linux".into(), "amd64".into()));
     o
 }
@@ -69,7 +69,7 @@ fn produces_exactly_the_spec_assets_which_the_system_tools_accept() {
             "flynn-host-linux-amd64.gz",
             "flynn-init-linux-amd64.gz",
             "flynn-linux-amd64.gz",
-            "flynn-release-linux-amd64.gz",
+            "flynnrel-linux-amd64.gz",
             "images.json.gz",
             "install-flynn",
             "layers.tar.gz",
@@ -106,7 +106,7 @@ fn produces_exactly_the_spec_assets_which_the_system_tools_accept() {
     let helper = std::fs::read(helper_bin()).unwrap();
     let got = Command::new("gzip")
         .arg("-dc")
-        .arg(out.join("flynn-release-linux-amd64.gz"))
+        .arg(out.join("flynnrel-linux-amd64.gz"))
         .output()
         .unwrap()
         .stdout;

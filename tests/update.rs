@@ -212,7 +212,7 @@ fn a_failing_smoke_test_rolls_everything_back() {
     let mut po = flynnrel::package::PackageOptions::new("v2024.01.27.11", REPO);
     po.build_dir = build.clone();
     po.out_dir = d.clone();
-    po.helper = Some(build.join("fake-flynn-release"));
+    po.helper = Some(build.join("fake-flynnrel"));
     flynnrel::package::package(&po, &mut flynnrel::fetch::no_progress).unwrap();
     let before = snapshot(&e.root);
     let err = run(&e, &uopts(&e)).unwrap_err();
@@ -265,7 +265,7 @@ fn every_failpoint_error_leaves_the_host_unchanged() {
 }
 
 fn helper() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_flynn-release"));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_flynnrel"));
     for k in [
         "FLYNN_GITHUB_REPO",
         "FLYNN_GITHUB_API_URL",

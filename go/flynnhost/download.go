@@ -158,7 +158,7 @@ func (d *Downloader) DownloadLayers(dir string) ([]string, error) {
 
 // ExportForGitHubRelease packages Flynn's build tree as the assets of one GitHub release (the
 // builder's step before `gh release create`) and verifies the folder it wrote, with the
-// signature when opts.PublicKey is set. opts.Helper must name the flynn-release binary to
+// signature when opts.PublicKey is set. opts.Helper must name the flynnrel binary to
 // publish.
 func ExportForGitHubRelease(opts flynnrel.PackageOptions) (*flynnrel.PackageReport, error) {
 	r, err := flynnrel.Package(opts)

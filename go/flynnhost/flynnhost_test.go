@@ -1,6 +1,6 @@
 package flynnhost_test
 
-// The commands and the downloader, run in-process against `flynn-release serve` over synthetic
+// The commands and the downloader, run in-process against `flynnrel serve` over synthetic
 // releases (internal/testrelease).
 
 import (
@@ -451,7 +451,7 @@ func TestExportForGitHubRelease(t *testing.T) {
 			}
 		}
 	}
-	for _, n := range []string{"flynn-host-linux-amd64.gz", "layers.tar.gz", "images.json.gz", "checksums.sha512", "install-flynn", "flynn-release-linux-amd64.gz"} {
+	for _, n := range []string{"flynn-host-linux-amd64.gz", "layers.tar.gz", "images.json.gz", "checksums.sha512", "install-flynn", "flynnrel-linux-amd64.gz"} {
 		if !names[n] {
 			t.Errorf("asset %s missing from %v", n, names)
 		}

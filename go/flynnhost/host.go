@@ -12,7 +12,7 @@
 //	}
 //
 // and map a command's error to the process's exit code with ExitCode (100: `update --check`
-// found an update, as `flynn-release update --check` does).
+// found an update, as `flynnrel update --check` does).
 package flynnhost
 
 import (
@@ -135,7 +135,7 @@ func (e *UpdateAvailableError) Error() string {
 	return fmt.Sprintf("an update is available from %s: %s -> %s", e.Repository, e.Current, e.Target)
 }
 
-// ExitCode maps a command's result to `flynn-release`'s exit codes: 0 for nil, 100 for
+// ExitCode maps a command's result to `flynnrel`'s exit codes: 0 for nil, 100 for
 // *UpdateAvailableError, 2 for *UsageError, 1 for anything else.
 func ExitCode(err error) int {
 	var avail *UpdateAvailableError
@@ -152,7 +152,7 @@ func ExitCode(err error) int {
 	}
 }
 
-// line prints one `key=value …` result line, quoting values as flynn-release does.
+// line prints one `key=value …` result line, quoting values as flynnrel does.
 func (h *Host) line(pairs ...string) {
 	var b strings.Builder
 	for i := 0; i+1 < len(pairs); i += 2 {

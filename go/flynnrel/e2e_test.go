@@ -1,6 +1,6 @@
 package flynnrel_test
 
-// End-to-end tests against `flynn-release serve` over synthetic releases (internal/testrelease).
+// End-to-end tests against `flynnrel serve` over synthetic releases (internal/testrelease).
 
 import (
 	"crypto/sha512"

@@ -17,8 +17,8 @@ type PackageOptions struct {
 	BuildDir string `json:"build_dir,omitempty"`
 	// OutDir receives the assets ("" = release-artifacts).
 	OutDir string `json:"out_dir,omitempty"`
-	// Helper is the flynn-release binary to publish as flynn-release-<os>-<arch>.gz (required
-	// from Go: this process is not flynn-release).
+	// Helper is the flynnrel binary to publish as flynnrel-<os>-<arch>.gz (required
+	// from Go: this process is not flynnrel).
 	Helper string `json:"helper,omitempty"`
 	// SignKey is a minisign secret key file; SignPassword its password.
 	SignKey      string `json:"sign_key,omitempty"`

@@ -250,7 +250,7 @@ impl Client {
         let api = parse_allowed_url(opts.api_url.trim_end_matches('/'), "API URL (--api-url)")?;
         parse_allowed_url(&opts.web_url, "web URL (--web-url)")?;
         let http = HttpClient::builder()
-            .user_agent(concat!("flynn-release/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("flynnrel/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(opts.connect_timeout)
             .timeout(opts.read_timeout)

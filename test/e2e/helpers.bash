@@ -2,8 +2,8 @@
 # Helpers of the end-to-end tests of script/install-flynn-github (bats, loaded with `load helpers`).
 #
 # setup_file builds synthetic releases with script/make-synthetic-build, packages them with
-# `flynn-release package`, adds tampered copies under their own tags, and serves everything with
-# `flynn-release serve` on 127.0.0.1. GitHub is never contacted.
+# `flynnrel package`, adds tampered copies under their own tags, and serves everything with
+# `flynnrel serve` on 127.0.0.1. GitHub is never contacted.
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export REPO
@@ -15,12 +15,12 @@ export V1=v2024.01.27.0 V2=v2024.01.27.1 OTHER_REPO=acme/flynn-fork
 
 # Tampered copies, each under its own tag: lower than V1 and marked prerelease, so the stable
 # channel never selects them.
-export TAG_BAD_HELPER=v2023.12.01.0      # flynn-release-linux-amd64.gz modified
+export TAG_BAD_HELPER=v2023.12.01.0      # flynnrel-linux-amd64.gz modified
 export TAG_BAD_COMPONENT=v2023.12.02.0   # flynn-host-linux-amd64.gz modified after packaging
 export TAG_NO_ENTRY=v2023.12.03.0        # flynn-host-linux-amd64.gz's line removed from checksums
-export TAG_NO_HELPER_ENTRY=v2023.12.04.0 # flynn-release-linux-amd64.gz's line removed
+export TAG_NO_HELPER_ENTRY=v2023.12.04.0 # flynnrel-linux-amd64.gz's line removed
 export TAG_NO_CHECKSUMS=v2023.12.05.0    # checksums.sha512 removed
-export TAG_SUBSTRING=v2023.12.06.0       # only a line for xflynn-release-linux-amd64.gz
+export TAG_SUBSTRING=v2023.12.06.0       # only a line for xflynnrel-linux-amd64.gz
 
 # python3 for JSON: the system one when present (a version manager's shim costs ~0.3 s a call).
 if [[ -x /usr/bin/python3 ]]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
@@ -28,13 +28,13 @@ export PYTHON
 
 # flynn_release_bin: the helper binary the tests package and serve with (built if missing).
 flynn_release_bin() {
-  local bin=${FLYNN_RELEASE_BIN:-$REPO/target/debug/flynn-release}
+  local bin=${FLYNN_RELEASE_BIN:-$REPO/target/debug/flynnrel}
   if [[ ! -x $bin ]]; then
     if [[ -n ${FLYNN_RELEASE_BIN:-} ]]; then
       echo "FLYNN_RELEASE_BIN=$bin is not executable" >&2
       return 1
     fi
-    (cd "$REPO" && cargo build --quiet --bin flynn-release) >&2 || return 1
+    (cd "$REPO" && cargo build --quiet --bin flynnrel) >&2 || return 1
   fi
   printf '%s\n' "$bin"
 }
@@ -56,7 +56,7 @@ for k, v in json.load(open(sys.argv[1])).items():
 # release_dir TAG [REPO]: the served folder of a release.
 release_dir() { printf '%s/%s/%s\n' "$SERVE" "${2:-flynn/flynn}" "$1"; }
 
-# package_release VERSION CREATED_AT: synthetic build + flynn-release package into the served tree.
+# package_release VERSION CREATED_AT: synthetic build + flynnrel package into the served tree.
 package_release() {
   local version=$1 created=$2 build=$E2E_WORK/build-$1 out
   out=$(release_dir "$version")
@@ -100,7 +100,7 @@ make_tampered_releases() {
   clone_release "$V1" "$TAG_BAD_HELPER"
   d=$(release_dir "$TAG_BAD_HELPER")
   # Flip the helper: a different, still valid gzip of a different binary.
-  printf '#!/bin/sh\necho evil helper >&2\nexit 0\n' | gzip -9n | replace_file "$d/flynn-release-linux-amd64.gz"
+  printf '#!/bin/sh\necho evil helper >&2\nexit 0\n' | gzip -9n | replace_file "$d/flynnrel-linux-amd64.gz"
 
   clone_release "$V1" "$TAG_BAD_COMPONENT"
   corrupt_gz "$(release_dir "$TAG_BAD_COMPONENT")/flynn-host-linux-amd64.gz"
@@ -111,14 +111,14 @@ make_tampered_releases() {
 
   clone_release "$V1" "$TAG_NO_HELPER_ENTRY"
   d=$(release_dir "$TAG_NO_HELPER_ENTRY")
-  grep -v '  flynn-release-linux-amd64\.gz$' "$d/checksums.sha512" | replace_file "$d/checksums.sha512"
+  grep -v '  flynnrel-linux-amd64\.gz$' "$d/checksums.sha512" | replace_file "$d/checksums.sha512"
 
   clone_release "$V1" "$TAG_NO_CHECKSUMS"
   rm -f "$(release_dir "$TAG_NO_CHECKSUMS")/checksums.sha512"
 
   clone_release "$V1" "$TAG_SUBSTRING"
   d=$(release_dir "$TAG_SUBSTRING")
-  sed 's/  flynn-release-linux-amd64\.gz$/  xflynn-release-linux-amd64.gz/' "$d/checksums.sha512" |
+  sed 's/  flynnrel-linux-amd64\.gz$/  xflynnrel-linux-amd64.gz/' "$d/checksums.sha512" |
     replace_file "$d/checksums.sha512"
 
   clone_release "$V1" "$V1" "$OTHER_REPO"

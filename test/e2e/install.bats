@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
-# End-to-end tests of script/install-flynn-github (SPEC §10) against `flynn-release serve` on
-# 127.0.0.1: real synthetic releases, packaged by `flynn-release package`, installed under a
+# End-to-end tests of script/install-flynn-github (SPEC §10) against `flynnrel serve` on
+# 127.0.0.1: real synthetic releases, packaged by `flynnrel package`, installed under a
 # fresh --root per test. Failures must leave the root byte-for-byte unchanged.
 
 load helpers
@@ -166,21 +166,21 @@ setup() { e2e_setup; }
   local before
   before=$(snapshot "$ROOT")
   run install_flynn --root "$ROOT" --version "$TAG_BAD_HELPER"
-  assert_failure_with "flynn-release-linux-amd64.gz does not match checksums.sha512"
+  assert_failure_with "flynnrel-linux-amd64.gz does not match checksums.sha512"
   [[ $output != *"evil helper"* ]]
-  [[ $output != *"installing with flynn-release"* ]]
+  [[ $output != *"installing with flynnrel"* ]]
   assert_snapshot_equal "$before" "$(snapshot "$ROOT")"
   assert_nothing_outside
 }
 
-@test "failure: tampered component (flynn-host) is refused by flynn-release install, root unchanged" {
+@test "failure: tampered component (flynn-host) is refused by flynnrel install, root unchanged" {
   new_root_with_marker
   local before
   before=$(snapshot "$ROOT")
   run install_flynn --root "$ROOT" --version "$TAG_BAD_COMPONENT"
   assert_failure_with "flynn-host-linux-amd64.gz"
-  assert_failure_with "flynn-release install failed"
-  [[ $output == *"installing with flynn-release"* ]]
+  assert_failure_with "flynnrel install failed"
+  [[ $output == *"installing with flynnrel"* ]]
   assert_snapshot_equal "$before" "$(snapshot "$ROOT")"
   assert_nothing_outside
 }
@@ -191,7 +191,7 @@ setup() { e2e_setup; }
   before=$(snapshot "$ROOT")
   run install_flynn --root "$ROOT" --version "$TAG_NO_ENTRY"
   assert_failure_with "checksums.sha512 has no entry for flynn-host-linux-amd64.gz"
-  assert_failure_with "flynn-release install failed"
+  assert_failure_with "flynnrel install failed"
   assert_snapshot_equal "$before" "$(snapshot "$ROOT")"
   assert_nothing_outside
 }
@@ -201,7 +201,7 @@ setup() { e2e_setup; }
   local before
   before=$(snapshot "$ROOT")
   run install_flynn --root "$ROOT" --version "$TAG_NO_HELPER_ENTRY"
-  assert_failure_with "checksums.sha512 has 0 entries for flynn-release-linux-amd64.gz"
+  assert_failure_with "checksums.sha512 has 0 entries for flynnrel-linux-amd64.gz"
   assert_snapshot_equal "$before" "$(snapshot "$ROOT")"
   assert_nothing_outside
 }
@@ -217,12 +217,12 @@ setup() { e2e_setup; }
   assert_nothing_outside
 }
 
-@test "failure: a checksums line that names the helper only as a substring (xflynn-release-…) is refused" {
+@test "failure: a checksums line that names the helper only as a substring (xflynnrel-…) is refused" {
   new_root_with_marker
   local before
   before=$(snapshot "$ROOT")
   run install_flynn --root "$ROOT" --version "$TAG_SUBSTRING"
-  assert_failure_with "checksums.sha512 has 0 entries for flynn-release-linux-amd64.gz"
+  assert_failure_with "checksums.sha512 has 0 entries for flynnrel-linux-amd64.gz"
   assert_snapshot_equal "$before" "$(snapshot "$ROOT")"
   assert_nothing_outside
 }

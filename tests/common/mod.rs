@@ -147,10 +147,10 @@ pub fn make_build_tree(dir: &Path, version: &str, layers: &[(&str, Vec<u8>)]) {
         format!("{{\"version\":\"{version}\",\"steps\":[]}}\n"),
     )
     .unwrap();
-    // A small stand-in for the helper binary (the debug build of flynn-release is ~80 MB).
+    // A small stand-in for the helper binary (the debug build of flynnrel is ~80 MB).
     std::fs::write(
-        dir.join("fake-flynn-release"),
-        b"#!/bin/sh\necho flynn-release stand-in\n",
+        dir.join("fake-flynnrel"),
+        b"#!/bin/sh\necho flynnrel stand-in\n",
     )
     .unwrap();
 }
@@ -169,7 +169,7 @@ pub fn noise(seed: u32, n: usize) -> Vec<u8> {
 }
 
 /// Packages a synthetic build of `version` into `serve_root/flynn/flynn/<version>` (the layout
-/// `flynn-release serve` reads), created at `created_at`. Returns the release folder.
+/// `flynnrel serve` reads), created at `created_at`. Returns the release folder.
 pub fn publish(serve_root: &Path, version: &str, created_at: &str, layers: &[(&str, Vec<u8>)]) -> PathBuf {
     publish_with(serve_root, version, created_at, layers, |_| {})
 }
@@ -188,7 +188,7 @@ pub fn publish_with(
     let mut o = flynnrel::package::PackageOptions::new(version, REPO);
     o.build_dir = build.clone();
     o.out_dir = out.clone();
-    o.helper = Some(build.join("fake-flynn-release"));
+    o.helper = Some(build.join("fake-flynnrel"));
     o.helper_platform = Some(("linux".into(), "amd64".into()));
     o.threads = 2;
     adjust(&mut o);

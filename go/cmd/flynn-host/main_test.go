@@ -1,7 +1,7 @@
 package main_test
 
-// The flynn-host binary, built with `go build`, against `flynn-release serve`: exit codes, the
-// TUF stub, and agreement with `flynn-release update --check` on the same host.
+// The flynn-host binary, built with `go build`, against `flynnrel serve`: exit codes, the
+// TUF stub, and agreement with `flynnrel update --check` on the same host.
 
 import (
 	"bytes"
@@ -104,7 +104,7 @@ func snapshot(t *testing.T, root string) map[string]string {
 	return s
 }
 
-// checkBoth runs `update --check` with flynn-host and with flynn-release (plain and --json) on
+// checkBoth runs `update --check` with flynn-host and with flynnrel (plain and --json) on
 // the same root, asserts they agree, and returns the exit code and flynn-host's line.
 func checkBoth(t *testing.T, f *testrelease.Fixture, root string) (int, string, map[string]any) {
 	t.Helper()
@@ -112,13 +112,13 @@ func checkBoth(t *testing.T, f *testrelease.Fixture, root string) (int, string, 
 	goRes := run(t, env, flynnHost, "update", "--check", "--root="+root)
 	rsRes := run(t, env, f.Helper, "--root", root, "update", "--check")
 	if goRes.code != rsRes.code || goRes.stdout != rsRes.stdout {
-		t.Fatalf("flynn-host and flynn-release disagree:\nflynn-host    exit %d %q %s\nflynn-release exit %d %q %s",
+		t.Fatalf("flynn-host and flynnrel disagree:\nflynn-host    exit %d %q %s\nflynnrel exit %d %q %s",
 			goRes.code, goRes.stdout, goRes.stderr, rsRes.code, rsRes.stdout, rsRes.stderr)
 	}
 	js := run(t, env, f.Helper, "--root", root, "--json", "update", "--check")
 	var doc map[string]any
 	if err := json.Unmarshal([]byte(js.stdout), &doc); err != nil || js.code != goRes.code {
-		t.Fatalf("flynn-release --json: exit %d, %v\n%s", js.code, err, js.stdout)
+		t.Fatalf("flynnrel --json: exit %d, %v\n%s", js.code, err, js.stdout)
 	}
 	return goRes.code, goRes.stdout, doc
 }
@@ -176,9 +176,9 @@ func TestTUFInstallRunsTheStubUpdater(t *testing.T) {
 		!strings.Contains(res.stdout, "config-dir="+conf) {
 		t.Fatalf("update of a TUF install: %+v", res)
 	}
-	// flynn-release routes the same host to the TUF updater too (exit 3).
+	// flynnrel routes the same host to the TUF updater too (exit 3).
 	if rs := run(t, f.Env(false), f.Helper, "--root", root, "update"); rs.code != 3 {
-		t.Fatalf("flynn-release update on a TUF install: %+v", rs)
+		t.Fatalf("flynnrel update on a TUF install: %+v", rs)
 	}
 	if d := testrelease.Diff(before, snapshot(t, root)); len(d) > 0 {
 		t.Fatalf("routing changed %v", d)

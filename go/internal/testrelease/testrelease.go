@@ -1,6 +1,6 @@
 // Package testrelease builds and serves synthetic Flynn releases for this module's tests: two
-// releases packaged by the real helper (script/make-synthetic-build + `flynn-release package`),
-// a tampered copy under another repository, all served by `flynn-release serve` on 127.0.0.1.
+// releases packaged by the real helper (script/make-synthetic-build + `flynnrel package`),
+// a tampered copy under another repository, all served by `flynnrel serve` on 127.0.0.1.
 // It is test support only; nothing outside _test.go files imports it.
 package testrelease
 
@@ -38,7 +38,7 @@ const (
 type Fixture struct {
 	// RepoRoot is the checkout (the directory holding Cargo.toml).
 	RepoRoot string
-	// Helper is the flynn-release binary.
+	// Helper is the flynnrel binary.
 	Helper string
 	// Dir is the fixture's temp directory; ServeDir the served tree inside it.
 	Dir      string
@@ -68,15 +68,15 @@ func FindRepoRoot() (string, error) {
 	}
 }
 
-// HelperPath returns $FLYNN_RELEASE_BIN or <repo>/target/debug/flynn-release, which must exist
+// HelperPath returns $FLYNN_RELEASE_BIN or <repo>/target/debug/flynnrel, which must exist
 // (script/test-go builds it).
 func HelperPath(repoRoot string) (string, error) {
 	p := os.Getenv("FLYNN_RELEASE_BIN")
 	if p == "" {
-		p = filepath.Join(repoRoot, "target", "debug", "flynn-release")
+		p = filepath.Join(repoRoot, "target", "debug", "flynnrel")
 	}
 	if st, err := os.Stat(p); err != nil || st.Mode()&0o111 == 0 {
-		return "", fmt.Errorf("testrelease: %s is not an executable: run `cargo build --bin flynn-release` (or script/test-go) first", p)
+		return "", fmt.Errorf("testrelease: %s is not an executable: run `cargo build --bin flynnrel` (or script/test-go) first", p)
 	}
 	return p, nil
 }
@@ -137,7 +137,7 @@ func (f *Fixture) publish(repo, version, createdAt string) error {
 	return os.WriteFile(filepath.Join(out, ".release.json"), fmt.Appendf(nil, "{\"created_at\": %q}\n", createdAt), 0o644)
 }
 
-// serve starts `flynn-release serve` and waits for its ready file.
+// serve starts `flynnrel serve` and waits for its ready file.
 func (f *Fixture) serve() error {
 	ready := filepath.Join(f.Dir, "server.json")
 	logf, err := os.Create(filepath.Join(f.Dir, "server.log"))

@@ -44,7 +44,7 @@ impl Out {
 
     /// Reports an error: always on stderr; with `--json` also as the JSON document on stdout.
     pub fn error(&self, e: &Error) {
-        eprintln!("flynn-release: error: {e}");
+        eprintln!("flynnrel: error: {e}");
         if self.json {
             self.json(&serde_json::json!({
                 "error": { "kind": e.kind().name(), "code": e.code(), "message": e.message() }

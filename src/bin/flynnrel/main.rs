@@ -1,4 +1,4 @@
-//! `flynn-release`: the helper CLI (SPEC §8).
+//! `flynnrel`: the helper CLI (SPEC §8).
 //!
 //! Argument parsing, output formatting and exit codes only; every decision is made in the
 //! `flynnrel` core so that the C ABI and the Go package behave the same way.
@@ -27,7 +27,7 @@ const EXIT_ERROR: u8 = 1;
 
 #[derive(Parser, Debug)]
 #[command(
-    name = "flynn-release",
+    name = "flynnrel",
     version,
     about = "Package, publish, install and update Flynn from GitHub Releases"
 )]
@@ -184,7 +184,7 @@ enum Command {
         /// FLYNN_RELEASE_SIGN_PASSWORD when encrypted).
         #[arg(long)]
         sign_key: Option<PathBuf>,
-        /// The helper binary to publish (default: this flynn-release).
+        /// The helper binary to publish (default: this flynnrel).
         #[arg(long)]
         helper: Option<PathBuf>,
         /// The helper's platform as GOOS/GOARCH (default: this machine).
@@ -437,7 +437,7 @@ fn update_cmd(g: &Global, out: Out, opts: &UpdateOptions) -> Result<u8> {
         }
         UpdateOutcome::Tuf { repository, message } => {
             if !out.json {
-                eprintln!("flynn-release: {message}");
+                eprintln!("flynnrel: {message}");
             }
             out.line(&[("status", "tuf".into()), ("repository", repository.clone())]);
             EXIT_TUF
