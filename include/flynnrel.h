@@ -220,7 +220,10 @@ flynnrel_status flynnrel_receipt_load(const char *config_dir,
 
 /*
  Writes `receipt_json` as the receipt of `config_dir`, atomically (unknown fields kept; a
- `legacy` field is dropped). Not safe to call concurrently for the same directory.
+ `legacy` field is dropped), under the config-dir lock and with the rules of every receipt
+ edit: `highest_seen_version` never goes down (`DOWNGRADE_REFUSED`), a pinned public key is
+ not changed or removed (`SIGNATURE_INVALID`: rotating the pin is `flynnrel source set
+ --pin-public-key`), `LOCKED` while another install or update runs. Safe to call concurrently.
  */
 flynnrel_status flynnrel_receipt_save(const char *config_dir,
                                       const char *receipt_json,

@@ -265,7 +265,7 @@ pub fn sha512_hex(data: &[u8]) -> String {
 ///
 /// Fails with [`ErrorKind::Io`] naming the path when it cannot be opened or read.
 pub fn sha512_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut file = crate::fsutil::open_regular(path).map_err(|e| Error::io("open", path, e))?;
     let mut hasher = Sha512::new();
     let mut buf = vec![0u8; HASH_BUF];
     loop {

@@ -131,11 +131,13 @@ pub struct Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// A new error of `kind` with the full message.
+    /// A new error of `kind` with the full message. Control characters in it (they may come from
+    /// the network or a file: a release name, an API error message) are escaped, so a message
+    /// never carries ESC sequences or forged lines to a terminal or log.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
         Error {
             kind,
-            message: message.into(),
+            message: escape(&message.into()),
             retry_at: None,
             source: None,
         }
@@ -150,7 +152,7 @@ impl Error {
         };
         Error {
             kind: ErrorKind::Io,
-            message: format!("cannot {action} {}: {err}{hint}", path.display()),
+            message: escape(&format!("cannot {action} {}: {err}{hint}", path.display())),
             retry_at: None,
             source: Some(Box::new(err)),
         }
@@ -170,7 +172,7 @@ impl Error {
 
     /// Prefix the message with context (for example the component being installed).
     pub fn context(mut self, what: impl fmt::Display) -> Error {
-        self.message = format!("{what}: {}", self.message);
+        self.message = escape(&format!("{what}: {}", self.message));
         self
     }
 
@@ -207,9 +209,40 @@ impl std::error::Error for Error {
     }
 }
 
+/// `s` with every control character (C0, DEL, C1: ESC, BEL, CR, LF, …) written as a visible
+/// `\u{..}` escape; everything else unchanged. Use it for any text from the network or from disk
+/// that reaches a terminal or a log.
+pub fn escape(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_in_every_message() {
+        let e = Error::new(
+            ErrorKind::HttpStatus,
+            "API said \u{1b}]0;pwned\u{7}\nFAKE LINE\u{9b}31m",
+        );
+        assert!(!e.message().chars().any(char::is_control), "{:?}", e.message());
+        assert_eq!(e.message(), "API said \\u{1b}]0;pwned\\u{7}\\u{a}FAKE LINE\\u{9b}31m");
+        let e = Error::new(ErrorKind::Io, "x").context("release \u{1b}[2J");
+        assert!(!e.message().chars().any(char::is_control), "{:?}", e.message());
+        assert_eq!(escape("plain ünïcode"), "plain ünïcode");
+    }
 
     #[test]
     fn codes_are_stable_and_unique() {

@@ -142,10 +142,98 @@ pub fn create_dir_all(dir: &Path, mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// Opens `path` for reading only if it is a regular file: the open never blocks (`O_NONBLOCK`,
+/// so a FIFO planted at the path cannot hang the reader) and the opened file is checked with
+/// `fstat`. Symlinks are followed (a receipt or key may legitimately be one), but what they lead
+/// to must be a regular file too.
+///
+/// Fails with the open error, or with `InvalidInput` naming the kind of file found.
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let t = f.metadata()?.file_type();
+    if !t.is_file() {
+        let what = if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_dir() {
+            "a directory"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_block_device() || t.is_char_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("it is {what}, not a regular file; remove it or put the real file there"),
+        ));
+    }
+    Ok(f)
+}
+
+/// Reads the regular file at `path` (see [`open_regular`]), at most `max` bytes. `Ok(None)` when
+/// it does not exist.
+///
+/// Fails with [`ErrorKind::Io`] naming the path when it cannot be read or is not a regular file,
+/// and with [`ErrorKind::TooLarge`] when it is larger than `max` bytes (nothing past that is read).
+pub fn read_regular(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let f = match open_regular(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("read", path, e)),
+    };
+    let mut data = Vec::new();
+    f.take(max.saturating_add(1))
+        .read_to_end(&mut data)
+        .map_err(|e| Error::io("read", path, e))?;
+    if data.len() as u64 > max {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!(
+                "{} is larger than {max} bytes, more than such a file can be; remove it or put the real file there",
+                path.display()
+            ),
+        ));
+    }
+    Ok(Some(data))
+}
+
+/// Like [`read_regular`], but a missing file is an error too.
+pub fn read_regular_required(path: &Path, max: u64) -> Result<Vec<u8>> {
+    read_regular(path, max)?.ok_or_else(|| Error::io("read", path, std::io::Error::from(std::io::ErrorKind::NotFound)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn reading_a_fifo_fails_at_once_instead_of_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("install-source.json");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo on a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let e = read_regular(&fifo, 1024).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io);
+        assert!(
+            e.message().contains("FIFO") && e.message().contains("install-source.json"),
+            "{e}"
+        );
+        let e = read_regular(dir.path(), 1024).unwrap_err();
+        assert!(e.message().contains("directory"), "{e}");
+        assert_eq!(read_regular(&dir.path().join("missing"), 1).unwrap(), None);
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; 2048]).unwrap();
+        assert_eq!(read_regular(&big, 1024).unwrap_err().kind(), ErrorKind::TooLarge);
+        assert_eq!(read_regular(&big, 2048).unwrap().unwrap().len(), 2048);
+    }
 
     fn listing(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)

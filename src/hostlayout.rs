@@ -178,13 +178,31 @@ impl ConfigLock {
                 ),
             )
         };
+        // The lock file is ours alone and never a link: a symlink planted at its path is removed
+        // (unlink does not follow it), and the open refuses to follow one (O_NOFOLLOW), so root
+        // never creates or locks a file outside the config dir.
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            std::fs::remove_file(&path).map_err(|e| Error::io("remove the planted symlink", &path, e))?;
+        }
+        use std::os::unix::fs::OpenOptionsExt;
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path)
             .map_err(|e| Error::io("open the lock file", &path, e))?;
+        if !file.metadata().map_err(|e| Error::io("inspect", &path, e))?.is_file() {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "{} is not a regular file; remove it (no install or update is running) and try again",
+                    path.display()
+                ),
+            ));
+        }
         use std::os::fd::AsRawFd;
         // SAFETY: flock on a file descriptor we own; no memory is shared.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };

@@ -28,7 +28,7 @@ use crate::layers::{self, LayerSpec};
 use crate::release::{self, CHECKSUMS_ASSET, COMPONENTS, LAYERS_ASSET, Role};
 use crate::signature::{self, SIGNATURE_ASSET, TrustedKey};
 use crate::transaction::{self, ApplyOptions};
-use crate::version::Version;
+use crate::version::{Scheme, Version};
 
 /// Largest accepted `checksums.sha512` or signature.
 const MAX_SMALL_ASSET: u64 = 1 << 20;
@@ -74,13 +74,17 @@ pub struct Staged {
     layout: HostLayout,
 }
 
-/// Resolves `target` to a release and its version.
-pub fn resolve(client: &Client, target: &Target) -> Result<(Release, Version)> {
+/// Resolves `target` to a release and its version: exactly the named tag (never a draft), or the
+/// newest release of a channel by version order, restricted to `scheme` when given (a channel
+/// never switches the host's version scheme on its own). The one resolution path of install,
+/// download and update.
+pub fn resolve(client: &Client, target: &Target, scheme: Option<Scheme>) -> Result<(Release, Version)> {
     match target {
         Target::Version(v) => {
             let version =
                 Version::parse(v).map_err(|e| Error::new(ErrorKind::InvalidArgument, e.message().to_string()))?;
             let rel = client.release_by_tag(version.as_str())?;
+            check_release_is(client, &rel, &version)?;
             if rel.draft {
                 return Err(Error::new(
                     ErrorKind::NotFound,
@@ -89,8 +93,27 @@ pub fn resolve(client: &Client, target: &Target) -> Result<(Release, Version)> {
             }
             Ok((rel, version))
         }
-        Target::Channel(c) => client.channel_release(*c, None),
+        Target::Channel(c) => client.channel_release(*c, scheme),
     }
+}
+
+/// Refuses a release whose `tag_name` is not exactly `version`: an API that answers
+/// `/releases/tags/B` with release A would otherwise have A's (validly signed) bytes installed
+/// under B's name.
+pub fn check_release_is(client: &Client, rel: &Release, version: &Version) -> Result<()> {
+    if rel.tag_name != version.as_str() {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "{} was asked for release {version} of {} and answered with release {:?}; the API is wrong or \
+                 hostile: nothing was installed",
+                client.options().api_url,
+                client.repository(),
+                rel.tag_name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn asset<'r>(rel: &'r Release, name: &str) -> Result<&'r Asset> {
@@ -160,8 +183,15 @@ fn fetch_small(client: &Client, a: &Asset) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Fetches and checks `checksums.sha512` (and its signature when `key` is given) of `rel`.
-pub fn fetch_checksums(client: &Client, rel: &Release, key: Option<&TrustedKey>) -> Result<(Checksums, bool)> {
+/// Fetches and checks `checksums.sha512` (and its signature when `key` is given) of `rel`, whose
+/// tag must be `version`; the signature's trusted comment must name that same version.
+pub fn fetch_checksums(
+    client: &Client,
+    rel: &Release,
+    version: &Version,
+    key: Option<&TrustedKey>,
+) -> Result<(Checksums, bool)> {
+    check_release_is(client, rel, version)?;
     let sums_asset = asset(rel, CHECKSUMS_ASSET).map_err(|_| {
         Error::new(
             ErrorKind::NotFound,
@@ -200,7 +230,7 @@ pub fn fetch_checksums(client: &Client, rel: &Release, key: Option<&TrustedKey>)
             &sig,
             &sig_asset.browser_download_url,
             &client.repository(),
-            &rel.tag_name,
+            version.as_str(),
         )?;
         verified = true;
     }
@@ -245,18 +275,51 @@ pub fn stage(
     progress: Progress<'_>,
 ) -> Result<Staged> {
     let max_binary = limits.max_binary;
-    let (sums, signature_verified) = fetch_checksums(client, rel, key)?;
+    let (sums, signature_verified) = fetch_checksums(client, rel, version, key)?;
     // Plan first: every component must be in the release and in checksums.sha512 before any
-    // byte of it is downloaded.
+    // byte of it is downloaded. A component is needed when it is required, when the (signed)
+    // checksums list it, or when the installed version has it: the API's asset list alone never
+    // decides that a component is left out (a hidden flynn-init would leave it on the old version).
+    let installed = hostlayout::linked_version(&layout.bin_dir, "flynn-host");
     let mut plan: Vec<(&'static str, &Asset, &str)> = Vec::new();
     for c in &COMPONENTS {
         if c.role == Role::OtherPlatform {
             continue;
         }
-        match rel.asset(c.asset) {
-            Some(a) => plan.push((c.asset, a, sums.require(c.asset, CHECKSUMS_ASSET)?)),
-            None if c.required => return Err(asset(rel, c.asset).unwrap_err()),
-            None => {}
+        let why = if c.required {
+            Some("it is required".to_string())
+        } else if sums.get(c.asset).is_some() {
+            Some(format!("{CHECKSUMS_ASSET} lists it"))
+        } else {
+            match (c.role, &installed) {
+                (Role::HostBinary(n), Some(v)) if layout.versioned_binary(n, v).is_file() => {
+                    Some(format!("the installed {v} has {n}"))
+                }
+                _ => None,
+            }
+        };
+        match (rel.asset(c.asset), why) {
+            (Some(a), _) => {
+                let cap = match c.role {
+                    Role::HostBinary(_) => max_binary,
+                    _ => MAX_MANIFEST,
+                };
+                check_announced_size(rel, a, cap)?;
+                plan.push((c.asset, a, sums.require(c.asset, CHECKSUMS_ASSET)?));
+            }
+            (None, Some(why)) => {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "release {} of {} offers no {} but {why}; refusing a partial install (the release is \
+                         incomplete or the API is hiding an asset): nothing was changed",
+                        rel.tag_name,
+                        client.repository(),
+                        c.asset
+                    ),
+                ));
+            }
+            (None, None) => {}
         }
     }
     let mut dirs = CreatedDirs::default();
@@ -273,6 +336,8 @@ pub fn stage(
     let images_asset = rel
         .asset("images.json.gz")
         .ok_or_else(|| asset(rel, "images.json.gz").unwrap_err())?;
+    check_announced_size(rel, images_asset, MAX_MANIFEST)?;
+    check_free_space(&[(&layout.config_dir, images_asset.size.saturating_mul(2))])?;
     let images = fetch_and_gunzip(
         client,
         images_asset,
@@ -281,7 +346,7 @@ pub fn stage(
         MAX_MANIFEST,
         &shared,
     )?;
-    let images_bytes = std::fs::read(images.file.path()).map_err(|e| Error::io("read", images.file.path(), e))?;
+    let images_bytes = crate::fsutil::read_regular_required(images.file.path(), MAX_MANIFEST)?;
     let specs = layers::layers_from_images_json(&images_bytes, &images_asset.browser_download_url)?;
     let mut skipped_layers = Vec::new();
     let mut needed: Vec<LayerSpec> = Vec::new();
@@ -296,10 +361,30 @@ pub fn stage(
         None
     } else {
         let a = asset(rel, LAYERS_ASSET)?;
+        // The archive holds every layer of the release (tar headers and gzip framing add a
+        // little): anything announced beyond that is refused before a byte is fetched.
+        let tar_size: u64 = specs.iter().map(|s| s.length.div_ceil(512) * 512 + 512).sum::<u64>() + 1024;
+        check_announced_size(rel, a, tar_size + tar_size / 64 + (1 << 20))?;
         let sha = sums.require(LAYERS_ASSET, CHECKSUMS_ASSET)?;
         dirs.ensure(&layout.layer_dir)?;
         Some((a, sha))
     };
+    // Free space, before any large download starts: each compressed asset, what it unpacks to
+    // (exact for layers; for binaries and manifests at most four times the compressed size, never
+    // more than their cap), on the file system it goes to.
+    let mut space: Vec<(&Path, u64)> = Vec::new();
+    for (name, a, _) in &plan {
+        let (dir, cap) = match release::component(name).map(|c| c.role) {
+            Some(Role::HostBinary(_)) => (layout.bin_dir.as_path(), max_binary),
+            _ => (layout.config_dir.as_path(), MAX_MANIFEST),
+        };
+        space.push((dir, a.size.saturating_add(a.size.saturating_mul(4).min(cap))));
+    }
+    if let Some((a, _)) = layers_plan {
+        let unpacked: u64 = needed.iter().map(|s| s.length).sum();
+        space.push((layout.layer_dir.as_path(), a.size.saturating_add(unpacked)));
+    }
+    check_free_space(&space)?;
 
     let result = std::thread::scope(|s| -> Result<_> {
         let mut handles = Vec::new();
@@ -374,6 +459,82 @@ pub fn stage(
         dirs,
         layout: layout.clone(),
     })
+}
+
+/// Refuses an asset whose announced size is above `cap` (the most an asset of its kind can be),
+/// before anything of it is downloaded: an API announcing a 50 GiB flynn-host would otherwise fill
+/// the disk with whatever it sends.
+fn check_announced_size(rel: &Release, a: &Asset, cap: u64) -> Result<()> {
+    if a.size > cap {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!(
+                "release {} announces {} as {} bytes, more than the {cap} bytes an asset of its kind may be; \
+                 refusing it before downloading anything (the release is wrong or the API is hostile)",
+                rel.tag_name, a.name, a.size
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The bytes available to root-less writers on the file system of `dir` (or of its nearest
+/// existing ancestor, for a directory the run has yet to create), and that file system's id.
+fn free_space(dir: &Path) -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if let Ok(m) = std::fs::metadata(d) {
+            let c = std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("{} contains a NUL byte", d.display()),
+                )
+            })?;
+            // SAFETY: statvfs writes into the zeroed struct we pass; the path is NUL-terminated.
+            let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+            if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+                return Err(Error::io(
+                    "inspect the file system of",
+                    d,
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            return Ok(((st.f_bavail as u64).saturating_mul(st.f_frsize as u64), m.dev()));
+        }
+        cur = d.parent();
+    }
+    Err(Error::new(
+        ErrorKind::Io,
+        format!("{} has no existing ancestor", dir.display()),
+    ))
+}
+
+/// Refuses to start when the file systems of `needs` (directory, bytes) lack the space.
+fn check_free_space(needs: &[(&Path, u64)]) -> Result<()> {
+    let mut per_fs: Vec<(u64, u64, u64, &Path)> = Vec::new(); // (dev, need, free, a dir on it)
+    for (dir, need) in needs {
+        let (free, dev) = free_space(dir)?;
+        match per_fs.iter_mut().find(|(d, ..)| *d == dev) {
+            Some(e) => e.1 = e.1.saturating_add(*need),
+            None => per_fs.push((dev, *need, free, dir)),
+        }
+    }
+    for (_, need, free, dir) in per_fs {
+        if need > free {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!(
+                    "not enough free space for this release on the file system of {}: it needs about {} MiB, \
+                     {} MiB are free; free some space (or choose another --root) and run again: nothing was downloaded",
+                    dir.display(),
+                    need.div_ceil(1 << 20),
+                    free >> 20
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// How [`stage`] bounds and reports its work.
@@ -666,8 +827,14 @@ impl Staged {
         crate::fsutil::fsync_dir(&self.layout.config_dir)?;
         crate::fsutil::fsync_dir(&self.layout.layer_dir)
             .or_else(|e| if self.layout.layer_dir.exists() { Err(e) } else { Ok(()) })?;
-        self.dirs.commit();
         Ok((written, created))
+    }
+
+    /// Keeps the directories this run created: call once the whole run (switch and receipt)
+    /// succeeded. Until then a failure removes them again, so a failed fresh install leaves the
+    /// root exactly as it was, directories included.
+    pub fn keep_dirs(&mut self) {
+        self.dirs.commit();
     }
 
     /// The new bootstrap manifest's text.
@@ -710,6 +877,9 @@ pub struct InstallOptions {
     /// Report the sha512 of every file written (the `--json` document); off saves a third of the
     /// CPU time. Verification is the same either way.
     pub report_sha512: bool,
+    /// Test-only failpoints (ignored in release builds); see [`crate::transaction`].
+    #[doc(hidden)]
+    pub failpoint: Option<String>,
 }
 
 impl InstallOptions {
@@ -721,6 +891,7 @@ impl InstallOptions {
             public_key: None,
             max_binary: DEFAULT_MAX_BINARY,
             report_sha512: true,
+            failpoint: None,
         }
     }
 }
@@ -744,8 +915,11 @@ pub struct InstallReport {
     pub receipt: Option<PathBuf>,
 }
 
+/// The command that rotates a host's pinned key (the advice of a key-mismatch refusal).
+pub const ROTATE_KEY_ADVICE: &str = "flynnrel source set --pin-public-key";
+
 /// The key to enforce: the flag/env key, else the receipt's pinned key. A flag key that differs
-/// from a pinned one is refused (rotating the pin is an explicit `source set`).
+/// from a pinned one is refused (rotating the pin is an explicit `source set --pin-public-key`).
 pub fn effective_key(given: Option<&str>, receipt: Option<&InstallSource>) -> Result<Option<TrustedKey>> {
     let given = given
         .map(str::trim)
@@ -761,9 +935,10 @@ pub fn effective_key(given: Option<&str>, receipt: Option<&InstallSource>) -> Re
         (Some(g), Some(p)) if g.to_base64() != p.to_base64() => Err(Error::new(
             ErrorKind::SignatureInvalid,
             format!(
-                "the install receipt pins public key {} but {} was given; to rotate the key, change the receipt \
-                 with `flynnrel source set --public-key` first",
+                "the install receipt pins public key {} but {} was given; to rotate the key, change the pin \
+                 first with `{ROTATE_KEY_ADVICE} {}`",
                 p.to_base64(),
+                g.to_base64(),
                 g.to_base64()
             ),
         )),
@@ -772,55 +947,74 @@ pub fn effective_key(given: Option<&str>, receipt: Option<&InstallSource>) -> Re
     }
 }
 
+/// The host as a run sees it once it holds the lock: an interrupted earlier switch finished or
+/// undone, then the receipt read. Every decision of install, download, update, rollback and
+/// `source set` is made from this, never from a receipt read before the lock was taken (a
+/// concurrent run could have changed it meanwhile).
+pub struct Locked {
+    /// The lock (released on drop) and the directories created for it.
+    pub held: Held,
+    /// What recovery did.
+    pub recovered: transaction::Recovery,
+    /// The receipt, if the host has one.
+    pub receipt: Option<InstallSource>,
+}
+
+/// Locks the config dir, recovers, and loads the receipt: the one order every writer follows.
+pub fn lock_and_load(layout: &HostLayout) -> Result<Locked> {
+    let held = lock(layout)?;
+    let recovered = transaction::recover(layout)?;
+    let receipt = InstallSource::load(&layout.config_dir)?;
+    Ok(Locked {
+        held,
+        recovered,
+        receipt,
+    })
+}
+
+/// The version scheme a channel must stay in on this host: the receipt's version's, if it has one.
+fn receipt_scheme(receipt: Option<&InstallSource>) -> Option<Scheme> {
+    receipt.and_then(|r| crate::policy::seen_versions(r).first().map(Version::scheme))
+}
+
 /// Downloads, verifies and lays out a release (binaries, symlinks, manifests, layers) without
 /// touching the receipt: Flynn's `flynn-host download`.
 pub fn download(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -> Result<InstallReport> {
-    let receipt = InstallSource::load(&opts.layout.config_dir)?;
-    let key = effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
-    let (rel, version) = resolve(client, &opts.target)?;
-    let mut prep = lock_and_stage(client, opts, &rel, &version, key.as_ref(), progress)?;
-    let applied = transaction::apply(
-        &mut prep.staged,
+    let mut locked = lock_and_load(&opts.layout)?;
+    let key = effective_key(opts.public_key.as_deref(), locked.receipt.as_ref())?;
+    let (rel, version) = resolve(client, &opts.target, receipt_scheme(locked.receipt.as_ref()))?;
+    let mut staged = stage(
+        client,
         &opts.layout,
-        &ApplyOptions::default(),
-        &mut |_| Ok(()),
+        &rel,
+        &version,
+        key.as_ref(),
+        limits(opts),
+        progress,
     )?;
-    prep.held.dirs.commit();
+    let apply_opts = ApplyOptions {
+        failpoint: opts.failpoint.clone(),
+        ..ApplyOptions::default()
+    };
+    let applied = transaction::apply(&mut staged, &opts.layout, &apply_opts, &mut |_| Ok(()))?;
+    staged.keep_dirs();
+    locked.held.dirs.commit();
     Ok(InstallReport {
         repository: client.repository(),
         version: version.as_str().to_string(),
         already_installed: false,
         files: applied.files,
-        skipped_layers: prep.staged.skipped_layers.clone(),
-        signature_verified: prep.staged.signature_verified,
+        skipped_layers: staged.skipped_layers.clone(),
+        signature_verified: staged.signature_verified,
         receipt: None,
     })
 }
 
-/// A staged release and the lock it was staged under. Field order matters: the staged temp files
-/// go first on drop, then the lock, then (if uncommitted) the directories the run created.
-struct Prepared {
-    staged: Staged,
-    held: Held,
-}
-
-/// Takes the lock, finishes or undoes a crashed earlier switch, and stages `rel`.
-fn lock_and_stage(
-    client: &Client,
-    opts: &InstallOptions,
-    rel: &Release,
-    version: &Version,
-    key: Option<&TrustedKey>,
-    progress: Progress<'_>,
-) -> Result<Prepared> {
-    let held = lock(&opts.layout)?;
-    transaction::recover(&opts.layout)?;
-    let limits = StageLimits {
+fn limits(opts: &InstallOptions) -> StageLimits {
+    StageLimits {
         max_binary: opts.max_binary,
         report_sha512: opts.report_sha512,
-    };
-    let staged = stage(client, &opts.layout, rel, version, key, limits, progress)?;
-    Ok(Prepared { staged, held })
+    }
 }
 
 /// The config-dir lock and the directories created to hold it. Field order matters: the lock
@@ -850,7 +1044,8 @@ pub fn is_installed(layout: &HostLayout, receipt: &InstallSource, repo: &str, ve
 
 /// The receipt after switching to `version` from `client`'s repository: the old receipt's fields
 /// (unknown ones included) with source, repository, version, installed_at, api_url updated,
-/// `highest_seen_version` raised, the public key pinned when one was used.
+/// `highest_seen_version` raised (never lowered: see [`crate::policy::next_highest_seen`]), the
+/// public key pinned when one was used.
 pub fn next_receipt(
     old: Option<InstallSource>,
     client: &Client,
@@ -859,6 +1054,7 @@ pub fn next_receipt(
 ) -> InstallSource {
     let repo = client.repository();
     let now = std::time::SystemTime::now();
+    let highest = crate::policy::next_highest_seen(old.as_ref(), version);
     let mut r = match old {
         Some(mut r) => {
             r.source = Source::Github;
@@ -869,11 +1065,7 @@ pub fn next_receipt(
         }
         None => InstallSource::new_github(&repo, version.as_str(), now),
     };
-    if r.raise_highest_seen(version).is_err() {
-        // The stored highest version is of another scheme (the repository changed its version
-        // scheme): the two cannot be compared, so anti-rollback restarts from this version.
-        r.highest_seen_version = Some(version.as_str().to_string());
-    }
+    r.highest_seen_version = Some(highest);
     r.api_url = Some(client.options().api_url.clone());
     if let Some(k) = key {
         r.public_key = Some(k.to_base64().to_string());
@@ -881,13 +1073,15 @@ pub fn next_receipt(
     r
 }
 
-/// `flynnrel install`: [`download`] plus the receipt (SPEC §4) and `channel.txt`. Re-running
-/// the same install is a no-op (`already_installed`). A receipt whose `highest_seen_version` is
-/// above the target refuses the install (`DowngradeRefused`): use `update --allow-downgrade`.
+/// `flynnrel install`: [`download`] plus the receipt (SPEC §4) and `channel.txt`. Re-running the
+/// same install is a no-op (`already_installed`). A target below what the host has seen, or of
+/// another version scheme, is refused (`DowngradeRefused`): use `update --version V
+/// --allow-downgrade` to do that on purpose.
 pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -> Result<InstallReport> {
-    let receipt = InstallSource::load(&opts.layout.config_dir)?;
+    let mut locked = lock_and_load(&opts.layout)?;
+    let receipt = locked.receipt.take();
     let key = effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
-    let (rel, version) = resolve(client, &opts.target)?;
+    let (rel, version) = resolve(client, &opts.target, receipt_scheme(receipt.as_ref()))?;
     let repo = client.repository();
     if let Some(r) = &receipt {
         if is_installed(&opts.layout, r, &repo, version.as_str()) {
@@ -901,19 +1095,18 @@ pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -
                 receipt: Some(crate::installsource::receipt_path(&opts.layout.config_dir)),
             });
         }
-        if let Some(high) = r.highest_seen() {
-            if high.scheme() == version.scheme() && version.compare(&high)?.is_lt() {
-                return Err(Error::new(
-                    ErrorKind::DowngradeRefused,
-                    format!(
-                        "this host has already run {high}; installing the older {version} is refused (anti-rollback). \
-                         To downgrade on purpose run `flynnrel update --version {version} --allow-downgrade`"
-                    ),
-                ));
-            }
-        }
+        let advice = format!("To install it on purpose run `flynnrel update --version {version} --allow-downgrade`");
+        crate::policy::check_not_rolled_back(r, &version, crate::policy::Permission::default(), &advice)?;
     }
-    let mut prep = lock_and_stage(client, opts, &rel, &version, key.as_ref(), progress)?;
+    let mut staged = stage(
+        client,
+        &opts.layout,
+        &rel,
+        &version,
+        key.as_ref(),
+        limits(opts),
+        progress,
+    )?;
     let channel = match &opts.target {
         Target::Channel(c) => c.as_str().to_string(),
         Target::Version(_) => receipt
@@ -926,25 +1119,24 @@ pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -
     let config_dir = opts.layout.config_dir.clone();
     let mut write = |_: Option<&str>| -> Result<()> {
         let channel_file = config_dir.join(hostlayout::CHANNEL_FILE);
-        let old_channel = std::fs::read(&channel_file).ok();
         crate::fsutil::atomic_write(&channel_file, format!("{channel}\n").as_bytes(), 0o644)?;
-        new.save(&config_dir).inspect_err(|_| {
-            // Put channel.txt back so the undo leaves the config dir as it was.
-            let _ = match &old_channel {
-                Some(data) => crate::fsutil::atomic_write(&channel_file, data, 0o644),
-                None => std::fs::remove_file(&channel_file).map_err(|e| Error::io("remove", &channel_file, e)),
-            };
-        })
+        // transaction::switch puts channel.txt and the receipt back if a later step fails.
+        new.save(&config_dir)
     };
-    let applied = transaction::apply(&mut prep.staged, &opts.layout, &ApplyOptions::default(), &mut write)?;
-    prep.held.dirs.commit();
+    let apply_opts = ApplyOptions {
+        failpoint: opts.failpoint.clone(),
+        ..ApplyOptions::default()
+    };
+    let applied = transaction::apply(&mut staged, &opts.layout, &apply_opts, &mut write)?;
+    staged.keep_dirs();
+    locked.held.dirs.commit();
     Ok(InstallReport {
         repository: repo,
         version: version.as_str().to_string(),
         already_installed: false,
         files: applied.files,
-        skipped_layers: prep.staged.skipped_layers.clone(),
-        signature_verified: prep.staged.signature_verified,
+        skipped_layers: staged.skipped_layers.clone(),
+        signature_verified: staged.signature_verified,
         receipt: Some(crate::installsource::receipt_path(&opts.layout.config_dir)),
     })
 }
@@ -959,12 +1151,14 @@ pub fn download_asset(
     progress: Progress<'_>,
 ) -> Result<(PathBuf, String, u64)> {
     crate::checksums::validate_asset_name(name)?;
+    let version = Version::parse(tag).map_err(|e| Error::new(ErrorKind::InvalidArgument, e.message().to_string()))?;
     let rel = client.release_by_tag(tag)?;
+    check_release_is(client, &rel, &version)?;
     let a = asset(&rel, name)?;
     let expected = if name == CHECKSUMS_ASSET {
         None
     } else {
-        let (sums, _) = fetch_checksums(client, &rel, None)?;
+        let (sums, _) = fetch_checksums(client, &rel, &version, None)?;
         Some(sums.require(name, CHECKSUMS_ASSET)?.to_string())
     };
     let dest = dest_dir.join(name);

@@ -8,7 +8,6 @@
 //! the file, never silently replaced, because replacing it would drop the pins.
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -114,18 +113,14 @@ impl InstallSource {
     /// `repository`. The file is never modified.
     pub fn load(config_dir: &Path) -> Result<Option<InstallSource>> {
         let path = receipt_path(config_dir);
-        let file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("read", &path, e)),
+        let bytes = match fsutil::read_regular(&path, MAX_RECEIPT_BYTES) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::TooLarge => {
+                return Err(invalid(&path, &format!("it is larger than {MAX_RECEIPT_BYTES} bytes")));
+            }
+            Err(e) => return Err(e),
         };
-        let mut bytes = Vec::new();
-        file.take(MAX_RECEIPT_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io("read", &path, e))?;
-        if bytes.len() as u64 > MAX_RECEIPT_BYTES {
-            return Err(invalid(&path, &format!("it is larger than {MAX_RECEIPT_BYTES} bytes")));
-        }
         let receipt: InstallSource = serde_json::from_slice(&bytes).map_err(|e| invalid(&path, &e.to_string()))?;
         receipt.validate().map_err(|why| invalid(&path, &why))?;
         Ok(Some(receipt))

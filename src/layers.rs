@@ -179,7 +179,7 @@ pub fn layer_file_is_valid(path: &Path, spec: &LayerSpec) -> bool {
     if !meta.file_type().is_file() || meta.len() != spec.length {
         return false;
     }
-    let Ok(f) = std::fs::File::open(path) else {
+    let Ok(f) = crate::fsutil::open_regular(path) else {
         return false;
     };
     match sha512_256_reader(f, spec.length) {

@@ -19,6 +19,7 @@ pub mod install;
 pub mod installsource;
 pub mod layers;
 pub mod package;
+pub mod policy;
 pub mod release;
 pub mod serve;
 pub mod signature;

@@ -149,7 +149,7 @@ pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageR
         }
     }
     let images_path = build.join("manifests/images.json");
-    let images = std::fs::read(&images_path).map_err(|e| Error::io("read", &images_path, e))?;
+    let images = crate::fsutil::read_regular_required(&images_path, 1 << 30)?;
     let layer_specs = layers::layers_from_images_json(&images, &images_path.display().to_string())?;
     let layer_dir = build.join(LAYERS_BUILD_DIR);
     for spec in &layer_specs {
@@ -352,7 +352,11 @@ fn commit_output(stage: tempfile::TempDir, out: &Path, sums_text: &str) -> Resul
         set_dir_mode(out)?;
         return Ok(false);
     }
-    let same = std::fs::read_to_string(out.join(CHECKSUMS_ASSET)).ok().as_deref() == Some(sums_text)
+    let same = crate::fsutil::read_regular(&out.join(CHECKSUMS_ASSET), 1 << 20)
+        .ok()
+        .flatten()
+        .as_deref()
+        == Some(sums_text.as_bytes())
         && verify_dir(out, None, None, None).is_ok();
     if same {
         return Ok(true);
@@ -455,7 +459,7 @@ fn gzip_file(
     asset: &str,
     mut progress: Progress<'_>,
 ) -> Result<gz::GzSummary> {
-    let f = File::open(src).map_err(|e| Error::io("open", src, e))?;
+    let f = crate::fsutil::open_regular(src).map_err(|e| Error::io("open", src, e))?;
     let total = f.metadata().map(|m| m.len()).unwrap_or(0);
     let phase = format!("compress {asset}");
     let mut reader = Reporting {
@@ -505,7 +509,7 @@ fn tar_layers(
     for spec in specs {
         let name = spec.file_name();
         let src = layer_dir.join(&name);
-        let f = File::open(&src).map_err(|e| Error::io("open", &src, e))?;
+        let f = crate::fsutil::open_regular(&src).map_err(|e| Error::io("open", &src, e))?;
         let mut header = tar::Header::new_ustar();
         header
             .set_path(&name)
@@ -620,16 +624,21 @@ pub fn verify_dir(
     version: Option<&str>,
 ) -> Result<VerifyReport> {
     let sums_path = dir.join(CHECKSUMS_ASSET);
-    let text = std::fs::read_to_string(&sums_path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::new(
-                ErrorKind::NotFound,
-                format!("{} is missing: every release needs it", sums_path.display()),
-            )
-        } else {
-            Error::io("read", &sums_path, e)
-        }
-    })?;
+    let text = crate::fsutil::open_regular(&sums_path)
+        .and_then(|f| {
+            let mut t = String::new();
+            std::io::Read::read_to_string(&mut std::io::Read::take(f, 1 << 20), &mut t).map(|_| t)
+        })
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("{} is missing: every release needs it", sums_path.display()),
+                )
+            } else {
+                Error::io("read", &sums_path, e)
+            }
+        })?;
     let sums = Checksums::parse(&text, &sums_path.display().to_string())?;
     let mut present = Vec::new();
     for e in std::fs::read_dir(dir).map_err(|e| Error::io("read", dir, e))?.flatten() {
@@ -686,15 +695,17 @@ pub fn verify_dir(
             ));
         };
         let sig_path = dir.join(SIGNATURE_ASSET);
-        let sig = std::fs::read_to_string(&sig_path).map_err(|_| {
-            Error::new(
-                ErrorKind::SignatureInvalid,
-                format!(
-                    "{} is missing but a public key is configured: sign the release",
-                    sig_path.display()
-                ),
-            )
-        })?;
+        let sig = crate::fsutil::read_regular_required(&sig_path, 1 << 20)
+            .and_then(|b| String::from_utf8(b).map_err(|_| Error::new(ErrorKind::InvalidData, "not UTF-8")))
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::SignatureInvalid,
+                    format!(
+                        "{} is missing but a public key is configured: sign the release",
+                        sig_path.display()
+                    ),
+                )
+            })?;
         signature::verify_checksums(
             key,
             text.as_bytes(),

@@ -39,7 +39,8 @@ pub const COMPONENTS: [Component; 7] = [
     Component {
         asset: "flynn-init-linux-amd64.gz",
         build_path: "bin/flynn-init",
-        required: false,
+        // Flynn's daemon runs /usr/local/bin/flynn-init in every container.
+        required: true,
         role: Role::HostBinary("flynn-init"),
     },
     Component {
@@ -137,7 +138,10 @@ mod tests {
         );
         assert_eq!(helper_asset_name("linux", "amd64"), "flynnrel-linux-amd64.gz");
         assert!(is_helper_asset("flynnrel-darwin-arm64.gz"));
-        assert!(is_helper_asset("flynn-release-linux-amd64.gz"), "releases made before the rename");
+        assert!(
+            is_helper_asset("flynn-release-linux-amd64.gz"),
+            "releases made before the rename"
+        );
         assert_eq!(component("images.json.gz").unwrap().role, Role::Images);
         assert!(component("layers.tar.gz").is_none());
     }

@@ -50,7 +50,7 @@ impl TrustedKey {
         let text = if given.contains('\n') || given.starts_with("RW") {
             given.to_string()
         } else if Path::new(given).is_file() {
-            std::fs::read_to_string(given).map_err(|e| Error::io("read the public key", Path::new(given), e))?
+            read_text(Path::new(given), "the public key")?
         } else {
             given.to_string()
         };
@@ -69,6 +69,17 @@ impl TrustedKey {
     pub fn to_base64(&self) -> &str {
         &self.base64
     }
+}
+
+/// A key file's text: a regular file of at most 64 KiB, UTF-8.
+fn read_text(path: &Path, what: &str) -> Result<String> {
+    let data = crate::fsutil::read_regular_required(path, 64 << 10)?;
+    String::from_utf8(data).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("{what} {} is not UTF-8 text; give a minisign key file", path.display()),
+        )
+    })
 }
 
 /// Checks that `signature` (the text of `checksums.sha512.minisig`, from `sig_source`) is a
@@ -122,7 +133,7 @@ pub fn trusted_comment(repo: &str, version: &str, timestamp: u64) -> String {
 /// Loads a minisign secret key file; an encrypted one needs `password`.
 /// Returns the key and its public half (base64).
 pub fn load_secret_key(path: &Path, password: Option<String>) -> Result<(SecretKey, String)> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read the secret key", path, e))?;
+    let text = read_text(path, "the secret key")?;
     let sk_box = SecretKeyBox::from_string(&text).map_err(|e| {
         Error::new(
             ErrorKind::InvalidArgument,

@@ -32,6 +32,9 @@ use crate::release::{self, COMPONENTS, Role};
 
 /// The journal file of an interrupted switch.
 pub const JOURNAL_FILE: &str = "update-journal.json";
+/// The most a config-dir file the switch reads (journal, receipt, channel, bootstrap manifest)
+/// may hold.
+const MAX_CONFIG_FILE: u64 = 64 << 20;
 
 /// Stops the transaction at `name` when `failpoint` says so: `"<name>"` or `"<name>:error"` returns
 /// an error, `"<name>:kill"` kills the process with SIGKILL. Several may be given, comma-separated.
@@ -264,9 +267,13 @@ pub fn switch(
         }
     }
     let bootstrap = layout.config_dir.join(hostlayout::BOOTSTRAP_FILE);
-    let bootstrap_before = std::fs::read(&bootstrap)
-        .ok()
-        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    let bootstrap_before = match crate::fsutil::read_regular(&bootstrap, MAX_CONFIG_FILE) {
+        Ok(b) => b.map(|b| String::from_utf8_lossy(&b).into_owned()),
+        Err(e) => {
+            remove_files(&created);
+            return Err(e);
+        }
+    };
     let journal = Journal {
         from_version: previous_version.clone(),
         to_version: ver.to_string(),
@@ -281,16 +288,19 @@ pub fn switch(
         return Err(e);
     }
     // The receipt and channel.txt as they were, to put back if a step after write_receipt fails.
-    let saved: Vec<(PathBuf, Option<Vec<u8>>)> = [
+    let mut saved: Vec<(PathBuf, Option<Vec<u8>>)> = Vec::new();
+    for p in [
         crate::installsource::receipt_path(&layout.config_dir),
         layout.config_dir.join(hostlayout::CHANNEL_FILE),
-    ]
-    .into_iter()
-    .map(|p| {
-        let data = std::fs::read(&p).ok();
-        (p, data)
-    })
-    .collect();
+    ] {
+        match crate::fsutil::read_regular(&p, MAX_CONFIG_FILE) {
+            Ok(data) => saved.push((p, data)),
+            Err(e) => {
+                let _ = undo(layout, &journal);
+                return Err(e);
+            }
+        }
+    }
 
     let switched = (|| -> Result<()> {
         if let Some(text) = &journal.bootstrap_after {
@@ -351,9 +361,14 @@ pub fn switch(
     })
 }
 
-/// Runs `<bin>/flynn-host.<ver> version` and requires its first word to be `ver` (or to start with
-/// `<ver>-`). `SmokeTestFailed` otherwise, with what it printed.
+/// Runs `<bin>/flynn-host.<ver> version` and requires it to report exactly `ver` (see
+/// [`reports_version`]). `SmokeTestFailed` otherwise, with what it printed.
+///
+/// The timeout is absolute: the command runs in its own process group, and when it has not both
+/// exited and closed its output by the deadline (a child it left behind may hold stdout open),
+/// the whole group is killed and the switch fails.
 pub fn smoke_test(layout: &HostLayout, ver: &str, timeout: Duration) -> Result<()> {
+    use std::os::unix::process::CommandExt;
     let bin = layout.versioned_binary("flynn-host", ver);
     let fail = |why: String| {
         Error::new(
@@ -361,39 +376,88 @@ pub fn smoke_test(layout: &HostLayout, ver: &str, timeout: Duration) -> Result<(
             format!("{} version {why}; the switch to {ver} was rolled back", bin.display()),
         )
     };
+    let deadline = Instant::now() + timeout;
     let mut child = std::process::Command::new(&bin)
         .arg("version")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
+        .process_group(0)
         .spawn()
         .map_err(|e| fail(format!("could not run: {e}")))?;
-    let start = Instant::now();
+    let group = child.id() as libc::pid_t;
+    let kill_group = || {
+        // SAFETY: a signal to the process group we created for the child; nothing is shared.
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+    };
+    // Read the output on a thread so a child that never closes it cannot stall us past the
+    // deadline; the thread ends when the group is killed (the pipe closes).
+    let stdout = child.stdout.take();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut out = Vec::new();
+        if let Some(s) = stdout {
+            let _ = s.take(64 << 10).read_to_end(&mut out);
+        }
+        let _ = tx.send(out);
+    });
+    let timed_out = |what: &str| fail(format!("{what} within the {} s timeout", timeout.as_secs_f64()));
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break s,
-            Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
             Ok(None) => {
-                let _ = child.kill();
+                kill_group();
                 let _ = child.wait();
-                return Err(fail(format!("did not finish within {} s", timeout.as_secs())));
+                return Err(timed_out("did not finish"));
             }
-            Err(e) => return Err(fail(format!("could not be waited for: {e}"))),
+            Err(e) => {
+                kill_group();
+                let _ = child.wait();
+                return Err(fail(format!("could not be waited for: {e}")));
+            }
         }
     };
-    let mut out = String::new();
-    if let Some(mut s) = child.stdout.take() {
-        use std::io::Read;
-        let _ = (&mut s).take(64 << 10).read_to_string(&mut out);
-    }
+    let out = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(out) => out,
+        Err(_) => {
+            kill_group();
+            return Err(timed_out(
+                "exited but left a process holding its output open; not finished",
+            ));
+        }
+    };
+    let out = String::from_utf8_lossy(&out);
     if !status.success() {
         return Err(fail(format!("exited with {status}")));
     }
-    let first = out.split_whitespace().next().unwrap_or("");
-    if first == ver || first.starts_with(&format!("{ver}-")) {
+    if reports_version(&out, ver) {
         Ok(())
     } else {
-        Err(fail(format!("printed {:?}, not {ver}", out.trim())))
+        Err(fail(format!(
+            "printed {:?}, not {ver}",
+            crate::error::escape(out.trim())
+        )))
+    }
+}
+
+/// Whether the output of `flynn-host version` reports exactly `ver`: its first word is `ver`, or
+/// (for Flynn's `vYYYYMMDD.N` versions) `ver` followed by Flynn's `-<commit>` build suffix of 7 to
+/// 40 hex digits. A semver pre-release (`v1.2.3-rc.1` for `v1.2.3`) is another version, not a
+/// suffix.
+pub fn reports_version(output: &str, ver: &str) -> bool {
+    let first = output.split_whitespace().next().unwrap_or("");
+    if first == ver {
+        return true;
+    }
+    let flynn_date = crate::version::Version::parse(ver)
+        .is_ok_and(|v| v.scheme() == crate::version::Scheme::FlynnDate && !v.is_prerelease());
+    match first.strip_prefix(ver).and_then(|r| r.strip_prefix('-')) {
+        Some(commit) if flynn_date => (7..=40).contains(&commit.len()) && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        _ => false,
     }
 }
 
@@ -412,10 +476,9 @@ pub enum Recovery {
 /// runs from the three directories. Call with the config-dir lock held.
 pub fn recover(layout: &HostLayout) -> Result<Recovery> {
     let p = journal_path(layout);
-    let outcome = match std::fs::read(&p) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Recovery::Clean,
-        Err(e) => return Err(Error::io("read", &p, e)),
-        Ok(data) => {
+    let outcome = match crate::fsutil::read_regular(&p, MAX_CONFIG_FILE)? {
+        None => Recovery::Clean,
+        Some(data) => {
             let j: Journal = serde_json::from_slice(&data).map_err(|e| {
                 Error::new(
                     ErrorKind::InvalidData,

@@ -12,8 +12,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::Progress;
 use crate::ghrelease::{Channel, Client, ClientOptions};
 use crate::hostlayout::{self, HostLayout};
-use crate::install::{self, DEFAULT_MAX_BINARY, WrittenFile};
+use crate::install::{self, DEFAULT_MAX_BINARY, Target, WrittenFile};
 use crate::installsource::{InstallSource, Source};
+use crate::policy::{self, Permission, UpdateVerdict};
 use crate::transaction::{self, ApplyOptions, Recovery};
 use crate::version::{Installed, Version};
 
@@ -125,20 +126,35 @@ pub enum UpdateOutcome {
     },
 }
 
-/// The installed version when the receipt does not say (a legacy TUF install): the first word of
-/// `<bin>/flynn-host version`, if that runs quickly.
+/// The installed version when the receipt does not say (a legacy TUF install): what
+/// `<bin>/flynn-host version --release` prints (Flynn's bare release version). A binary without
+/// `--release` is asked `version`, and Flynn's `-<commit>` build suffix is removed from that, so
+/// `v20210218.0-<commit>` is read as `v20210218.0`, not as a pre-release of it.
 fn probe_installed_version(layout: &HostLayout) -> Option<String> {
     let bin = layout.bin_dir.join("flynn-host");
-    let out = std::process::Command::new(&bin)
-        .arg("version")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    out.status
-        .success()
-        .then(|| text.split_whitespace().next().map(str::to_string))
-        .flatten()
+    let run = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new(&bin)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        out.status
+            .success()
+            .then(|| text.split_whitespace().next().map(str::to_string))
+            .flatten()
+    };
+    if let Some(v) = run(&["version", "--release"]) {
+        return Some(v);
+    }
+    let printed = run(&["version"])?;
+    match printed.rsplit_once('-') {
+        Some((release, commit)) if transaction::reports_version(&printed, release) && !commit.is_empty() => {
+            Some(release.to_string())
+        }
+        _ => Some(printed),
+    }
 }
 
 /// The web base for an API base: github.com for api.github.com, `https://HOST` for GitHub
@@ -162,16 +178,16 @@ pub fn web_url_for(api_url: &str, fallback: &str) -> String {
 /// and every download/verification error of install — in all cases the host is unchanged.
 pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>) -> Result<UpdateOutcome> {
     let layout = &opts.layout;
-    // Applying takes the lock first and finishes or undoes a crashed earlier switch, so the
-    // decision below sees the host as it really is. A check changes nothing and takes no lock.
-    let (mut held, recovered) = if opts.check || !layout.config_dir.is_dir() {
-        (None, Recovery::Clean)
+    // Applying takes the lock first, finishes or undoes a crashed earlier switch, and only then
+    // reads the receipt, so every decision below sees the host as it really is. A check changes
+    // nothing and takes no lock.
+    let (mut locked, receipt) = if opts.check || !layout.config_dir.is_dir() {
+        (None, InstallSource::load(&layout.config_dir)?)
     } else {
-        let h = install::lock(layout)?;
-        let r = transaction::recover(layout)?;
-        (Some(h), r)
+        let mut l = install::lock_and_load(layout)?;
+        let r = l.receipt.take();
+        (Some(l), r)
     };
-    let receipt = InstallSource::load(&layout.config_dir)?;
     let effective = receipt
         .clone()
         .unwrap_or_else(|| InstallSource::legacy_tuf(&opts.tuf_repository));
@@ -209,80 +225,39 @@ pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>
     }
     let client = Client::new(copts)?;
 
-    let current_text = if effective.version.is_empty() {
-        probe_installed_version(layout).unwrap_or_default()
-    } else {
-        effective.version.clone()
+    let mut effective = effective;
+    if effective.version.is_empty() {
+        // A legacy install without a receipt: what its flynn-host says it is.
+        effective.version = probe_installed_version(layout).unwrap_or_default();
+    }
+    let current = Installed::parse(&effective.version);
+    let target_spec = match &opts.version {
+        Some(v) => Target::Version(v.clone()),
+        None => Target::Channel(effective.channel.as_deref().unwrap_or("stable").parse()?),
     };
-    let current = Installed::parse(&current_text);
     let scheme = current.version().map(Version::scheme);
-    let explicit = opts.version.is_some();
-    let (rel, target) = match &opts.version {
-        Some(v) => {
-            let version =
-                Version::parse(v).map_err(|e| Error::new(ErrorKind::InvalidArgument, e.message().to_string()))?;
-            (client.release_by_tag(version.as_str())?, version)
-        }
-        None => {
-            let channel: Channel = effective.channel.as_deref().unwrap_or("stable").parse()?;
-            client.channel_release(channel, scheme)?
-        }
-    };
+    let (rel, target) = install::resolve(&client, &target_spec, scheme)?;
     let repository = client.repository();
     let current_name = current.to_string();
-    let up_to_date = || UpdateOutcome::UpToDate {
-        repository: repository.clone(),
-        current: current_name.clone(),
-        target: target.as_str().to_string(),
-    };
 
-    // The version policy (SPEC §3, §6).
-    match &current {
-        Installed::Development(_) => {
-            if !opts.check && !explicit && !opts.force {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!(
-                        "this host runs a development build ({current_name}); it is never updated without an explicit \
-                         target: pass --version {target} (or --force)"
-                    ),
-                ));
-            }
-        }
-        Installed::Release(cur) => {
-            let ord = target.compare(cur)?;
-            if ord.is_eq() && !opts.force {
-                return Ok(up_to_date());
-            }
-            if ord.is_lt() {
-                if !explicit {
-                    // The channel's newest is older than what runs (e.g. a yanked release): never
-                    // downgrade on our own.
-                    return Ok(up_to_date());
-                }
-                if !opts.allow_downgrade {
-                    return Err(Error::new(
-                        ErrorKind::DowngradeRefused,
-                        format!(
-                            "{target} is older than the installed {cur}; to downgrade on purpose pass both \
-                             --version {target} and --allow-downgrade"
-                        ),
-                    ));
-                }
-            }
-        }
+    // The version policy (SPEC §3, §6), decided once in crate::policy.
+    let perm = Permission {
+        explicit: opts.version.is_some(),
+        allow_downgrade: opts.allow_downgrade,
+    };
+    if policy::update_verdict(&current, &target, perm, opts.force, opts.check)? == UpdateVerdict::UpToDate {
+        return Ok(UpdateOutcome::UpToDate {
+            repository,
+            current: current_name,
+            target: target.as_str().to_string(),
+        });
     }
-    if let Some(high) = effective.highest_seen().filter(|h| h.scheme() == target.scheme()) {
-        if target.compare(&high)?.is_lt() && !(explicit && opts.allow_downgrade) {
-            return Err(Error::new(
-                ErrorKind::DowngradeRefused,
-                format!(
-                    "{target} is older than {high}, the highest version this host has seen (anti-rollback); \
-                     to go back on purpose pass --version {target} --allow-downgrade"
-                ),
-            ));
-        }
-    }
+    policy::check_not_rolled_back(
+        &effective,
+        &target,
+        perm,
+        &format!("To go back on purpose pass --version {target} --allow-downgrade"),
+    )?;
     if opts.check {
         return Ok(UpdateOutcome::Available {
             repository,
@@ -291,10 +266,11 @@ pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>
         });
     }
 
-    let mut held = match held.take() {
-        Some(h) => h,
-        None => install::lock(layout)?,
+    let mut locked = match locked.take() {
+        Some(l) => l,
+        None => install::lock_and_load(layout)?,
     };
+    let recovered = locked.recovered.clone();
     let key = install::effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
     let mut staged = install::stage(
         &client,
@@ -326,7 +302,8 @@ pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>
         failpoint: opts.failpoint.clone(),
     };
     let applied = transaction::apply(&mut staged, layout, &apply_opts, &mut write)?;
-    held.dirs.commit();
+    staged.keep_dirs();
+    locked.held.dirs.commit();
     let keep: Vec<&str> = [Some(target.as_str()), applied.previous_version.as_deref()]
         .into_iter()
         .flatten()
@@ -355,12 +332,15 @@ pub fn prune_versions(layout: &HostLayout, keep: &[&str]) -> Vec<String> {
             _ => None,
         })
         .collect();
+    // Whatever a symlink in the bin dir points at stays, whatever the versions say: pruning must
+    // never leave a dangling link (a component the newest release lacks still runs the old file).
+    let live = live_link_targets(&layout.bin_dir);
     let mut prune_dir = |dir: &Path, matches: &dyn Fn(&str) -> Option<String>| {
         let Ok(rd) = std::fs::read_dir(dir) else { return };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let Some(ver) = matches(&name) else { continue };
-            if keep.contains(&ver.as_str()) || Version::parse(&ver).is_err() {
+            if keep.contains(&ver.as_str()) || Version::parse(&ver).is_err() || live.contains(&e.path()) {
                 continue;
             }
             if e.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(e.path()).is_ok() {
@@ -382,6 +362,18 @@ pub fn prune_versions(layout: &HostLayout, keep: &[&str]) -> Vec<String> {
     removed
 }
 
+/// The files the symlinks in `bin_dir` point at (resolved within `bin_dir` for relative links).
+fn live_link_targets(bin_dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(rd) = std::fs::read_dir(bin_dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_symlink()))
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|t| if t.is_absolute() { t } else { bin_dir.join(t) })
+        .collect()
+}
+
 /// What [`rollback`] did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RollbackOutcome {
@@ -394,9 +386,8 @@ pub struct RollbackOutcome {
 /// Switches back to the version before the last update (symlinks and receipt; the bootstrap
 /// manifest is left as it is). Refuses when the receipt records none or its files are gone.
 pub fn rollback(layout: &HostLayout, smoke_timeout: Duration, failpoint: Option<String>) -> Result<RollbackOutcome> {
-    let mut held = install::lock(layout)?;
-    transaction::recover(layout)?;
-    let receipt = InstallSource::load(&layout.config_dir)?.ok_or_else(|| {
+    let install::Locked { mut held, receipt, .. } = install::lock_and_load(layout)?;
+    let receipt = receipt.ok_or_else(|| {
         Error::new(
             ErrorKind::NotFound,
             format!(
@@ -472,8 +463,8 @@ pub fn source_show(layout: &HostLayout, tuf_repository: &str) -> Result<(Install
 /// Edits the receipt under the lock, validating the result; a missing receipt starts from the
 /// legacy TUF value. Returns the receipt written.
 pub fn source_set(layout: &HostLayout, edit: &SourceEdit, tuf_repository: &str) -> Result<InstallSource> {
-    let mut held = install::lock(layout)?;
-    let mut r = InstallSource::load(&layout.config_dir)?.unwrap_or_else(|| InstallSource::legacy_tuf(tuf_repository));
+    let install::Locked { mut held, receipt, .. } = install::lock_and_load(layout)?;
+    let mut r = receipt.unwrap_or_else(|| InstallSource::legacy_tuf(tuf_repository));
     if let Some(s) = edit.source {
         r.source = s;
     }
@@ -513,6 +504,74 @@ pub fn source_set(layout: &HostLayout, edit: &SourceEdit, tuf_repository: &str) 
     r.save(&layout.config_dir)?;
     held.dirs.commit();
     Ok(r)
+}
+
+/// Replaces the receipt of `config_dir` with `new` as a whole (the C ABI's and Go's receipt save),
+/// under the config-dir lock and with the rules every receipt edit keeps: `highest_seen_version`
+/// never goes down (an absent one keeps the stored value), and a pinned public key is neither
+/// swapped nor removed here (rotating it is the explicit `source set --pin-public-key`). Unknown
+/// fields are written as given. `config_dir` must exist. Refused while an interrupted switch
+/// awaits recovery (its journal is present): run an install or update first.
+pub fn receipt_replace(config_dir: &Path, mut new: InstallSource) -> Result<InstallSource> {
+    let _lock = hostlayout::ConfigLock::acquire(config_dir)?;
+    let journal = config_dir.join(transaction::JOURNAL_FILE);
+    if std::fs::symlink_metadata(&journal).is_ok() {
+        return Err(Error::new(
+            ErrorKind::Locked,
+            format!(
+                "{} records an interrupted switch; run `flynnrel update` (or install) to finish or undo it \
+                 before editing the receipt",
+                journal.display()
+            ),
+        ));
+    }
+    let path = crate::installsource::receipt_path(config_dir);
+    if let Some(old) = InstallSource::load(config_dir)? {
+        let old_pin = old.public_key.as_deref().filter(|k| !k.trim().is_empty());
+        let new_pin = new.public_key.as_deref().filter(|k| !k.trim().is_empty());
+        if let Some(pin) = old_pin {
+            let same =
+                new_pin.is_some_and(|k| crate::signature::TrustedKey::parse(k).is_ok_and(|k| k.to_base64() == pin));
+            if !same {
+                return Err(Error::new(
+                    ErrorKind::SignatureInvalid,
+                    format!(
+                        "{} pins public key {pin}; a receipt save cannot change or remove the pin: rotate it \
+                         with `flynnrel source set --pin-public-key NEWKEY`",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        match new.highest_seen_version.as_deref().map(Version::parse) {
+            None => new.highest_seen_version = old.highest_seen_version.clone(),
+            Some(Err(e)) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("highest_seen_version for {}: {}", path.display(), e.message()),
+                ));
+            }
+            Some(Ok(h)) => {
+                if let Some(seen) = old.highest_seen().filter(|s| s.scheme() == h.scheme()) {
+                    if h.compare(&seen)?.is_lt() {
+                        return Err(Error::new(
+                            ErrorKind::DowngradeRefused,
+                            format!(
+                                "refusing to lower highest_seen_version of {} from {seen} to {h}: it only ever \
+                                 grows (anti-rollback)",
+                                path.display()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(k) = new.public_key.as_deref().filter(|k| !k.trim().is_empty()) {
+        new.public_key = Some(crate::signature::TrustedKey::parse(k)?.to_base64().to_string());
+    }
+    new.save(config_dir)?;
+    Ok(new)
 }
 
 /// True when `link` in the bin dir points at `version` (for reports and tests).

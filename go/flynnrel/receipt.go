@@ -149,8 +149,10 @@ func LoadReceiptTUF(configDir, tufRepository string) (r *Receipt, legacy bool, e
 }
 
 // Save writes the receipt to configDir atomically (temp file, fsync, rename, mode 0644), keeping
-// Extra. An invalid receipt (unknown source, bad version) is ErrInvalidArgument and nothing is
-// written. Not safe to call concurrently for the same directory.
+// Extra, under the config-dir lock and with the rules of every receipt edit: an invalid receipt
+// is ErrInvalidArgument, lowering HighestSeenVersion is ErrDowngradeRefused, changing or removing
+// a pinned PublicKey is ErrSignatureInvalid (rotate a pin with `flynnrel source set
+// --pin-public-key`), and ErrLocked while an install or update runs. Nothing is written on error.
 func (r *Receipt) Save(configDir string) error {
 	doc, err := cjson(r)
 	if err != nil {

@@ -136,7 +136,10 @@ pub extern "C" fn flynnrel_receipt_load(
 }
 
 /// Writes `receipt_json` as the receipt of `config_dir`, atomically (unknown fields kept; a
-/// `legacy` field is dropped). Not safe to call concurrently for the same directory.
+/// `legacy` field is dropped), under the config-dir lock and with the rules of every receipt
+/// edit: `highest_seen_version` never goes down (`DOWNGRADE_REFUSED`), a pinned public key is
+/// not changed or removed (`SIGNATURE_INVALID`: rotating the pin is `flynnrel source set
+/// --pin-public-key`), `LOCKED` while another install or update runs. Safe to call concurrently.
 #[unsafe(no_mangle)]
 pub extern "C" fn flynnrel_receipt_save(
     config_dir: *const c_char,
@@ -149,7 +152,7 @@ pub extern "C" fn flynnrel_receipt_save(
         let mut r: InstallSource = serde_json::from_str(text)
             .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("invalid receipt JSON: {e}")))?;
         r.extra.remove("legacy");
-        r.save(&dir)
+        crate::update::receipt_replace(&dir, r).map(|_| ())
     })
 }
 

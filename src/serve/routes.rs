@@ -6,7 +6,6 @@
 //! `x-ratelimit-*` headers (and the `403` once the budget is spent), and `302` redirects from
 //! the API and web hosts to the storage host.
 
-use std::fs::File;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -700,7 +699,7 @@ pub(crate) fn storage(ctx: &Ctx, req: &Request) -> Response {
     let Some(path) = ctx.store.storage_file(&parts) else {
         return storage_not_found();
     };
-    let Ok(file) = File::open(&path) else {
+    let Ok(file) = crate::fsutil::open_regular(&path) else {
         return storage_not_found();
     };
     // Size and mtime from the open handle, so headers and bytes describe the same file even if

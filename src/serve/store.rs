@@ -181,8 +181,8 @@ impl Store {
 
     fn release(&self, repo: &Repo, tag: &str, dir: &Path) -> Result<Release> {
         let meta_path = dir.join(METADATA_FILE);
-        let meta: Metadata = match fs::read(&meta_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+        let meta: Metadata = match crate::fsutil::read_regular(&meta_path, 1 << 20)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 Error::new(
                     ErrorKind::InvalidData,
                     format!(
@@ -193,8 +193,7 @@ impl Store {
                     ),
                 )
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Metadata::default(),
-            Err(e) => return Err(Error::io("read", &meta_path, e)),
+            None => Metadata::default(),
         };
         let time = |field: &str, v: &Option<String>| -> Result<Option<u64>> {
             match v {
@@ -291,7 +290,7 @@ impl Store {
             }
         }
         // Hash outside the lock so one large file does not stall every other request.
-        let mut f = fs::File::open(&asset.path).map_err(|e| Error::io("open", &asset.path, e))?;
+        let mut f = crate::fsutil::open_regular(&asset.path).map_err(|e| Error::io("open", &asset.path, e))?;
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
         loop {

@@ -98,6 +98,11 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
             } else if meta.is_dir() {
                 out.insert(rel.clone(), "dir".into());
                 walk(base, &p, out);
+            } else if !meta.is_file() {
+                // A FIFO or device planted by a test: recorded, never read (reading would block).
+                use std::os::unix::fs::FileTypeExt;
+                let kind = if meta.file_type().is_fifo() { "fifo" } else { "special" };
+                out.insert(rel, kind.into());
             } else {
                 use std::os::unix::fs::PermissionsExt;
                 let data = std::fs::read(&p).unwrap();
@@ -148,11 +153,7 @@ pub fn make_build_tree(dir: &Path, version: &str, layers: &[(&str, Vec<u8>)]) {
     )
     .unwrap();
     // A small stand-in for the helper binary (the debug build of flynnrel is ~80 MB).
-    std::fs::write(
-        dir.join("fake-flynnrel"),
-        b"#!/bin/sh\necho flynnrel stand-in\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join("fake-flynnrel"), b"#!/bin/sh\necho flynnrel stand-in\n").unwrap();
 }
 
 /// Deterministic pseudo-random bytes (incompressible enough to stand in for squashfs).

@@ -355,7 +355,7 @@ fn client_options(g: &Global, out: Out) -> ClientOptions {
     };
     opts.token = ghrelease::token_from_env();
     if out.verbose {
-        opts.log = Some(Arc::new(|line: &str| eprintln!("{line}")));
+        opts.log = Some(Arc::new(|line: &str| eprintln!("{}", flynnrel::error::escape(line))));
     }
     opts
 }
@@ -437,7 +437,7 @@ fn update_cmd(g: &Global, out: Out, opts: &UpdateOptions) -> Result<u8> {
         }
         UpdateOutcome::Tuf { repository, message } => {
             if !out.json {
-                eprintln!("flynnrel: {message}");
+                eprintln!("flynnrel: {}", flynnrel::error::escape(message));
             }
             out.line(&[("status", "tuf".into()), ("repository", repository.clone())]);
             EXIT_TUF
@@ -460,6 +460,15 @@ fn source_cmd(g: &Global, out: Out, action: &SourceAction) -> Result<u8> {
             set_api_url,
             tuf_repository,
         } => {
+            if g.public_key.is_some() && pin_public_key.is_none() && !unpin_public_key {
+                // The global key is what install and update verify with; `source set` changes the
+                // pin only through its own flag, and must not exit 0 having ignored the key.
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "`source set` does not use --public-key (or FLYNN_RELEASE_PUBLIC_KEY); to pin a key pass \
+                     --pin-public-key KEY",
+                ));
+            }
             let edit = flynnrel::update::SourceEdit {
                 source: source.as_deref().map(str::parse).transpose()?,
                 repository: repository.clone(),
@@ -608,7 +617,7 @@ fn package_cmd(out: Out, opts: &flynnrel::package::PackageOptions) -> Result<u8>
     drop(reporter);
     for s in &report.skipped {
         if !out.quiet && !out.json {
-            eprintln!("notice: skipped {s}");
+            eprintln!("notice: skipped {}", flynnrel::error::escape(s));
         }
     }
     for a in &report.assets {
@@ -670,11 +679,12 @@ fn serve_cmd(
     opts.storage_listen = storage_listen;
     let log_file = match request_log {
         Some(p) => Some(std::sync::Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| Error::io("open the request log", p, e))?,
+            std::os::unix::fs::OpenOptionsExt::custom_flags(
+                std::fs::OpenOptions::new().create(true).append(true),
+                libc::O_NOFOLLOW,
+            )
+            .open(p)
+            .map_err(|e| Error::io("open the request log", p, e))?,
         )),
         None => None,
     };
@@ -690,7 +700,7 @@ fn serve_cmd(
             eprintln!(
                 "request listener={:?} method={} url={} status={}",
                 r.listener,
-                r.method,
+                output::kv_value(&r.method),
                 output::kv_value(&r.url),
                 r.status
             );

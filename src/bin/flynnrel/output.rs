@@ -14,9 +14,14 @@ pub struct Out {
     pub verbose: bool,
 }
 
-/// Quotes a value for a `key=value` line when it holds spaces, quotes or is empty.
+/// Quotes a value for a `key=value` line when it holds spaces, quotes, control characters or is
+/// empty. Quoting escapes every control character (`\u{1b}`), so a value from the network (a
+/// release name, a tag) never writes terminal escape sequences or forged lines.
 pub fn kv_value(v: &str) -> String {
-    if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '"' || c == '=') {
+    if v.is_empty()
+        || v.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '=')
+    {
         format!("{v:?}")
     } else {
         v.to_string()

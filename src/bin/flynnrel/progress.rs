@@ -61,7 +61,7 @@ impl Reporter {
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
                         .progress_chars("=> "),
                     );
-                    b.set_message(phase.to_string());
+                    b.set_message(flynnrel::error::escape(phase));
                     self.bar = Some(b);
                 }
                 if let Some(b) = &self.bar {
