@@ -384,6 +384,38 @@ static void test_receipts(void) {
     free(before);
     free(after);
 
+    /* A save is a locked, validated receipt edit: it cannot lower highest_seen_version or swap
+     * the pinned key (both refused, the file unchanged). */
+    temp_dir(dir, sizeof dir, "receipt-policy");
+    CHECK_STATUS(flynnrel_receipt_save(dir,
+                                       "{\"source\":\"github\",\"repository\":\"a/b\",\"version\":\"v1.2.0\","
+                                       "\"installed_at\":\"\",\"highest_seen_version\":\"v1.3.0\","
+                                       "\"public_key\":\"RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3\"}",
+                                       NULL),
+                 FLYNNREL_STATUS_OK, NULL);
+    before = snapshot(dir);
+    err = NULL;
+    CHECK_STATUS(flynnrel_receipt_save(dir,
+                                       "{\"source\":\"github\",\"repository\":\"a/b\",\"version\":\"v1.2.0\","
+                                       "\"installed_at\":\"\",\"highest_seen_version\":\"v1.1.0\","
+                                       "\"public_key\":\"RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3\"}",
+                                       &err),
+                 FLYNNREL_STATUS_DOWNGRADE_REFUSED, err);
+    CHECK(contains(flynnrel_error_message(err), "highest_seen_version"));
+    flynnrel_error_free(err);
+    err = NULL;
+    CHECK_STATUS(flynnrel_receipt_save(dir,
+                                       "{\"source\":\"github\",\"repository\":\"a/b\",\"version\":\"v1.2.0\","
+                                       "\"installed_at\":\"\",\"highest_seen_version\":\"v1.3.0\"}",
+                                       &err),
+                 FLYNNREL_STATUS_SIGNATURE_INVALID, err);
+    CHECK(contains(flynnrel_error_message(err), "--pin-public-key"));
+    flynnrel_error_free(err);
+    after = snapshot(dir);
+    CHECK(before != NULL && after != NULL && strcmp(before, after) == 0);
+    free(before);
+    free(after);
+
     /* Corrupt: INVALID_RECEIPT naming the file, which stays as it was. */
     temp_dir(dir, sizeof dir, "receipt-corrupt");
     snprintf(path, sizeof path, "%s/install-source.json", dir);

@@ -360,7 +360,7 @@ fn a_release_packaged_without_flynn_init_is_refused_at_packaging() {
     let mut o = flynnrel::package::PackageOptions::new("v1.0.0", REPO);
     o.build_dir = build.clone();
     o.out_dir = tmp.path().join("out");
-    o.helper = Some(build.join("fake-flynn-release"));
+    o.helper = Some(build.join("fake-flynnrel"));
     o.helper_platform = Some(("linux".into(), "amd64".into()));
     let err = flynnrel::package::package(&o, &mut flynnrel::fetch::no_progress).unwrap_err();
     expect(&err, ErrorKind::NotFound, &["bin/flynn-init", "required"]);

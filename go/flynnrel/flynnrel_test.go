@@ -237,6 +237,31 @@ func TestCorruptReceiptIsAnErrorAndKept(t *testing.T) {
 	}
 }
 
+func TestSaveCannotLowerHighestSeenOrSwapThePin(t *testing.T) {
+	dir := t.TempDir()
+	const pin = "RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3"
+	r := &flynnrel.Receipt{Source: "github", Repository: "flynn/flynn", Version: "v20240127.0",
+		InstalledAt: "2024-01-27T10:00:00Z", HighestSeenVersion: "v20240201.0", PublicKey: pin}
+	if err := r.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "install-source.json")
+	before, _ := os.ReadFile(path)
+	lower := *r
+	lower.HighestSeenVersion = "v20240101.0"
+	if err := lower.Save(dir); !errors.Is(err, flynnrel.ErrDowngradeRefused) {
+		t.Fatalf("lowering highest_seen_version: %v, want ErrDowngradeRefused", err)
+	}
+	unpinned := *r
+	unpinned.PublicKey = ""
+	if err := unpinned.Save(dir); !errors.Is(err, flynnrel.ErrSignatureInvalid) || !strings.Contains(err.Error(), "--pin-public-key") {
+		t.Fatalf("removing the pin: %v, want ErrSignatureInvalid naming --pin-public-key", err)
+	}
+	if after, _ := os.ReadFile(path); string(after) != string(before) {
+		t.Fatalf("a refused save changed the receipt:\n%s", after)
+	}
+}
+
 func TestSaveRefusesAnInvalidReceipt(t *testing.T) {
 	dir := t.TempDir()
 	r := &flynnrel.Receipt{Source: "ftp", Repository: "flynn/flynn", Version: "v20240127.0", InstalledAt: "2024-01-27T10:00:00Z"}

@@ -21,6 +21,7 @@ export TAG_NO_ENTRY=v2023.12.03.0        # flynn-host-linux-amd64.gz's line remo
 export TAG_NO_HELPER_ENTRY=v2023.12.04.0 # flynnrel-linux-amd64.gz's line removed
 export TAG_NO_CHECKSUMS=v2023.12.05.0    # checksums.sha512 removed
 export TAG_SUBSTRING=v2023.12.06.0       # only a line for xflynnrel-linux-amd64.gz
+export TAG_LEGACY_HELPER=v2023.12.07.0   # made before the rename: flynn-release-linux-amd64.gz
 
 # python3 for JSON: the system one when present (a version manager's shim costs ~0.3 s a call).
 if [[ -x /usr/bin/python3 ]]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
@@ -119,6 +120,12 @@ make_tampered_releases() {
   clone_release "$V1" "$TAG_SUBSTRING"
   d=$(release_dir "$TAG_SUBSTRING")
   sed 's/  flynnrel-linux-amd64\.gz$/  xflynnrel-linux-amd64.gz/' "$d/checksums.sha512" |
+    replace_file "$d/checksums.sha512"
+
+  clone_release "$V1" "$TAG_LEGACY_HELPER"
+  d=$(release_dir "$TAG_LEGACY_HELPER")
+  mv "$d/flynnrel-linux-amd64.gz" "$d/flynn-release-linux-amd64.gz"
+  sed 's/  flynnrel-linux-amd64\.gz$/  flynn-release-linux-amd64.gz/' "$d/checksums.sha512" |
     replace_file "$d/checksums.sha512"
 
   clone_release "$V1" "$V1" "$OTHER_REPO"

@@ -227,6 +227,39 @@ setup() { e2e_setup; }
   assert_nothing_outside
 }
 
+@test "a release made before the rename (helper asset flynn-release-linux-amd64.gz) still installs" {
+  run install_flynn --root "$ROOT" --version "$TAG_LEGACY_HELPER"
+  assert_success_run
+  [[ $output == *"downloading flynn-release-linux-amd64.gz"* ]]
+  [[ $(readlink "$ROOT/usr/local/bin/flynn-host") == "flynn-host.$TAG_LEGACY_HELPER" ]]
+  assert_nothing_outside
+}
+
+@test "loopback rule: plain http is allowed to exactly the URLs of testdata/url-policy.tsv (the core's table)" {
+  # The script's function, as the script defines it, against the table the core is tested on.
+  eval "$(sed -n '/^is_loopback_url() {$/,/^}$/p' "$INSTALLER")"
+  local url verdict got n=0
+  while IFS=$'\t' read -r url verdict; do
+    [[ -z $url || $url == '#'* ]] && continue
+    if is_loopback_url "$url"; then got=allow; else got=deny; fi
+    [[ $got == "$verdict" ]] || { echo "$url: script says $got, table says $verdict" >&2; false; }
+    n=$((n + 1))
+  done <"$REPO/testdata/url-policy.tsv"
+  ((n >= 20))
+}
+
+@test "failure: plain http to a host that only starts with 127. is refused, root unchanged" {
+  new_root_with_marker
+  local before
+  before=$(snapshot "$ROOT")
+  # curl is told https only for such a host, so it refuses before any name lookup.
+  FLYNN_GITHUB_URL="http://127.attacker.example:${FLYNN_GITHUB_URL##*:}" run install_flynn --root "$ROOT" --version "$V1"
+  [[ $status -ne 0 ]]
+  [[ $output == *"refusing http://127.attacker.example"*"only https is allowed"* ]]
+  assert_snapshot_equal "$before" "$(snapshot "$ROOT")"
+  assert_nothing_outside
+}
+
 @test "failure: --version with --channel is refused, root unchanged" {
   new_root_with_marker
   local before
