@@ -61,6 +61,22 @@ impl HostLayout {
         }
     }
 
+    /// Refuses a root folder that exists but is not a directory (a file given as `--root` would
+    /// otherwise surface as a confusing "Not a directory" on some file inside it). A root that does
+    /// not exist yet is fine: installs create it.
+    pub fn check_root(root: &Path) -> Result<()> {
+        match std::fs::metadata(root) {
+            Ok(m) if !m.is_dir() => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "the root {} is not a directory; give --root a directory (it is created if missing)",
+                    root.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// `<bin>/<name>.<ver>`.
     pub fn versioned_binary(&self, name: &str, version: &str) -> PathBuf {
         self.bin_dir.join(format!("{name}.{version}"))

@@ -25,8 +25,10 @@ pub const RECEIPT_FILE: &str = "install-source.json";
 /// memory.
 const MAX_RECEIPT_BYTES: u64 = 1024 * 1024;
 
-/// What to tell the operator about an invalid receipt.
-const RECEIPT_HINT: &str = "fix or remove it, or rewrite it with `flynnrel source set`";
+/// What to tell the operator about an invalid receipt: the repair that `source set` performs (it
+/// keeps the unreadable file beside the new one).
+pub const RECEIPT_HINT: &str = "fix it by hand, or replace it with `flynnrel source set --source github|tuf \
+     --repository REPOSITORY`, which keeps the unreadable file beside the new receipt";
 
 /// The receipt's path: `<config_dir>/install-source.json`. Never fails.
 pub fn receipt_path(config_dir: &Path) -> PathBuf {
@@ -239,7 +241,34 @@ impl InstallSource {
         if self.repository.trim().is_empty() {
             return Err("`repository` is empty".into());
         }
+        // Empty (unknown: a legacy install), `dev`, or a release version; anything else is not a
+        // version and would be reported as if it were one.
+        if !self.version.is_empty() && self.version != "dev" {
+            if let Err(e) = Version::parse(&self.version) {
+                return Err(format!("`version`: {}", e.message()));
+            }
+        }
+        if let Some(h) = self.highest_seen_version.as_deref() {
+            if let Err(e) = Version::parse(h) {
+                return Err(format!("`highest_seen_version`: {}", e.message()));
+            }
+        }
         Ok(())
+    }
+
+    /// An error about the value of `field` of the receipt in `config_dir`: names the file and the
+    /// field, and how to repair it.
+    pub fn field_error(config_dir: &Path, field: &str, e: &Error) -> Error {
+        Error::new(
+            ErrorKind::InvalidReceipt,
+            format!(
+                "the install receipt {} has a bad `{field}`: {}; fix the field, or rewrite it with \
+                 `flynnrel source set --{} VALUE`",
+                receipt_path(config_dir).display(),
+                e.message(),
+                if field == "api_url" { "api-url" } else { field }
+            ),
+        )
     }
 }
 

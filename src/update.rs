@@ -188,6 +188,17 @@ pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>
         let r = l.receipt.take();
         (Some(l), r)
     };
+    if receipt.is_none() && std::fs::symlink_metadata(layout.bin_dir.join("flynn-host")).is_err() {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "nothing is installed here: {} has no install receipt and {} has no flynn-host; install \
+                 Flynn first (`flynnrel install`), or point --root / --bin-dir / --config-dir at the host",
+                layout.config_dir.display(),
+                layout.bin_dir.display()
+            ),
+        ));
+    }
     let effective = receipt
         .clone()
         .unwrap_or_else(|| InstallSource::legacy_tuf(&opts.tuf_repository));
@@ -208,18 +219,27 @@ pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>
     }
     let from_github = effective.source == Source::Github;
     let mut copts = base.clone();
-    if let Some(r) = opts
-        .repository
-        .clone()
-        .or_else(|| from_github.then(|| effective.repository.clone()))
-    {
-        copts.repository = r;
+    // A value taken from the receipt that is not valid is blamed on the receipt's field, not on
+    // a flag the operator never gave.
+    match &opts.repository {
+        Some(r) => copts.repository = r.clone(),
+        None if from_github => {
+            crate::ghrelease::client::validate_repository(&effective.repository)
+                .map_err(|e| InstallSource::field_error(&layout.config_dir, "repository", &e))?;
+            copts.repository = effective.repository.clone();
+        }
+        None => {}
     }
+    let api_from_receipt = opts.api_url.is_none() && from_github && effective.api_url.is_some();
     if let Some(a) = opts
         .api_url
         .clone()
         .or_else(|| if from_github { effective.api_url.clone() } else { None })
     {
+        if api_from_receipt {
+            crate::ghrelease::client::parse_allowed_url(a.trim_end_matches('/'), "API URL")
+                .map_err(|e| InstallSource::field_error(&layout.config_dir, "api_url", &e))?;
+        }
         copts.web_url = web_url_for(&a, &copts.web_url);
         copts.api_url = a;
     }
@@ -460,10 +480,41 @@ pub fn source_show(layout: &HostLayout, tuf_repository: &str) -> Result<(Install
     }
 }
 
+/// What [`source_set`] did.
+#[derive(Debug, Clone)]
+pub struct SourceSetOutcome {
+    /// The receipt written.
+    pub receipt: InstallSource,
+    /// Where an unreadable receipt it replaced was kept, if it replaced one.
+    pub kept_unreadable: Option<std::path::PathBuf>,
+}
+
 /// Edits the receipt under the lock, validating the result; a missing receipt starts from the
-/// legacy TUF value. Returns the receipt written.
-pub fn source_set(layout: &HostLayout, edit: &SourceEdit, tuf_repository: &str) -> Result<InstallSource> {
-    let install::Locked { mut held, receipt, .. } = install::lock_and_load(layout)?;
+/// legacy TUF value. A receipt that cannot be read or parsed is replaced only when the edit names
+/// both the source and the repository (everything a receipt needs): the unreadable file is kept
+/// beside it as `install-source.json.unreadable-<unix time>`, and its pins are gone (re-pin a key
+/// with `public_key`). Otherwise the error says so.
+pub fn source_set(layout: &HostLayout, edit: &SourceEdit, tuf_repository: &str) -> Result<SourceSetOutcome> {
+    let mut held = install::lock(layout)?;
+    transaction::recover(layout)?;
+    let mut kept_unreadable = None;
+    let receipt = match InstallSource::load(&layout.config_dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == ErrorKind::InvalidReceipt && edit.source.is_some() && edit.repository.is_some() => {
+            let path = crate::installsource::receipt_path(&layout.config_dir);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let kept = layout
+                .config_dir
+                .join(format!("{}.unreadable-{now}", crate::installsource::RECEIPT_FILE));
+            std::fs::rename(&path, &kept).map_err(|e| Error::io("keep the unreadable receipt as", &kept, e))?;
+            kept_unreadable = Some(kept);
+            None
+        }
+        Err(e) => return Err(e),
+    };
     let mut r = receipt.unwrap_or_else(|| InstallSource::legacy_tuf(tuf_repository));
     if let Some(s) = edit.source {
         r.source = s;
@@ -501,9 +552,18 @@ pub fn source_set(layout: &HostLayout, edit: &SourceEdit, tuf_repository: &str) 
             })?;
         }
     }
-    r.save(&layout.config_dir)?;
+    if let Err(e) = r.save(&layout.config_dir) {
+        // Put the unreadable file back: a failed repair changes nothing.
+        if let Some(kept) = &kept_unreadable {
+            let _ = std::fs::rename(kept, crate::installsource::receipt_path(&layout.config_dir));
+        }
+        return Err(e);
+    }
     held.dirs.commit();
-    Ok(r)
+    Ok(SourceSetOutcome {
+        receipt: r,
+        kept_unreadable,
+    })
 }
 
 /// Replaces the receipt of `config_dir` with `new` as a whole (the C ABI's and Go's receipt save),

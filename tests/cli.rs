@@ -73,7 +73,10 @@ fn releases_plain_and_json() {
 #[test]
 fn errors_exit_1_with_a_message_and_json_error() {
     let (_tmp, server) = releases_fixture();
-    let (code, out, err) = run(helper().args(["--repo", "not a repo", "releases", "--api-url", &server.api_url()]));
+    // A bad repository from the environment is not a usage error: it is reported as an error.
+    let (code, out, err) = run(helper()
+        .args(["releases", "--api-url", &server.api_url()])
+        .env("FLYNN_GITHUB_REPO", "not a repo"));
     assert_eq!(code, 1);
     assert!(out.is_empty());
     assert!(
@@ -159,4 +162,226 @@ fn serve_reports_its_urls_and_refuses_a_missing_folder() {
     let (code, _, err) = run(helper().args(["serve", missing.to_str().unwrap()]));
     assert_eq!(code, 1);
     assert!(err.contains(missing.to_str().unwrap()), "{err}");
+}
+
+#[test]
+fn syntax_errors_in_arguments_are_usage_errors_exit_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--repo", "not a repo", "releases"], "invalid repository"),
+        (&["releases", "--repo", "a/b/c"], "invalid repository"),
+        (&["install", "--version", "garbage"], "invalid version \"garbage\""),
+        (&["update", "--version", "1.2"], "invalid version"),
+        (&["install", "--channel", "beta"], "beta"),
+        (&["update", "--source", "cvs"], "cvs"),
+        (&["source", "set", "--channel", "weekly"], "weekly"),
+    ];
+    for (args, words) in cases {
+        let (code, out, err) = run(helper().args(*args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}");
+        assert!(err.contains(words), "{args:?}: {words:?} not in {err}");
+    }
+}
+
+#[test]
+fn each_command_lists_its_own_options_then_only_the_shared_ones_it_uses() {
+    let help = |args: &[&str]| run(helper().args(args)).1;
+    let serve = help(&["serve", "--help"]);
+    assert!(
+        serve.contains("--storage-listen") && serve.contains("Output:"),
+        "{serve}"
+    );
+    for absent in ["--bin-dir", "--public-key", "--repo", "--api-url"] {
+        assert!(!serve.contains(absent), "serve --help lists {absent}:\n{serve}");
+    }
+    let package = help(&["package", "--help"]);
+    assert!(
+        package.contains("--repo") && package.contains("--public-key"),
+        "{package}"
+    );
+    assert!(
+        !package.contains("--api-url") && !package.contains("--root"),
+        "{package}"
+    );
+    // Own options come first, the shared ones under their headings after them.
+    let install = help(&["install", "--help"]);
+    let own = install.find("--channel").unwrap();
+    for heading in [
+        "GitHub repository:",
+        "GitHub hosts:",
+        "Host directories:",
+        "Signatures:",
+        "Output:",
+    ] {
+        let at = install
+            .find(heading)
+            .unwrap_or_else(|| panic!("{heading} missing:\n{install}"));
+        assert!(at > own, "{heading} before the command's own options");
+    }
+    // `source set` has one --api-url (what it records); the shared one is not offered there.
+    let set = help(&["source", "set", "--help"]);
+    assert_eq!(set.matches("--api-url").count(), 1, "{set}");
+    assert!(
+        !set.contains("--set-api-url <") && !set.contains("--public-key <"),
+        "{set}"
+    );
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    let (code, bash, err) = run(helper().args(["completions", "bash"]));
+    assert_eq!(code, 0, "{err}");
+    for w in ["_flynnrel()", "install", "--allow-downgrade", "--pin-public-key"] {
+        assert!(bash.contains(w), "{w} not in the bash completion");
+    }
+    let (code, man, err) = run(helper().arg("man"));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH flynnrel"),
+        "{}",
+        &man[..200.min(man.len())]
+    );
+    assert!(man.contains("install") && man.contains("update"));
+}
+
+/// A root with a receipt written by hand (and a flynn-host link, so it counts as installed).
+fn root_with_receipt(text: &str) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("etc/flynn")).unwrap();
+    std::fs::create_dir_all(t.path().join("usr/local/bin")).unwrap();
+    std::fs::write(t.path().join("etc/flynn/install-source.json"), text).unwrap();
+    std::os::unix::fs::symlink("flynn-host.v2024.01.27.9", t.path().join("usr/local/bin/flynn-host")).unwrap();
+    t
+}
+
+#[test]
+fn a_corrupt_receipt_names_a_repair_that_works() {
+    let t = root_with_receipt("{\"source\": \"github\", \"repository\": ");
+    let root = t.path().to_str().unwrap();
+    let before = snapshot(t.path());
+    let (code, _, err) = run(helper().args(["update", "--check", "--root", root]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("install-source.json is not a valid install receipt"),
+        "{err}"
+    );
+    assert_eq!(snapshot(t.path()), before, "a failed check changed the host");
+    // The advice, as the message gives it, with the placeholders filled in.
+    let advice = err.split('`').nth(1).expect("a command in backquotes");
+    assert!(
+        advice.starts_with("flynnrel source set --source github|tuf --repository REPOSITORY"),
+        "{advice}"
+    );
+    let (code, out, err) = run(helper().args([
+        "source",
+        "set",
+        "--source",
+        "github",
+        "--repository",
+        "acme/flynn-fork",
+        "--root",
+        root,
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("kept_unreadable_receipt="), "{out}");
+    let kept: Vec<_> = std::fs::read_dir(t.path().join("etc/flynn"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("install-source.json.unreadable-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "the broken file is kept beside the new receipt");
+    let broken = std::fs::read_to_string(t.path().join("etc/flynn").join(&kept[0])).unwrap();
+    assert_eq!(broken, "{\"source\": \"github\", \"repository\": ");
+    let (code, out, err) = run(helper().args(["source", "show", "--root", root]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("source=github repository=acme/flynn-fork"), "{out}");
+    // Without both --source and --repository it refuses and changes nothing.
+    let t = root_with_receipt("not json");
+    let before = snapshot(t.path());
+    let (code, _, err) = run(helper().args([
+        "source",
+        "set",
+        "--channel",
+        "nightly",
+        "--root",
+        t.path().to_str().unwrap(),
+    ]));
+    assert_eq!(code, 1);
+    assert!(err.contains("not a valid install receipt"), "{err}");
+    assert_eq!(snapshot(t.path()), before);
+}
+
+#[test]
+fn a_bad_value_from_the_receipt_is_blamed_on_the_receipt_field() {
+    let t = root_with_receipt(
+        r#"{"source":"github","repository":"not a repo","version":"v2024.01.27.9","installed_at":""}"#,
+    );
+    let (code, _, err) = run(helper().args(["update", "--check", "--root", t.path().to_str().unwrap()]));
+    assert_eq!(code, 1);
+    assert!(err.contains("install-source.json has a bad `repository`"), "{err}");
+    assert!(
+        !err.contains("--repo or FLYNN_GITHUB_REPO") || err.contains("source set --repository"),
+        "{err}"
+    );
+    let t = root_with_receipt(
+        r#"{"source":"github","repository":"a/b","version":"v2024.01.27.9","installed_at":"","api_url":"http://example.com"}"#,
+    );
+    let (code, _, err) = run(helper().args(["update", "--check", "--root", t.path().to_str().unwrap()]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("has a bad `api_url`") && err.contains("source set --api-url"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_receipt_version_that_is_not_a_version_is_rejected() {
+    let t = root_with_receipt(r#"{"source":"github","repository":"a/b","version":"garbage","installed_at":""}"#);
+    let (code, out, err) = run(helper().args(["update", "--check", "--root", t.path().to_str().unwrap()]));
+    assert_eq!(code, 1);
+    assert!(!out.contains("current=garbage"), "{out}");
+    assert!(
+        err.contains("`version`") && err.contains("invalid version \"garbage\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_root_that_is_a_file_is_named_as_such() {
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("root-file");
+    std::fs::write(&f, b"x").unwrap();
+    for args in [
+        &["update", "--check"][..],
+        &["source", "show"],
+        &["install", "--version", "v1.0.0"],
+    ] {
+        let (code, _, err) = run(helper().args(args).args(["--root", f.to_str().unwrap()]));
+        assert_eq!(code, 1, "{args:?}");
+        assert!(
+            err.contains("is not a directory; give --root a directory"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("install-source.json"), "{err}");
+    }
+    assert_eq!(std::fs::read(&f).unwrap(), b"x");
+}
+
+#[test]
+fn a_root_with_nothing_installed_says_so() {
+    let t = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(helper().args(["update", "--check", "--root", t.path().to_str().unwrap()]));
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("nothing is installed here"), "{err}");
+    assert!(!out.contains("status=tuf"), "{out}");
+    assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_missing_repository_is_reported_as_such() {
+    let (_tmp, server) = releases_fixture();
+    let (code, _, err) = run(helper().args(["releases", "--repo", "nobody/missing", "--api-url", &server.api_url()]));
+    assert_eq!(code, 1);
+    assert!(err.contains("repository nobody/missing not found"), "{err}");
+    assert!(!err.contains("check the version"), "{err}");
 }

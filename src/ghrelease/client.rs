@@ -324,7 +324,7 @@ impl Client {
                     format!("pagination loop at {url}: the server's Link header points back to a page already read"),
                 ));
             }
-            let (body, headers) = self.get_raw(&url, "the release list")?;
+            let (body, headers) = self.get_raw(&url, RELEASE_LIST)?;
             let page: Vec<Release> = parse_json(&body, &url)?;
             all.extend(page.into_iter().filter(|r| !r.draft));
             let next = headers
@@ -670,13 +670,20 @@ fn classify_failure(resp: Response, url: &Url, what: &str, repo: &str) -> Transi
     }
     let detail = message.map(|m| format!(": {m}")).unwrap_or_default();
     if status == StatusCode::NOT_FOUND {
-        return Transient::fatal(Error::new(
-            ErrorKind::NotFound,
+        // GitHub answers an existing repository's release list with `[]`, never 404: a 404 there
+        // means the repository itself does not exist (or is private and needs a token).
+        let message = if what == RELEASE_LIST {
             format!(
-                "{what} not found in {repo} ({url} answered 404{detail}); check the version and --repo \
-                 (private repositories need a token)"
-            ),
-        ));
+                "repository {repo} not found ({url} answered 404{detail}); check the repository name \
+                 (--repo, FLYNN_GITHUB_REPO or the receipt's `repository`); a private repository needs a token"
+            )
+        } else {
+            format!(
+                "{what} not found in {repo} ({url} answered 404{detail}); check the version, and the \
+                 repository name (--repo or the receipt's `repository`); private repositories need a token"
+            )
+        };
+        return Transient::fatal(Error::new(ErrorKind::NotFound, message));
     }
     if status == StatusCode::UNAUTHORIZED {
         return Transient::fatal(Error::new(
@@ -689,6 +696,9 @@ fn classify_failure(resp: Response, url: &Url, what: &str, repo: &str) -> Transi
         format!("unexpected HTTP {} for {what} at {url}{detail}", status.as_u16()),
     ))
 }
+
+/// What the release-list request is called in errors (a 404 for it names the repository).
+const RELEASE_LIST: &str = "the release list";
 
 /// GitHub's `{"message": …}` from an error body, if there is one (read with a small cap).
 fn github_message(resp: Response) -> Option<String> {

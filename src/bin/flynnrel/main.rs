@@ -29,7 +29,9 @@ const EXIT_ERROR: u8 = 1;
 #[command(
     name = "flynnrel",
     version,
-    about = "Package, publish, install and update Flynn from GitHub Releases"
+    about = "Package, publish, install and update Flynn from GitHub Releases",
+    after_help = "Each command's --help lists its own options first, then the shared ones it uses. \
+                  Shared options may also be given before the command."
 )]
 struct Cli {
     #[command(flatten)]
@@ -38,42 +40,160 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Args, Debug, Clone)]
+/// Every shared option, as given before the command (`flynnrel --repo R install …`). Each command
+/// also takes the groups it uses after its name; a value given there wins.
+#[derive(Args, Debug, Clone, Default)]
 struct Global {
-    /// GitHub repository OWNER/NAME [default: flynn/flynn; for update: the receipt's].
-    #[arg(long, global = true, env = "FLYNN_GITHUB_REPO")]
+    #[command(flatten)]
+    repo: RepoArg,
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(flatten)]
+    dirs: DirArgs,
+    #[command(flatten)]
+    key: KeyArg,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// Validates OWNER/NAME with the core's rule, so a bad value is a usage error (exit 2).
+fn repo_value(s: &str) -> std::result::Result<String, String> {
+    ghrelease::client::validate_repository(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.message().to_string())
+}
+
+/// Validates a version with the core's parser (usage error, exit 2).
+fn version_value(s: &str) -> std::result::Result<String, String> {
+    flynnrel::version::Version::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.message().to_string())
+}
+
+/// Validates a channel name with the core's parser (usage error, exit 2).
+fn channel_value(s: &str) -> std::result::Result<Channel, String> {
+    s.parse::<Channel>().map_err(|e| e.message().to_string())
+}
+
+/// Validates an install source name with the core's parser (usage error, exit 2).
+fn source_value(s: &str) -> std::result::Result<flynnrel::installsource::Source, String> {
+    s.parse().map_err(|e: Error| e.message().to_string())
+}
+
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "GitHub repository")]
+struct RepoArg {
+    /// GitHub repository OWNER/NAME [env: FLYNN_GITHUB_REPO] [default: flynn/flynn; for update: the
+    /// receipt's].
+    #[arg(long, value_parser = repo_value)]
     repo: Option<String>,
-    /// GitHub API base (GitHub Enterprise: https://HOST/api/v3) [default: https://api.github.com;
-    /// for update: the receipt's].
-    #[arg(long, global = true, env = "FLYNN_GITHUB_API_URL")]
+}
+
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "GitHub hosts")]
+struct ApiArgs {
+    /// GitHub API base (GitHub Enterprise: https://HOST/api/v3) [env: FLYNN_GITHUB_API_URL]
+    /// [default: https://api.github.com; for update: the receipt's].
+    #[arg(long)]
     api_url: Option<String>,
-    /// GitHub web base [default: https://github.com].
-    #[arg(long, global = true, env = "FLYNN_GITHUB_URL")]
+    /// GitHub web base [env: FLYNN_GITHUB_URL] [default: https://github.com].
+    #[arg(long)]
     web_url: Option<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Host directories")]
+struct DirArgs {
     /// Install everything under this folder (tests, image builds).
-    #[arg(long, global = true)]
+    #[arg(long)]
     root: Option<PathBuf>,
     /// Binary directory (default /usr/local/bin).
-    #[arg(long, global = true)]
+    #[arg(long)]
     bin_dir: Option<PathBuf>,
     /// Configuration directory (default /etc/flynn).
-    #[arg(long, global = true)]
+    #[arg(long)]
     config_dir: Option<PathBuf>,
     /// Layer cache directory (default /var/lib/flynn/layer-cache).
-    #[arg(long, global = true)]
+    #[arg(long)]
     layer_dir: Option<PathBuf>,
-    /// minisign public key (base64 or a key file path) that releases must be signed with.
-    #[arg(long, global = true, env = "FLYNN_RELEASE_PUBLIC_KEY")]
+}
+
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Signatures")]
+struct KeyArg {
+    /// minisign public key (base64 or a key file path) that releases must be signed with
+    /// [env: FLYNN_RELEASE_PUBLIC_KEY].
+    #[arg(long)]
     public_key: Option<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Output")]
+struct OutputArgs {
     /// Print one JSON document on stdout.
-    #[arg(long, global = true)]
+    #[arg(long)]
     json: bool,
     /// Print nothing but errors.
-    #[arg(short, long, global = true)]
+    #[arg(short, long)]
     quiet: bool,
-    /// Print diagnostics (HTTP requests, retries) on stderr.
-    #[arg(short, long, global = true)]
+    /// More detail: per-asset progress, every file written, HTTP requests and retries.
+    #[arg(short, long)]
     verbose: bool,
+}
+
+impl Global {
+    /// The options in force: what was given after the command wins over what was given before
+    /// it, which wins over the environment.
+    fn with(
+        &self,
+        repo: Option<&RepoArg>,
+        api: Option<&ApiArgs>,
+        dirs: Option<&DirArgs>,
+        key: Option<&KeyArg>,
+        output: &OutputArgs,
+    ) -> Global {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let pick = |a: &Option<String>, b: &Option<String>| a.clone().or_else(|| b.clone());
+        let pick_env = |a: &Option<String>, b: &Option<String>, name: &str| pick(a, b).or_else(|| env(name));
+        let pickp = |a: &Option<PathBuf>, b: &Option<PathBuf>| a.clone().or_else(|| b.clone());
+        let (r, a, d, k) = (
+            repo.cloned().unwrap_or_default(),
+            api.cloned().unwrap_or_default(),
+            dirs.cloned().unwrap_or_default(),
+            key.cloned().unwrap_or_default(),
+        );
+        Global {
+            repo: RepoArg {
+                repo: pick_env(&r.repo, &self.repo.repo, "FLYNN_GITHUB_REPO"),
+            },
+            api: ApiArgs {
+                api_url: pick_env(&a.api_url, &self.api.api_url, "FLYNN_GITHUB_API_URL"),
+                web_url: pick_env(&a.web_url, &self.api.web_url, "FLYNN_GITHUB_URL"),
+            },
+            dirs: DirArgs {
+                root: pickp(&d.root, &self.dirs.root),
+                bin_dir: pickp(&d.bin_dir, &self.dirs.bin_dir),
+                config_dir: pickp(&d.config_dir, &self.dirs.config_dir),
+                layer_dir: pickp(&d.layer_dir, &self.dirs.layer_dir),
+            },
+            key: KeyArg {
+                public_key: pick_env(&k.public_key, &self.key.public_key, "FLYNN_RELEASE_PUBLIC_KEY"),
+            },
+            output: OutputArgs {
+                json: output.json || self.output.json,
+                quiet: output.quiet || self.output.quiet,
+                verbose: output.verbose || self.output.verbose,
+            },
+        }
+    }
+
+    fn out(&self) -> Out {
+        Out {
+            json: self.output.json,
+            quiet: self.output.quiet,
+            verbose: self.output.verbose,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -83,30 +203,39 @@ enum SourceAction {
         /// The TUF repository of a legacy install without a receipt.
         #[arg(long, default_value = flynnrel::update::DEFAULT_TUF_REPOSITORY)]
         tuf_repository: String,
+        #[command(flatten)]
+        dirs: DirArgs,
+        #[command(flatten)]
+        output: OutputArgs,
     },
-    /// Change the receipt.
+    /// Change the receipt. Given --source and --repository, it also replaces a receipt that cannot
+    /// be read (the unreadable file is kept beside it).
     Set {
         /// github or tuf.
-        #[arg(long)]
-        source: Option<String>,
+        #[arg(long, value_parser = source_value)]
+        source: Option<flynnrel::installsource::Source>,
         /// OWNER/NAME for github, the TUF repository URL for tuf.
         #[arg(long)]
         repository: Option<String>,
         /// stable or nightly.
-        #[arg(long)]
-        channel: Option<String>,
+        #[arg(long, value_parser = channel_value)]
+        channel: Option<Channel>,
         /// Pin this minisign public key (key rotation).
         #[arg(long, conflicts_with = "unpin_public_key")]
         pin_public_key: Option<String>,
         /// Remove the pinned public key.
         #[arg(long)]
         unpin_public_key: bool,
-        /// Record this API base.
-        #[arg(long)]
-        set_api_url: Option<String>,
+        /// Record this GitHub API base in the receipt (formerly --set-api-url).
+        #[arg(long = "api-url", alias = "set-api-url", value_name = "URL")]
+        record_api_url: Option<String>,
         /// The TUF repository of a legacy install without a receipt.
         #[arg(long, default_value = flynnrel::update::DEFAULT_TUF_REPOSITORY)]
         tuf_repository: String,
+        #[command(flatten)]
+        dirs: DirArgs,
+        #[command(flatten)]
+        output: OutputArgs,
     },
 }
 
@@ -120,17 +249,37 @@ enum Command {
     /// Download, verify and lay out a release, and write the install receipt.
     Install {
         /// The version (tag) to install.
-        #[arg(long, conflicts_with = "channel")]
+        #[arg(long, conflicts_with = "channel", value_parser = version_value)]
         version: Option<String>,
         /// The channel whose newest release to install (default stable).
-        #[arg(long)]
-        channel: Option<String>,
+        #[arg(long, value_parser = channel_value)]
+        channel: Option<Channel>,
+        #[command(flatten)]
+        repo: RepoArg,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        dirs: DirArgs,
+        #[command(flatten)]
+        key: KeyArg,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Download, verify and lay out a release's components (no receipt).
     Download {
         /// The version (tag) to download.
-        #[arg(long)]
+        #[arg(long, value_parser = version_value)]
         version: String,
+        #[command(flatten)]
+        repo: RepoArg,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        dirs: DirArgs,
+        #[command(flatten)]
+        key: KeyArg,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Check for or apply an update from the source this host was installed from.
     Update {
@@ -141,12 +290,12 @@ enum Command {
         #[arg(long)]
         force: bool,
         /// Install exactly this version.
-        #[arg(long)]
+        #[arg(long, value_parser = version_value)]
         version: Option<String>,
         /// Override the receipt's source (github or tuf).
-        #[arg(long)]
-        source: Option<String>,
-        /// With --version, allow installing a lower version.
+        #[arg(long, value_parser = source_value)]
+        source: Option<flynnrel::installsource::Source>,
+        /// With --version, allow installing a lower version or another version scheme.
         #[arg(long)]
         allow_downgrade: bool,
         /// The TUF repository of a legacy install without a receipt.
@@ -155,9 +304,24 @@ enum Command {
         /// Seconds `flynn-host.<ver> version` may take before the switch is rolled back.
         #[arg(long, default_value_t = 30)]
         smoke_timeout: u64,
+        #[command(flatten)]
+        repo: RepoArg,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        dirs: DirArgs,
+        #[command(flatten)]
+        key: KeyArg,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Switch back to the version before the last update.
-    Rollback,
+    Rollback {
+        #[command(flatten)]
+        dirs: DirArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Read or edit the install receipt.
     Source {
         #[command(subcommand)]
@@ -166,13 +330,19 @@ enum Command {
     /// List releases.
     Releases {
         /// Only releases of this channel (stable or nightly), and show which one it selects.
-        #[arg(long)]
-        channel: Option<String>,
+        #[arg(long, value_parser = channel_value)]
+        channel: Option<Channel>,
+        #[command(flatten)]
+        repo: RepoArg,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Package Flynn's build tree as the assets of one GitHub release.
     Package {
         /// The version (= tag) of the release, e.g. v20240127.0.
-        #[arg(long)]
+        #[arg(long, value_parser = version_value)]
         version: String,
         /// Flynn's build tree.
         #[arg(long, default_value = "build")]
@@ -196,6 +366,12 @@ enum Command {
         /// Compression level, 1-12.
         #[arg(long, default_value_t = flynnrel::gz::DEFAULT_LEVEL)]
         level: i32,
+        #[command(flatten)]
+        repo: RepoArg,
+        #[command(flatten)]
+        key: KeyArg,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Check a release folder: every asset listed and matching, nothing extra, signature valid
     /// when a public key is given.
@@ -203,8 +379,14 @@ enum Command {
         /// The release folder.
         dir: PathBuf,
         /// The version the signature must name (required with --public-key).
-        #[arg(long)]
+        #[arg(long, value_parser = version_value)]
         version: Option<String>,
+        #[command(flatten)]
+        repo: RepoArg,
+        #[command(flatten)]
+        key: KeyArg,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Serve a folder of releases (DIR/OWNER/REPO/TAG/ASSETS) as a GitHub-compatible API.
     Serve {
@@ -225,26 +407,77 @@ enum Command {
         /// Append every request as a JSON line to this file.
         #[arg(long)]
         request_log: Option<PathBuf>,
+        #[command(flatten)]
+        output: OutputArgs,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout.
+    Man,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let out = Out {
-        json: cli.global.json,
-        quiet: cli.global.quiet,
-        verbose: cli.global.verbose,
-    };
-    match run(&cli, out) {
+    // A public key given before `source set` (which takes none: FLYNN_RELEASE_PUBLIC_KEY is not
+    // counted) would be ignored: it is refused instead.
+    let key_on_command_line = cli.global.key.public_key.is_some();
+    let out = cli.global.out();
+    match run(&cli, key_on_command_line) {
         Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            out.error(&e);
+        Err((e, out2)) => {
+            out2.unwrap_or(out).error(&e);
             ExitCode::from(EXIT_ERROR)
         }
     }
 }
 
-fn run(cli: &Cli, out: Out) -> Result<u8> {
+fn run(cli: &Cli, key_on_command_line: bool) -> std::result::Result<u8, (Error, Option<Out>)> {
+    let top = &cli.global;
+    let none = OutputArgs::default();
+    let g = match &cli.command {
+        Command::Install {
+            repo,
+            api,
+            dirs,
+            key,
+            output,
+            ..
+        }
+        | Command::Download {
+            repo,
+            api,
+            dirs,
+            key,
+            output,
+            ..
+        }
+        | Command::Update {
+            repo,
+            api,
+            dirs,
+            key,
+            output,
+            ..
+        } => top.with(Some(repo), Some(api), Some(dirs), Some(key), output),
+        Command::Rollback { dirs, output }
+        | Command::Source {
+            action: SourceAction::Show { dirs, output, .. } | SourceAction::Set { dirs, output, .. },
+        } => top.with(None, None, Some(dirs), None, output),
+        Command::Releases { repo, api, output, .. } => top.with(Some(repo), Some(api), None, None, output),
+        Command::Package { repo, key, output, .. } | Command::Verify { repo, key, output, .. } => {
+            top.with(Some(repo), None, None, Some(key), output)
+        }
+        Command::Serve { output, .. } => top.with(None, None, None, None, output),
+        Command::Completions { .. } | Command::Man => top.with(None, None, None, None, &none),
+    };
+    let out = g.out();
+    run_with(cli, &g, out, key_on_command_line).map_err(|e| (e, Some(out)))
+}
+
+fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Result<u8> {
     match &cli.command {
         Command::Package {
             version,
@@ -255,14 +488,15 @@ fn run(cli: &Cli, out: Out) -> Result<u8> {
             helper_platform,
             threads,
             level,
+            ..
         } => {
-            let repo = cli.global.repo.clone().unwrap_or_else(|| DEFAULT_REPO.to_string());
+            let repo = g.repo.repo.clone().unwrap_or_else(|| DEFAULT_REPO.to_string());
             let mut opts = flynnrel::package::PackageOptions::new(version.clone(), repo);
             opts.build_dir = build_dir.clone();
             opts.out_dir = out_dir.clone();
             opts.sign_key = sign_key.clone();
             opts.sign_password = std::env::var(flynnrel::signature::SIGN_PASSWORD_ENV).ok();
-            opts.public_key = cli.global.public_key.clone();
+            opts.public_key = g.key.public_key.clone();
             opts.helper = helper.clone();
             opts.helper_platform = match helper_platform {
                 Some(p) => {
@@ -280,14 +514,14 @@ fn run(cli: &Cli, out: Out) -> Result<u8> {
             opts.level = *level;
             package_cmd(out, &opts)
         }
-        Command::Install { version, channel } => {
+        Command::Install { version, channel, .. } => {
             let target = match (version, channel) {
                 (Some(v), _) => Target::Version(v.clone()),
-                (None, c) => Target::Channel(c.as_deref().unwrap_or("stable").parse()?),
+                (None, c) => Target::Channel(c.unwrap_or(Channel::Stable)),
             };
-            install_cmd(&cli.global, out, target, true)
+            install_cmd(g, out, target, true)
         }
-        Command::Download { version } => install_cmd(&cli.global, out, Target::Version(version.clone()), false),
+        Command::Download { version, .. } => install_cmd(g, out, Target::Version(version.clone()), false),
         Command::Update {
             check,
             force,
@@ -296,35 +530,32 @@ fn run(cli: &Cli, out: Out) -> Result<u8> {
             allow_downgrade,
             tuf_repository,
             smoke_timeout,
+            ..
         } => {
-            let mut opts = UpdateOptions::new(layout(&cli.global));
+            let mut opts = UpdateOptions::new(layout(g)?);
             opts.check = *check;
             opts.force = *force;
             opts.version = version.clone();
-            opts.source = source.as_deref().map(str::parse).transpose()?;
+            opts.source = *source;
             opts.allow_downgrade = *allow_downgrade;
-            opts.public_key = cli.global.public_key.clone();
-            opts.repository = cli.global.repo.clone();
-            opts.api_url = cli.global.api_url.clone();
+            opts.public_key = g.key.public_key.clone();
+            opts.repository = g.repo.repo.clone();
+            opts.api_url = g.api.api_url.clone();
             opts.tuf_repository = tuf_repository.clone();
             opts.smoke_timeout = std::time::Duration::from_secs(*smoke_timeout);
             opts.failpoint = failpoint_from_env();
             opts.report_sha512 = out.json;
-            update_cmd(&cli.global, out, &opts)
+            update_cmd(g, out, &opts)
         }
-        Command::Rollback => {
-            let r = flynnrel::update::rollback(
-                &layout(&cli.global),
-                std::time::Duration::from_secs(30),
-                failpoint_from_env(),
-            )?;
+        Command::Rollback { .. } => {
+            let r = flynnrel::update::rollback(&layout(g)?, std::time::Duration::from_secs(30), failpoint_from_env())?;
             out.line(&[("rolled_back_from", r.from.clone()), ("to", r.to.clone())]);
             out.json(&serde_json::to_value(&r).map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?);
             Ok(0)
         }
-        Command::Source { action } => source_cmd(&cli.global, out, action),
-        Command::Verify { dir, version } => verify_cmd(&cli.global, out, dir, version.as_deref()),
-        Command::Releases { channel } => releases(&cli.global, out, channel.as_deref()),
+        Command::Source { action } => source_cmd(g, out, action, key_on_command_line),
+        Command::Verify { dir, version, .. } => verify_cmd(g, out, dir, version.as_deref()),
+        Command::Releases { channel, .. } => releases(g, out, *channel),
         Command::Serve {
             dir,
             listen,
@@ -332,6 +563,7 @@ fn run(cli: &Cli, out: Out) -> Result<u8> {
             storage_listen,
             ready_file,
             request_log,
+            ..
         } => serve_cmd(
             out,
             dir,
@@ -341,15 +573,32 @@ fn run(cli: &Cli, out: Out) -> Result<u8> {
             ready_file.as_deref(),
             request_log.as_deref(),
         ),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "flynnrel", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut buf)
+                .map_err(|e| Error::new(ErrorKind::Io, format!("cannot render the manual page: {e}")))?;
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&buf)
+                .map_err(|e| Error::new(ErrorKind::Io, format!("cannot write the manual page: {e}")))?;
+            Ok(0)
+        }
     }
 }
 
 fn client_options(g: &Global, out: Out) -> ClientOptions {
-    let mut opts = ClientOptions::new(g.repo.clone().unwrap_or_else(|| DEFAULT_REPO.to_string()));
-    if let Some(a) = &g.api_url {
+    let mut opts = ClientOptions::new(g.repo.repo.clone().unwrap_or_else(|| DEFAULT_REPO.to_string()));
+    if let Some(a) = &g.api.api_url {
         opts.api_url = a.clone();
     }
-    opts.web_url = match &g.web_url {
+    opts.web_url = match &g.api.web_url {
         Some(w) => w.clone(),
         None => flynnrel::update::web_url_for(&opts.api_url, ghrelease::client::DEFAULT_WEB_URL),
     };
@@ -418,8 +667,10 @@ fn update_cmd(g: &Global, out: Out, opts: &UpdateOptions) -> Result<u8> {
             if *recovered != flynnrel::transaction::Recovery::Clean {
                 out.line(&[("recovered", format!("{recovered:?}"))]);
             }
-            for f in files {
-                out.line(&[("file", f.path.display().to_string())]);
+            if out.verbose {
+                for f in files {
+                    out.line(&[("file", f.path.display().to_string())]);
+                }
             }
             for l in skipped_layers {
                 out.line(&[("skipped_layer", l.clone())]);
@@ -447,40 +698,44 @@ fn update_cmd(g: &Global, out: Out, opts: &UpdateOptions) -> Result<u8> {
     Ok(code)
 }
 
-fn source_cmd(g: &Global, out: Out, action: &SourceAction) -> Result<u8> {
-    let layout = layout(g);
+fn source_cmd(g: &Global, out: Out, action: &SourceAction, key_on_command_line: bool) -> Result<u8> {
+    let layout = layout(g)?;
     let (receipt, legacy) = match action {
-        SourceAction::Show { tuf_repository } => flynnrel::update::source_show(&layout, tuf_repository)?,
+        SourceAction::Show { tuf_repository, .. } => flynnrel::update::source_show(&layout, tuf_repository)?,
         SourceAction::Set {
             source,
             repository,
             channel,
             pin_public_key,
             unpin_public_key,
-            set_api_url,
+            record_api_url,
             tuf_repository,
+            ..
         } => {
-            if g.public_key.is_some() && pin_public_key.is_none() && !unpin_public_key {
-                // The global key is what install and update verify with; `source set` changes the
+            if key_on_command_line && pin_public_key.is_none() && !unpin_public_key {
+                // The shared key is what install and update verify with; `source set` changes the
                 // pin only through its own flag, and must not exit 0 having ignored the key.
                 return Err(Error::new(
                     ErrorKind::InvalidArgument,
-                    "`source set` does not use --public-key (or FLYNN_RELEASE_PUBLIC_KEY); to pin a key pass \
-                     --pin-public-key KEY",
+                    "`source set` does not use --public-key; to pin a key pass --pin-public-key KEY",
                 ));
             }
             let edit = flynnrel::update::SourceEdit {
-                source: source.as_deref().map(str::parse).transpose()?,
+                source: *source,
                 repository: repository.clone(),
-                channel: channel.as_deref().map(str::parse).transpose()?,
+                channel: *channel,
                 public_key: if *unpin_public_key {
                     Some(String::new())
                 } else {
                     pin_public_key.clone()
                 },
-                api_url: set_api_url.clone(),
+                api_url: record_api_url.clone(),
             };
-            (flynnrel::update::source_set(&layout, &edit, tuf_repository)?, false)
+            let done = flynnrel::update::source_set(&layout, &edit, tuf_repository)?;
+            if let Some(kept) = &done.kept_unreadable {
+                out.line(&[("kept_unreadable_receipt", kept.display().to_string())]);
+            }
+            (done.receipt, false)
         }
     };
     out.line(&[
@@ -499,10 +754,9 @@ fn source_cmd(g: &Global, out: Out, action: &SourceAction) -> Result<u8> {
     Ok(0)
 }
 
-fn releases(g: &Global, out: Out, channel: Option<&str>) -> Result<u8> {
+fn releases(g: &Global, out: Out, channel: Option<Channel>) -> Result<u8> {
     let client = client(g, out)?;
     let all = client.releases()?;
-    let channel: Option<Channel> = channel.map(str::parse).transpose()?;
     let shown: Vec<&ghrelease::Release> = all
         .iter()
         .filter(|r| channel.is_none_or(|c| ghrelease::channel::in_channel(r, c).is_some()))
@@ -543,19 +797,23 @@ fn releases(g: &Global, out: Out, channel: Option<&str>) -> Result<u8> {
     Ok(0)
 }
 
-fn layout(g: &Global) -> HostLayout {
-    HostLayout::new(
-        g.root.as_deref(),
-        g.bin_dir.as_deref(),
-        g.config_dir.as_deref(),
-        g.layer_dir.as_deref(),
-    )
+fn layout(g: &Global) -> Result<HostLayout> {
+    let d = &g.dirs;
+    if let Some(root) = &d.root {
+        HostLayout::check_root(root)?;
+    }
+    Ok(HostLayout::new(
+        d.root.as_deref(),
+        d.bin_dir.as_deref(),
+        d.config_dir.as_deref(),
+        d.layer_dir.as_deref(),
+    ))
 }
 
 fn install_cmd(g: &Global, out: Out, target: Target, receipt: bool) -> Result<u8> {
     let client = client(g, out)?;
-    let mut opts = InstallOptions::new(layout(g), target);
-    opts.public_key = g.public_key.clone();
+    let mut opts = InstallOptions::new(layout(g)?, target);
+    opts.public_key = g.key.public_key.clone();
     // File hashes are shown only in the --json document; computing them costs a third of the CPU.
     opts.report_sha512 = out.json;
     let mut reporter = progress::Reporter::new(out);
@@ -566,8 +824,11 @@ fn install_cmd(g: &Global, out: Out, target: Target, receipt: bool) -> Result<u8
         flynnrel::install::download(&client, &opts, &mut cb)?
     };
     drop(reporter);
-    for f in &report.files {
-        out.line(&[("file", f.path.display().to_string())]);
+    // The list of files written is detail: -v (or the --json document) shows it.
+    if out.verbose {
+        for f in &report.files {
+            out.line(&[("file", f.path.display().to_string())]);
+        }
     }
     for l in &report.skipped_layers {
         out.line(&[
@@ -641,11 +902,12 @@ fn package_cmd(out: Out, opts: &flynnrel::package::PackageOptions) -> Result<u8>
 
 fn verify_cmd(g: &Global, out: Out, dir: &std::path::Path, version: Option<&str>) -> Result<u8> {
     let key = g
+        .key
         .public_key
         .as_deref()
         .map(flynnrel::signature::TrustedKey::parse)
         .transpose()?;
-    let repo = g.repo.clone().unwrap_or_else(|| DEFAULT_REPO.to_string());
+    let repo = g.repo.repo.clone().unwrap_or_else(|| DEFAULT_REPO.to_string());
     let report = flynnrel::package::verify_dir(dir, key.as_ref(), Some(&repo), version)?;
     out.line(&[
         ("verified", report.dir.display().to_string()),

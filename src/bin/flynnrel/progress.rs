@@ -1,10 +1,11 @@
-//! Progress display: a bar per phase on a terminal, sparse `key=value` lines otherwise, nothing
-//! with `--quiet` or `--json`. The core reports `(phase, done, total)`; this only draws it.
+//! Progress display: one bar for the whole run on a terminal (bytes and assets; a bar per asset
+//! too with `-v`), a few `key=value` lines otherwise, nothing with `--quiet` or `--json`. The core
+//! reports `(phase, done, total)` from its download threads, interleaved; this only draws it.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::output::{Out, kv_value};
 
@@ -14,13 +15,43 @@ enum Mode {
     Silent,
 }
 
+/// One phase the core reported (an asset's download, layer extraction, a packaging step). A
+/// phase whose `done` goes back down started a new item (the next layer): what the previous one
+/// reached is kept in `carried`.
+struct Phase {
+    name: String,
+    done: u64,
+    total: u64,
+    carried: u64,
+    bar: Option<ProgressBar>,
+}
+
+impl Phase {
+    fn done(&self) -> u64 {
+        self.carried + self.done
+    }
+    fn total(&self) -> u64 {
+        self.carried + self.total.max(self.done)
+    }
+    fn finished(&self) -> bool {
+        self.total > 0 && self.done >= self.total
+    }
+}
+
 /// Draws progress for one command.
 pub struct Reporter {
     mode: Mode,
-    phase: String,
-    bar: Option<ProgressBar>,
-    last_line: Instant,
-    finished_shown: bool,
+    verbose: bool,
+    phases: Vec<Phase>,
+    multi: Option<MultiProgress>,
+    overall: Option<ProgressBar>,
+    last_line: Option<Instant>,
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
 }
 
 impl Reporter {
@@ -35,64 +66,131 @@ impl Reporter {
         };
         Reporter {
             mode,
-            phase: String::new(),
-            bar: None,
-            last_line: Instant::now(),
-            finished_shown: false,
+            verbose: out.verbose,
+            phases: Vec::new(),
+            multi: None,
+            overall: None,
+            last_line: None,
         }
+    }
+
+    fn totals(&self) -> (u64, u64, usize, usize) {
+        let done = self.phases.iter().map(Phase::done).sum();
+        let total = self.phases.iter().map(Phase::total).sum();
+        let finished = self.phases.iter().filter(|p| p.finished()).count();
+        (done, total, finished, self.phases.len())
     }
 
     /// Reports one step; always returns true (the CLI never cancels; Ctrl-C kills the process,
     /// and the core's staging/temp files make that safe).
     pub fn report(&mut self, phase: &str, done: u64, total: u64) -> bool {
-        let new_phase = phase != self.phase;
+        if matches!(self.mode, Mode::Silent) {
+            return true;
+        }
+        let idx = match self.phases.iter().position(|p| p.name == phase) {
+            Some(i) => i,
+            None => {
+                self.phases.push(Phase {
+                    name: phase.to_string(),
+                    done: 0,
+                    total,
+                    carried: 0,
+                    bar: None,
+                });
+                self.started(self.phases.len() - 1);
+                self.phases.len() - 1
+            }
+        };
+        let was_finished = self.phases[idx].finished();
+        {
+            let p = &mut self.phases[idx];
+            if done < p.done {
+                p.carried += p.total.max(p.done);
+            }
+            p.done = done;
+            p.total = total;
+            if let Some(b) = &p.bar {
+                b.set_length(p.total());
+                b.set_position(p.done());
+            }
+        }
+        let now_finished = self.phases[idx].finished();
+        let (all_done, all_total, finished, n) = self.totals();
         match self.mode {
-            Mode::Silent => {}
             Mode::Bars => {
-                if new_phase {
-                    if let Some(b) = self.bar.take() {
-                        b.finish();
-                    }
-                    let b = ProgressBar::new(total);
-                    b.set_style(
-                        ProgressStyle::with_template(
-                            "{msg:32} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                        )
-                        .unwrap_or_else(|_| ProgressStyle::default_bar())
-                        .progress_chars("=> "),
-                    );
-                    b.set_message(flynnrel::error::escape(phase));
-                    self.bar = Some(b);
-                }
-                if let Some(b) = &self.bar {
-                    b.set_length(total);
-                    b.set_position(done);
+                if let Some(b) = &self.overall {
+                    b.set_length(all_total);
+                    b.set_position(all_done);
+                    b.set_message(format!("{finished}/{n} assets"));
                 }
             }
             Mode::Lines => {
-                if new_phase {
-                    self.finished_shown = false;
+                if self.verbose && now_finished && !was_finished {
+                    eprintln!(
+                        "progress phase={} finished bytes={}",
+                        kv_value(&self.phases[idx].name),
+                        self.phases[idx].done()
+                    );
                 }
-                let finished = total > 0 && done >= total;
-                let show_finish = finished && !self.finished_shown;
-                if new_phase || show_finish || (!finished && self.last_line.elapsed() >= Duration::from_secs(5)) {
-                    eprintln!("progress phase={} done={done} total={total}", kv_value(phase));
-                    self.last_line = Instant::now();
-                    self.finished_shown |= finished;
+                if self.last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                    eprintln!("progress done={all_done} total={all_total} assets={finished}/{n}");
+                    self.last_line = Some(Instant::now());
                 }
             }
-        }
-        if new_phase {
-            self.phase = phase.to_string();
+            Mode::Silent => {}
         }
         true
+    }
+
+    /// A phase seen for the first time: the overall bar appears with the first one; with `-v`,
+    /// each phase gets its own bar (or line) once.
+    fn started(&mut self, idx: usize) {
+        match self.mode {
+            Mode::Bars => {
+                let multi = self
+                    .multi
+                    .get_or_insert_with(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+                if self.overall.is_none() {
+                    let b = multi.add(ProgressBar::new(0));
+                    b.set_style(style(
+                        "{msg:>12} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    ));
+                    self.overall = Some(b);
+                }
+                if self.verbose {
+                    let b = multi.add(ProgressBar::new(self.phases[idx].total));
+                    b.set_style(style("  {msg:38} [{bar:30}] {bytes}/{total_bytes}"));
+                    b.set_message(flynnrel::error::escape(&self.phases[idx].name));
+                    self.phases[idx].bar = Some(b);
+                }
+            }
+            Mode::Lines => {
+                if self.verbose {
+                    eprintln!(
+                        "progress phase={} started total={}",
+                        kv_value(&self.phases[idx].name),
+                        self.phases[idx].total
+                    );
+                }
+            }
+            Mode::Silent => {}
+        }
     }
 }
 
 impl Drop for Reporter {
     fn drop(&mut self) {
-        if let Some(b) = self.bar.take() {
+        for p in &self.phases {
+            if let Some(b) = &p.bar {
+                b.finish();
+            }
+        }
+        if let Some(b) = self.overall.take() {
             b.finish();
+        }
+        if matches!(self.mode, Mode::Lines) && !self.phases.is_empty() {
+            let (done, total, finished, n) = self.totals();
+            eprintln!("progress done={done} total={total} assets={finished}/{n} finished=true");
         }
     }
 }
