@@ -341,6 +341,15 @@ l 777 usr/local/bin/flynn-init flynn-init.$v
 f 755 usr/local/bin/flynn-init.$v
 l 777 usr/local/bin/flynn-linux-amd64 flynn-linux-amd64.$v
 f 755 usr/local/bin/flynn-linux-amd64.$v
+f 755 usr/local/bin/flynnrel
+d 755 usr/local/share
+d 755 usr/local/share/man
+d 755 usr/local/share/man/man1
+f 644 usr/local/share/man/man1/flynnrel.1
+d 755 usr/share
+d 755 usr/share/bash-completion
+d 755 usr/share/bash-completion/completions
+f 644 usr/share/bash-completion/completions/flynnrel
 d 755 var
 d 755 var/lib
 d 755 var/lib/flynn

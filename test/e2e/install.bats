@@ -23,6 +23,11 @@ setup() { e2e_setup; }
   at=$(json_get "$ROOT/etc/flynn/install-source.json" installed_at)
   [[ ! $at < $start && ! $at > $end ]] || { echo "installed_at $at not within [$start, $end]" >&2; false; }
   [[ $output == *"===> "*"Flynn is installed under $ROOT"* ]]
+  # The helper stays for `flynnrel update`, with a completion and man page it generated itself.
+  "$ROOT/usr/local/bin/flynnrel" --version
+  bash -n "$ROOT/usr/share/bash-completion/completions/flynnrel"
+  grep -q '_flynnrel()' "$ROOT/usr/share/bash-completion/completions/flynnrel"
+  grep -q '^\.TH flynnrel' "$ROOT/usr/local/share/man/man1/flynnrel.1"
   assert_nothing_outside
 }
 
@@ -351,4 +356,51 @@ setup() { e2e_setup; }
   assert_success_run
   [[ $output == *"Usage: install-flynn"* ]]
   [[ $output == *"--version V"* && $output == *"--root DIR"* && $output == *"--channel"* ]]
+}
+
+# tmux_progress ARGS...: runs the helper on a real terminal (tmux, 200x50) and prints the screen.
+tmux_progress() {
+  local sock=$E2E_WORK/tmux.sock done=$E2E_WORK/tmux.done
+  rm -f "$done"
+  tmux -S "$sock" new-session -d -x 200 -y 50 \
+    "$(printf '%q ' "$HELPER" "$@"); echo exit=\$? >$(printf '%q' "$done"); sleep 30"
+  local _
+  for _ in $(seq 600); do
+    [[ -s $done ]] && break
+    sleep 0.1
+  done
+  tmux -S "$sock" capture-pane -p -S -200
+  tmux -S "$sock" kill-server 2>/dev/null || true
+  cat "$done"
+}
+
+@test "terminal: install draws one overall bar, no asset twice, no file= list (tmux)" {
+  run tmux_progress --api-url "$FLYNN_GITHUB_API_URL" --web-url "$FLYNN_GITHUB_URL" --root "$ROOT" install --version "$V1"
+  [[ $output == *"exit=0"* ]] || { echo "$output" >&2; false; }
+  [[ $output == *"assets"* ]]
+  [[ $output != *"file="* ]] || { echo "file= list at default verbosity: $output" >&2; false; }
+  [[ $(grep -c 'assets \[' <<<"$output") -eq 1 ]] || { echo "the overall bar was drawn more than once: $output" >&2; false; }
+  [[ $output != *"download flynn-host-linux-amd64.gz"* ]]
+  [[ $(readlink "$ROOT/usr/local/bin/flynn-host") == "flynn-host.$V1" ]]
+}
+
+@test "terminal: -v draws one bar per asset, each asset exactly once (tmux)" {
+  run tmux_progress -v --api-url "$FLYNN_GITHUB_API_URL" --web-url "$FLYNN_GITHUB_URL" --root "$ROOT" install --version "$V1"
+  [[ $output == *"exit=0"* ]] || { echo "$output" >&2; false; }
+  local a n
+  for a in flynn-host-linux-amd64.gz flynn-init-linux-amd64.gz images.json.gz layers.tar.gz; do
+    # The bar lines (-v also logs each HTTP request, which names the asset in its URL).
+    n=$(grep -c "download $a  *\[" <<<"$output" || true)
+    [[ $n -eq 1 ]] || { echo "$a shown $n times: $output" >&2; false; }
+  done
+  [[ $output == *"file="* ]]
+}
+
+@test "no terminal: a few key=value progress lines, not one per chunk" {
+  run install_flynn --root "$ROOT" --version "$V1"
+  assert_success_run
+  local n
+  n=$(grep -c '^progress ' <<<"$output" || true)
+  ((n >= 1 && n <= 4)) || { echo "$n progress lines: $output" >&2; false; }
+  [[ $output != *"file="* ]]
 }

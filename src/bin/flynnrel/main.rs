@@ -604,7 +604,9 @@ fn client_options(g: &Global, out: Out) -> ClientOptions {
     };
     opts.token = ghrelease::token_from_env();
     if out.verbose {
-        opts.log = Some(Arc::new(|line: &str| eprintln!("{}", flynnrel::error::escape(line))));
+        opts.log = Some(Arc::new(|line: &str| {
+            progress::log_line(&flynnrel::error::escape(line))
+        }));
     }
     opts
 }

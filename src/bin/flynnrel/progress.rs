@@ -3,6 +3,7 @@
 //! reports `(phase, done, total)` from its download threads, interleaved; this only draws it.
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -43,9 +44,25 @@ pub struct Reporter {
     mode: Mode,
     verbose: bool,
     phases: Vec<Phase>,
-    multi: Option<MultiProgress>,
+    multi: Option<&'static MultiProgress>,
     overall: Option<ProgressBar>,
     last_line: Option<Instant>,
+}
+
+/// The one set of bars of this process: diagnostics printed while bars are drawn go through it,
+/// above the bars, so no bar is drawn twice.
+fn bars() -> &'static MultiProgress {
+    static BARS: OnceLock<MultiProgress> = OnceLock::new();
+    BARS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+}
+
+/// Prints a diagnostic line on stderr (above the bars on a terminal).
+pub fn log_line(line: &str) {
+    if std::io::stderr().is_terminal() {
+        let _ = bars().println(line);
+    } else {
+        eprintln!("{line}");
+    }
 }
 
 fn style(template: &str) -> ProgressStyle {
@@ -147,9 +164,7 @@ impl Reporter {
     fn started(&mut self, idx: usize) {
         match self.mode {
             Mode::Bars => {
-                let multi = self
-                    .multi
-                    .get_or_insert_with(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+                let multi = *self.multi.get_or_insert_with(bars);
                 if self.overall.is_none() {
                     let b = multi.add(ProgressBar::new(0));
                     b.set_style(style(
