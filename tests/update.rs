@@ -417,7 +417,12 @@ fn cli_exit_codes_and_tuf_routing() {
 
 #[test]
 fn a_legacy_install_without_receipt_is_tuf() {
+    // A host Flynn's own installer set up: flynn-host, no receipt. (A root with neither is not an
+    // install at all: tests/cli.rs a_root_with_nothing_installed_says_so.)
     let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("usr/local/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("flynn-host"), "#!/bin/sh\necho v20210218.0-c283e9f5\n").unwrap();
     let o = UpdateOptions::new(layout(tmp.path()));
     let out = update(
         &flynnrel::ghrelease::ClientOptions::new(REPO),
@@ -429,7 +434,8 @@ fn a_legacy_install_without_receipt_is_tuf() {
         UpdateOutcome::Tuf { repository, .. } => assert_eq!(repository, flynnrel::update::DEFAULT_TUF_REPOSITORY),
         other => panic!("{other:?}"),
     }
-    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing written");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "nothing written");
+    assert!(!tmp.path().join("etc").exists());
 }
 
 #[test]
@@ -524,4 +530,36 @@ fn source_set_validates_and_keeps_unknown_fields() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["repository"], "acme/flynn");
     assert_eq!(v["legacy"], false);
+}
+
+#[test]
+fn a_legacy_host_is_probed_for_its_bare_release_version() {
+    // Flynn's `flynn-host version` prints `<release>-<commit>`; `version --release` the release.
+    let tmp = tempfile::tempdir().unwrap();
+    let serve_root = tmp.path().join("releases");
+    std::fs::create_dir(&serve_root).unwrap();
+    publish(&serve_root, "v20240127.0", "2024-01-27T09:00:00Z", &layers(1));
+    let server = start(&serve_root);
+    for script in [
+        // A flynn-host with --release.
+        "#!/bin/sh\nif [ \"$2\" = --release ]; then echo v20240127.0; else echo v20240127.0-c283e9f5; fi\n",
+        // An older one without it: the -<commit> suffix is removed from `version`.
+        "#!/bin/sh\nif [ -n \"$2\" ]; then echo \"unknown flag $2\" >&2; exit 2; fi\necho v20240127.0-c283e9f5\n",
+    ] {
+        let root = tmp.path().join("host");
+        let _ = std::fs::remove_dir_all(&root);
+        let bin = root.join("usr/local/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("flynn-host"), script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join("flynn-host"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut o = UpdateOptions::new(layout(&root));
+        o.check = true;
+        o.source = Some(flynnrel::installsource::Source::Github);
+        o.api_url = Some(server.api_url());
+        match update(&options(&server), &o, &mut flynnrel::fetch::no_progress).unwrap() {
+            UpdateOutcome::UpToDate { current, .. } => assert_eq!(current, "v20240127.0"),
+            other => panic!("v20240127.0-<commit> was read as older than v20240127.0: {other:?}"),
+        }
+    }
 }
