@@ -196,8 +196,15 @@ func TestUpdateRoutesTUFInstallsToTheTUFUpdater(t *testing.T) {
 	}
 	assertUnchanged(t, root, before)
 
-	// No receipt at all: a legacy TUF install, with the --repository given.
+	// No receipt at all: a legacy TUF install (Flynn's installer left a flynn-host), with the
+	// --repository given.
 	legacy := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(legacy, "usr/local/bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(legacy, "usr/local/bin/flynn-host"), []byte("#!/bin/sh\necho v20210218.0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := h.run("update", "--root="+legacy, "--repository=https://mirror.example.com/tuf", "--tuf-db=/var/tuf.db"); err != nil {
 		t.Fatal(err)
 	}
@@ -205,8 +212,11 @@ func TestUpdateRoutesTUFInstallsToTheTUFUpdater(t *testing.T) {
 	if a["--repository"] != "https://mirror.example.com/tuf" || a["--tuf-db"] != filepath.Join(legacy, "var/tuf.db") {
 		t.Fatalf("legacy TUF args %v", a)
 	}
-	if ents, _ := os.ReadDir(legacy); len(ents) != 0 {
+	if ents, _ := os.ReadDir(legacy); len(ents) != 1 {
 		t.Fatalf("routing a legacy install wrote %v", ents)
+	}
+	if _, err := os.Stat(filepath.Join(legacy, "etc")); !os.IsNotExist(err) {
+		t.Fatalf("routing a legacy install created etc/: %v", err)
 	}
 
 	// Without a TUF updater built in, a TUF install cannot be updated here.
