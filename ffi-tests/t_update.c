@@ -287,8 +287,24 @@ static void test_tuf_receipt(flynnrel_client *client) {
     free(before);
     free(after);
 
-    /* A legacy root (no receipt at all) is TUF too. */
+    /* A root with nothing installed is an error that says so, not a TUF install. */
+    temp_dir(root, sizeof root, "root-empty");
+    snprintf(opts, sizeof opts, "{\"root\":\"%s\"}", root);
+    json = NULL;
+    err = NULL;
+    CHECK_STATUS(flynnrel_client_check_for_update(client, opts, &json, &err), FLYNNREL_STATUS_NOT_FOUND, err);
+    CHECK(contains(flynnrel_error_message(err), "nothing is installed"));
+    CHECK(json == NULL);
+    flynnrel_error_free(err);
+    err = NULL;
+
+    /* A legacy root (Flynn's own installer: a flynn-host, no receipt) is TUF. */
     temp_dir(root, sizeof root, "root-legacy");
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && mkdir -p usr/local/bin && printf '#!/bin/sh\\necho v20210218.0\\n' >usr/local/bin/flynn-host"
+             " && chmod 0755 usr/local/bin/flynn-host",
+             root);
+    CHECK(system(cmd) == 0);
     snprintf(opts, sizeof opts, "{\"root\":\"%s\"}", root);
     json = NULL;
     CHECK_STATUS(flynnrel_client_check_for_update(client, opts, &json, &err), FLYNNREL_STATUS_OK, err);
