@@ -1,4 +1,4 @@
-//! The release's `checksums.sha512` file (SPEC §2, §6).
+//! The release's `checksums.sha512` file (docs/release-assets.md#checksums-file, docs/verification.md#checksums).
 //!
 //! It is the coreutils `sha512sum` format, so `sha512sum -c checksums.sha512` works in a release
 //! folder. Parsing is fail-closed: every line must be well-formed, every name a plain asset file

@@ -1,4 +1,4 @@
-//! Where files go on a host (SPEC §5), and the primitives of the install transaction: creating
+//! Where files go on a host (docs/host-layout.md#host-layout), and the primitives of the install transaction: creating
 //! directories that can be taken back, the update lock, atomic symlink switches.
 //!
 //! The layout is compatible with Flynn's own downloader: versioned binaries

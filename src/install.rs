@@ -1,4 +1,4 @@
-//! Downloading, verifying and laying out a release on a host; writing the receipt (SPEC §4–§6).
+//! Downloading, verifying and laying out a release on a host; writing the receipt (docs/verification.md#order-of-checks).
 //!
 //! The transaction has two halves. [`stage`] does everything that can fail for outside reasons
 //! (network, tampering, bad archives): it fetches `checksums.sha512` (and verifies its signature
@@ -1073,7 +1073,7 @@ pub fn next_receipt(
     r
 }
 
-/// `flynnrel install`: [`download`] plus the receipt (SPEC §4) and `channel.txt`. Re-running the
+/// `flynnrel install`: [`download`] plus the receipt (docs/receipt.md#writing) and `channel.txt`. Re-running the
 /// same install is a no-op (`already_installed`). A target below what the host has seen, or of
 /// another version scheme, is refused (`DowngradeRefused`): use `update --version V
 /// --allow-downgrade` to do that on purpose.

@@ -1,4 +1,4 @@
-//! The install receipt `<config-dir>/install-source.json` (SPEC §4).
+//! The install receipt `<config-dir>/install-source.json` (docs/receipt.md#the-install-receipt).
 //!
 //! The receipt records where an install came from (`github` or `tuf`), which version it is, and
 //! the anti-rollback and signature pins of later updates (`highest_seen_version`, `public_key`).

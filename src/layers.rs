@@ -1,4 +1,4 @@
-//! Squashfs layers: which ones a release needs and how each is checked (SPEC §5).
+//! Squashfs layers: which ones a release needs and how each is checked (docs/host-layout.md#layer-cache).
 //!
 //! Flynn's `images.json` lists, for every image, `rootfs[].layers[]` entries of the form
 //! `{"id": …, "type": "application/vnd.flynn.image.squashfs.v1", "length": N, "hashes":

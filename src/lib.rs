@@ -1,7 +1,7 @@
 //! `flynnrel`: a GitHub Releases distribution channel for Flynn.
 //!
 //! One safe Rust core with three thin front-ends (the C ABI, the `flynnrel` CLI, and the Go
-//! package built on the C ABI). See `SPEC.md` in the steering repository for the contract:
+//! package built on the C ABI). See `docs/README.md` for the contract:
 //! release assets, versions, the install receipt, the host layout and the verification policy.
 //!
 //! Nothing in this crate updates anything on its own: there are no timers, no background checks

@@ -1,4 +1,4 @@
-//! Packaging a release from Flynn's build tree, and verifying a release folder (SPEC §2, §6).
+//! Packaging a release from Flynn's build tree, and verifying a release folder (docs/release-assets.md#packaging, docs/verification.md#checksums).
 //!
 //! Everything is built in a staging folder created exclusively next to the output folder and
 //! moved into place only when complete, so an error (or a cancel) changes nothing. Compression
@@ -104,7 +104,7 @@ pub struct PackageReport {
     pub bytes_in: u64,
 }
 
-/// Packages `opts.build_dir` into `opts.out_dir` (SPEC §2). See the module docs for the
+/// Packages `opts.build_dir` into `opts.out_dir` (docs/release-assets.md#packaging). See the module docs for the
 /// guarantees. Errors: `InvalidArgument` (version, repository, key), `NotFound` (a required input
 /// is missing, naming it), `InvalidData` (images.json or a layer does not match), `Io`,
 /// `Cancelled`; in every case the output folder is unchanged.

@@ -1,4 +1,4 @@
-//! The version policy (SPEC §3, §6): the one place that decides whether a target version may be
+//! The version policy (docs/verification.md#anti-rollback): the one place that decides whether a target version may be
 //! installed on a host, for `install`, `update` and every front-end that calls them.
 //!
 //! What a host has *seen* is both the receipt's `highest_seen_version` and the receipt's own

@@ -1,5 +1,5 @@
-//! What a release consists of (SPEC §2): asset names, where each comes from in Flynn's build
-//! tree, and where each goes on a host (SPEC §5). Packaging, verification and installation all
+//! What a release consists of (docs/release-assets.md#asset-table): asset names, where each comes from in Flynn's build
+//! tree, and where each goes on a host (docs/host-layout.md#host-layout). Packaging, verification and installation all
 //! read this one table.
 
 /// How an asset is used on a host.
@@ -28,7 +28,7 @@ pub struct Component {
     pub role: Role,
 }
 
-/// The gzipped components, in SPEC §2 order.
+/// The gzipped components, in the order of docs/release-assets.md#asset-table.
 pub const COMPONENTS: [Component; 7] = [
     Component {
         asset: "flynn-host-linux-amd64.gz",

@@ -1,4 +1,4 @@
-//! minisign signatures over `checksums.sha512` (SPEC §6).
+//! minisign signatures over `checksums.sha512` (docs/verification.md#signatures).
 //!
 //! A release is signed by signing its checksums file; every other asset is bound to it by its
 //! sha512. The signature's *trusted comment* (which the signature covers) must carry the tokens

@@ -1,4 +1,4 @@
-//! The switch from one installed version to another, all or nothing (SPEC §8).
+//! The switch from one installed version to another, all or nothing (docs/verification.md#all-or-nothing).
 //!
 //! Order of operations, each step durable before the next:
 //! 1. verified files renamed into place under versioned names (nothing running uses them yet);

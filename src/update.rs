@@ -1,6 +1,6 @@
 //! `flynnrel update`, `rollback` and `source`: updates come from the source the host was
 //! installed from, are checked against the version policy, and are applied all or nothing
-//! (SPEC §3, §4, §6, §8).
+//! (docs/cli.md#update, docs/verification.md#anti-rollback, docs/verification.md#all-or-nothing).
 //!
 //! Nothing here runs unless called: there are no timers or background checks, and no other
 //! command updates as a side effect.
@@ -260,7 +260,7 @@ pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>
     let repository = client.repository();
     let current_name = current.to_string();
 
-    // The version policy (SPEC §3, §6), decided once in crate::policy.
+    // The version policy (docs/verification.md#anti-rollback), decided once in crate::policy.
     let perm = Permission {
         explicit: opts.version.is_some(),
         allow_downgrade: opts.allow_downgrade,

@@ -1,4 +1,4 @@
-//! Release versions: parsing and ordering (SPEC §3).
+//! Release versions: parsing and ordering (docs/versions.md#versions).
 //!
 //! Flynn's history has three tag schemes: Flynn date versions (`v20210218.0`, `v20170116.0p1`,
 //! `v20180216.dev1`), dotted date versions (`v2024.01.27.0`) and semver (`v1.2.3-rc.1`). A

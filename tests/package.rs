@@ -1,4 +1,4 @@
-//! `flynnrel package` and `verify`: the assets of SPEC §2, reproducibility, signatures,
+//! `flynnrel package` and `verify`: the assets of docs/release-assets.md#asset-table, reproducibility, signatures,
 //! and refusals that change nothing.
 
 mod common;

@@ -1,4 +1,4 @@
-// Package flynnhost provides the GitHub Releases commands of `flynn-host` (SPEC §9) for Flynn's
+// Package flynnhost provides the GitHub Releases commands of `flynn-host` (docs/go-api.md#package-flynnhost) for Flynn's
 // host/cli to register: `update` (routed by the install receipt), `download --github-repo` and
 // `github-update`, plus a Downloader with the method shapes of Flynn's host/downloader and the
 // packaging helpers of Flynn's builder. Every decision is made by libflynnrel through package

@@ -231,7 +231,7 @@ func (c *Client) Releases() ([]Release, error) {
 	return rs, nil
 }
 
-// Layout names a host's directories. Empty fields take the defaults of SPEC §5 (under Root when
+// Layout names a host's directories. Empty fields take the defaults of docs/host-layout.md#directories (under Root when
 // given): /usr/local/bin, /etc/flynn, /var/lib/flynn/layer-cache.
 type Layout struct {
 	Root      string `json:"root,omitempty"`

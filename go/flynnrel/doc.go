@@ -1,5 +1,5 @@
 // Package flynnrel is the Go binding of libflynnrel, Flynn's GitHub Releases distribution
-// channel (SPEC §9). It translates only: every decision (versions, verification, the install
+// channel (docs/go-api.md#package-flynnrel). It translates only: every decision (versions, verification, the install
 // transaction, the receipt) is made by the Rust library behind include/flynnrel.h.
 //
 // # Linking

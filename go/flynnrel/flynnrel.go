@@ -20,7 +20,7 @@ func Version() string {
 	return C.GoString(C.flynnrel_version())
 }
 
-// ParsedVersion is a version as the library understands it (SPEC §3).
+// ParsedVersion is a version as the library understands it (docs/versions.md#versions).
 type ParsedVersion struct {
 	// Version is the version as given, e.g. "v20240127.0".
 	Version string `json:"version"`

@@ -75,7 +75,7 @@ func TestParseVersion(t *testing.T) {
 	}
 }
 
-// The codes are part of the ABI: they never change once released (SPEC §9).
+// The codes are part of the ABI: they never change once released (docs/c-abi.md#status-codes).
 var stableCodes = []struct {
 	err  *flynnrel.Error
 	code uint32

@@ -7,7 +7,7 @@ import "C"
 import "unsafe"
 
 // PackageOptions describe packaging a Flynn build tree as the assets of one GitHub release
-// (SPEC §2).
+// (docs/release-assets.md#packaging).
 type PackageOptions struct {
 	// Version is the release's tag (required).
 	Version string `json:"version"`

@@ -10,7 +10,7 @@ import (
 	"unsafe"
 )
 
-// Receipt is the install receipt, <config-dir>/install-source.json (SPEC §4): where this host
+// Receipt is the install receipt, <config-dir>/install-source.json (docs/receipt.md#the-install-receipt): where this host
 // was installed from, so updates come from the same place.
 type Receipt struct {
 	// Source is "github" or "tuf".

@@ -491,7 +491,7 @@ struct PackageJson {
     level: Option<i32>,
 }
 
-/// Packages a build tree (SPEC §2). `options_json`: `{"version": "v…", "repository":
+/// Packages a build tree (docs/release-assets.md#packaging). `options_json`: `{"version": "v…", "repository":
 /// "flynn/flynn", "build_dir": "build", "out_dir": "release-artifacts", "helper": null (this
 /// process is not flynnrel: give the helper binary's path), "sign_key": null,
 /// "sign_password": null, "public_key": null, "threads": 0, "level": 6}`. `*json_out` receives the

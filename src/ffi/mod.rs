@@ -1,4 +1,4 @@
-//! The C ABI (SPEC §9): translation only.
+//! The C ABI (docs/c-abi.md#the-c-abi): translation only.
 //!
 //! Conventions, after rustls-ffi:
 //! - every fallible function returns a `flynnrel_status` (0 = ok, else the stable code of a

@@ -1,6 +1,6 @@
 //! Update channels: which release a host should run.
 //!
-//! The choice is made by version order (SPEC §3), never by GitHub's "latest" marker and never by
+//! The choice is made by version order (docs/versions.md#channels), never by GitHub's "latest" marker and never by
 //! comparing tag strings: `/releases/latest` is whatever was published last or marked latest,
 //! which for a backport is lower than the newest release, and following it would downgrade.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# End-to-end tests of script/install-flynn-github (SPEC §10) against `flynnrel serve` on
+# End-to-end tests of script/install-flynn-github (docs/cli.md#the-install-script) against `flynnrel serve` on
 # 127.0.0.1: real synthetic releases, packaged by `flynnrel package`, installed under a
 # fresh --root per test. Failures must leave the root byte-for-byte unchanged.
 
@@ -302,7 +302,7 @@ setup() { e2e_setup; }
 }
 
 @test "without --root as a non-root user: needs root (documented; not testable as root)" {
-  skip "the suite runs as root; SPEC §10: without --root the script needs root and installs the systemd unit"
+  skip "the suite runs as root; docs/cli.md#the-install-script: without --root the script needs root and installs the systemd unit"
 }
 
 @test "signed: a release signed with a minisign-tool key installs with --public-key and pins it" {

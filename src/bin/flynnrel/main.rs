@@ -1,4 +1,4 @@
-//! `flynnrel`: the helper CLI (SPEC §8).
+//! `flynnrel`: the helper CLI (docs/cli.md#the-flynnrel-cli).
 //!
 //! Argument parsing, output formatting and exit codes only; every decision is made in the
 //! `flynnrel` core so that the C ABI and the Go package behave the same way.
