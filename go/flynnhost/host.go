@@ -208,3 +208,7 @@ func layout(args *docopt.Args) flynnrel.Layout {
 		LayerDir:  args.String["--layer-dir"],
 	}
 }
+
+// ExitCode is the process exit code for this error (the same as the function ExitCode), for
+// embedding programs that exit on an error's own code.
+func (e *UpdateAvailableError) ExitCode() int { return ExitUpdateAvailable }
