@@ -39,6 +39,12 @@ func (h *Host) Download(args *docopt.Args) error {
 	if err != nil {
 		return err
 	}
+	h.printInstall(r)
+	return nil
+}
+
+// printInstall prints an install's files, skipped layers and status as `key=value` lines.
+func (h *Host) printInstall(r *flynnrel.InstallReport) {
 	for _, f := range r.Files {
 		h.line("file", f.Path, "sha512", f.SHA512)
 	}
@@ -50,7 +56,6 @@ func (h *Host) Download(args *docopt.Args) error {
 		status = "already_installed"
 	}
 	h.line("status", status, "repository", r.Repository, "version", r.Version)
-	return nil
 }
 
 // Downloader fetches one release's components into the directories Flynn's host/downloader

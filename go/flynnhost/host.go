@@ -4,7 +4,9 @@
 // packaging helpers of Flynn's builder. Every decision is made by libflynnrel through package
 // flynnrel; this package parses arguments, prints and maps results to exit codes.
 //
-// Registering with Flynn's host/cli:
+// Inside Flynn's tree, script/flynn-integrate's host/cli/github.go registers FlynnUpdate and
+// FlynnDownload, which keep Flynn's own usages (see flynn.go). A program without an update or
+// download command of its own can register this package's usages instead:
 //
 //	h := flynnhost.NewHost(runTUFUpdate) // Flynn's own TUF `flynn-host update`
 //	for _, c := range h.Commands() {
@@ -208,3 +210,7 @@ func layout(args *docopt.Args) flynnrel.Layout {
 		LayerDir:  args.String["--layer-dir"],
 	}
 }
+
+// ExitCode is the process exit code for this error (the same as the function ExitCode), for
+// embedding programs that exit on an error's own code.
+func (e *UpdateAvailableError) ExitCode() int { return ExitUpdateAvailable }

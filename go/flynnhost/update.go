@@ -92,9 +92,17 @@ func (h *Host) update(repo string, opts flynnrel.UpdateOptions, args *docopt.Arg
 	if err != nil {
 		return err
 	}
-	switch check.Status {
-	case flynnrel.UpdateTUF:
+	if check.Status == flynnrel.UpdateTUF {
 		return h.runTUF(check, args)
+	}
+	return h.applyCheck(c, check, opts, args)
+}
+
+// applyCheck reports a GitHub check's result and, unless opts.Check, applies the update. args
+// (nil from FlynnUpdate) are what runTUF hands on should the update find a TUF install after
+// all (the receipt changed in between).
+func (h *Host) applyCheck(c *flynnrel.Client, check *flynnrel.UpdateResult, opts flynnrel.UpdateOptions, args *docopt.Args) error {
+	switch check.Status {
 	case flynnrel.UpdateUpToDate:
 		h.line("status", "up_to_date", "repository", check.Repository, "current", check.Current, "target", check.Target)
 		return nil
@@ -119,6 +127,9 @@ func (h *Host) update(repo string, opts flynnrel.UpdateOptions, args *docopt.Arg
 	case flynnrel.UpdateUpToDate:
 		h.line("status", "up_to_date", "repository", r.Repository, "current", r.Current, "target", r.Target)
 	case flynnrel.UpdateTUF:
+		if args == nil {
+			return errors.New("flynn-host: " + r.Message + "; run `flynn-host update` again")
+		}
 		return h.runTUF(r, args)
 	default:
 		return fmt.Errorf("flynn-host: unexpected update status %q", r.Status)

@@ -58,7 +58,7 @@ func seconds(d time.Duration) *uint64 {
 type Client struct {
 	mu      sync.RWMutex // held for reading by calls, for writing by Close
 	ptr     *C.flynnrel_client
-	cleanup runtime.Cleanup
+	cleanup clientCleanup
 	repo    string
 }
 
@@ -97,8 +97,7 @@ func NewClient(repo string, opts ClientOptions) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{ptr: ptr, repo: repo}
-	// A safety net only: the cleanup gets the C pointer, not c, so it cannot keep c alive.
-	c.cleanup = runtime.AddCleanup(c, func(p *C.flynnrel_client) { C.flynnrel_client_free(p) }, ptr)
+	c.cleanup = addClientCleanup(c, ptr)
 	return c, nil
 }
 
@@ -113,7 +112,7 @@ func (c *Client) Close() error {
 	if c.ptr == nil {
 		return nil
 	}
-	c.cleanup.Stop()
+	c.cleanup.stop(c)
 	C.flynnrel_client_free(c.ptr)
 	c.ptr = nil
 	runtime.KeepAlive(c)
@@ -328,7 +327,7 @@ type UpdateResult struct {
 	SignatureVerified bool     `json:"signature_verified"`
 	// Recovered describes an interrupted earlier update finished or undone first ("Clean", or an
 	// object {"Completed": ver} / {"RolledBack": ver}).
-	Recovered any `json:"recovered"`
+	Recovered interface{} `json:"recovered"`
 	// Message tells the operator what to do (UpdateTUF).
 	Message string `json:"message"`
 }

@@ -4,16 +4,19 @@
 //
 // # Linking
 //
-// By default the package links the static library of the checkout,
-// ../../target/debug/libflynnrel.a (build it with `cargo build --lib`), so binaries need nothing
-// at run time. Two build tags change that:
+// By default the package links the static, release-built library: the checkout's
+// ../../target/release/libflynnrel.a (build it with `cargo build --release --lib`), or, in a
+// vendored copy of the module, the one in prebuilt/linux-amd64 that script/flynn-integrate puts
+// there. Binaries need nothing at run time. Three build tags change that:
 //
+//   - flynnrel_debug: link ../../target/debug/libflynnrel.a (`cargo build --lib`; development).
 //   - flynnrel_dynamic: link ../../target/debug/libflynnrel.so, with that directory as rpath.
 //   - flynnrel_custom: add no linker flags at all; name the library in CGO_LDFLAGS, e.g.
-//     CGO_LDFLAGS="/opt/flynnrel/libflynnrel.a -lpthread -ldl -lm" (a release build, another
-//     directory, a system-wide -lflynnrel).
+//     CGO_LDFLAGS="/opt/flynnrel/libflynnrel.a -lpthread -ldl -lm" (another directory, a
+//     system-wide -lflynnrel).
 //
-// The header is always ../../include/flynnrel.h; CGO_CFLAGS="-I DIR" puts another first.
+// The header is ../../include/flynnrel.h, else prebuilt/flynnrel.h (a vendored copy);
+// CGO_CFLAGS="-I DIR" puts another first.
 //
 // # Memory and threads
 //

@@ -173,7 +173,7 @@ func TestProgressPanicIsReraisedAndChangesNothing(t *testing.T) {
 	c := client(t, testrelease.Repo)
 	root := t.TempDir()
 	before := snapshot(t, root)
-	got := func() (v any) {
+	got := func() (v interface{}) {
 		defer func() { v = recover() }()
 		_, _ = c.Install(flynnrel.InstallOptions{Layout: flynnrel.Layout{Root: root}, Version: testrelease.V1,
 			Progress: func(string, uint64, uint64) bool { panic("boom from progress") }})
@@ -275,14 +275,14 @@ func TestConcurrentCallsShareOneClient(t *testing.T) {
 	errs := make([]error, 8)
 	for i := range tags {
 		wg.Add(1)
-		go func() {
+		go func(i int) {
 			defer wg.Done()
 			r, err := c.ReleaseByTag([]string{testrelease.V1, testrelease.V2}[i%2])
 			if err == nil {
 				tags[i] = r.TagName
 			}
 			errs[i] = err
-		}()
+		}(i)
 	}
 	wg.Wait()
 	for i := range tags {

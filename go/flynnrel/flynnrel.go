@@ -1,6 +1,6 @@
 package flynnrel
 
-// #cgo CFLAGS: -I${SRCDIR}/../../include
+// #cgo CFLAGS: -I${SRCDIR}/../../include -I${SRCDIR}/prebuilt
 // #include <stdlib.h>
 // #include "flynnrel.h"
 import "C"
@@ -92,7 +92,7 @@ func takeError(st C.flynnrel_status, cerr *C.flynnrel_error) *Error {
 }
 
 // decode frees a JSON string returned by the library after decoding it into v.
-func decode(s *C.char, what string, v any) error {
+func decode(s *C.char, what string, v interface{}) error {
 	if s == nil {
 		return &Error{Code: StatusInvalidData, Message: "flynnrel: the library returned no " + what}
 	}
@@ -105,7 +105,7 @@ func decode(s *C.char, what string, v any) error {
 }
 
 // cjson is C.CString of v as a JSON document; free the result with C.free.
-func cjson(v any) (*C.char, error) {
+func cjson(v interface{}) (*C.char, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, &Error{Code: StatusInvalidArgument, Message: fmt.Sprintf("flynnrel: cannot encode options: %v", err)}

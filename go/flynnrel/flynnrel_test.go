@@ -140,13 +140,13 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-func readJSON(t *testing.T, path string) map[string]any {
+func readJSON(t *testing.T, path string) map[string]interface{} {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m map[string]any
+	var m map[string]interface{}
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatalf("%s: %v\n%s", path, err, b)
 	}
@@ -189,7 +189,7 @@ func TestReceiptRoundTripKeepsUnknownFields(t *testing.T) {
 	if m["version"] != "v20240201.0" || m["highest_seen_version"] != "v20240201.0" || m["cluster_id"] != "c-42" {
 		t.Fatalf("saved %v", m)
 	}
-	if !reflect.DeepEqual(m["operator_notes"], map[string]any{"ticket": 7.0, "tags": []any{"a", "b"}}) {
+	if !reflect.DeepEqual(m["operator_notes"], map[string]interface{}{"ticket": 7.0, "tags": []interface{}{"a", "b"}}) {
 		t.Fatalf("operator_notes = %#v", m["operator_notes"])
 	}
 	if _, ok := m["legacy"]; ok {

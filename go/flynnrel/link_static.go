@@ -1,9 +1,14 @@
-//go:build !flynnrel_dynamic && !flynnrel_custom
+//go:build !flynnrel_dynamic && !flynnrel_custom && !flynnrel_debug
 
 package flynnrel
 
-// The default: link the static library that `cargo build --lib` leaves in the checkout, so the
-// resulting binary needs nothing at run time.
+// The default: link the static, release-built library, so the resulting binary needs nothing at
+// run time. The linker takes the first libflynnrel.a it finds: the checkout's
+// ../../target/release (`cargo build --release --lib`), else the copy a vendored module carries
+// in prebuilt/linux-amd64 (script/flynn-integrate puts it there). Neither directory is needed by
+// the other kind of build, and a missing -L directory is not an error.
 
-// #cgo LDFLAGS: ${SRCDIR}/../../target/debug/libflynnrel.a -lpthread -ldl -lm
+// #cgo LDFLAGS: -L${SRCDIR}/../../target/release
+// #cgo linux,amd64 LDFLAGS: -L${SRCDIR}/prebuilt/linux-amd64
+// #cgo LDFLAGS: -l:libflynnrel.a -lpthread -ldl -lm
 import "C"

@@ -28,7 +28,7 @@ type progress struct {
 	// progress before they notice; fn is not called again.
 	stopped  bool
 	panicked bool
-	panicVal any
+	panicVal interface{}
 }
 
 func (p *progress) call(phase string, done, total uint64) (keep bool) {

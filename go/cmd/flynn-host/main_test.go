@@ -106,7 +106,7 @@ func snapshot(t *testing.T, root string) map[string]string {
 
 // checkBoth runs `update --check` with flynn-host and with flynnrel (plain and --json) on
 // the same root, asserts they agree, and returns the exit code and flynn-host's line.
-func checkBoth(t *testing.T, f *testrelease.Fixture, root string) (int, string, map[string]any) {
+func checkBoth(t *testing.T, f *testrelease.Fixture, root string) (int, string, map[string]interface{}) {
 	t.Helper()
 	env := f.Env(false)
 	goRes := run(t, env, flynnHost, "update", "--check", "--root="+root)
@@ -116,7 +116,7 @@ func checkBoth(t *testing.T, f *testrelease.Fixture, root string) (int, string, 
 			goRes.code, goRes.stdout, goRes.stderr, rsRes.code, rsRes.stdout, rsRes.stderr)
 	}
 	js := run(t, env, f.Helper, "--root", root, "--json", "update", "--check")
-	var doc map[string]any
+	var doc map[string]interface{}
 	if err := json.Unmarshal([]byte(js.stdout), &doc); err != nil || js.code != goRes.code {
 		t.Fatalf("flynnrel --json: exit %d, %v\n%s", js.code, err, js.stdout)
 	}
