@@ -1,7 +1,7 @@
 package flynnhost
 
 // Flynn's own `flynn-host update` and `flynn-host download`, extended with the GitHub channel
-// (SPEC §11). Flynn's host/cli keeps registering its commands with its own usage; the files of
+// (docs/integrating-flynn.md#integrating-into-flynn). Flynn's host/cli keeps registering its commands with its own usage; the files of
 // the project's flynn/ overlay append FlynnUpdateOptions / FlynnDownloadUsage and
 // FlynnDownloadOptions to those usages and register FlynnUpdate / FlynnDownload instead of
 // runUpdate / runDownload, handing back to Flynn's functions whatever is Flynn's.
