@@ -63,7 +63,7 @@ func TestFlynnUpdateGivesTheTUFUpdaterOnlyFlynnsOptions(t *testing.T) {
 		calls = append(calls, tufCall{a, argv})
 		return nil
 	}}
-	root := t.TempDir() // no receipt: a legacy TUF install
+	root := legacyTUFRoot(t) // a flynn-host and no receipt: a legacy TUF install
 	if err := h.FlynnUpdate(parse(t, flynnUpdateUsage, "update", "-r", "https://mirror.example.com/tuf", "--root="+root), tuf); err != nil {
 		t.Fatal(err)
 	}
@@ -96,9 +96,24 @@ func TestFlynnUpdateGivesTheTUFUpdaterOnlyFlynnsOptions(t *testing.T) {
 	if err := h.FlynnUpdate(parse(t, flynnUpdateUsage, "update", "--check", "--root="+root), tuf); !errors.Is(err, flynnhost.ErrTUFCheckUnsupported) || len(calls) != 2 {
 		t.Fatalf("TUF --check without a checker: %v (%d calls)", err, len(calls))
 	}
-	if ents, _ := os.ReadDir(root); len(ents) != 0 {
+	if ents, _ := os.ReadDir(root); len(ents) != 1 {
 		t.Fatalf("routing wrote %v", ents)
 	}
+	if _, err := os.Stat(filepath.Join(root, "etc")); !os.IsNotExist(err) {
+		t.Fatalf("routing created etc/: %v", err)
+	}
+}
+
+// legacyTUFRoot is a root as Flynn's own installer leaves it: a flynn-host, no receipt.
+func legacyTUFRoot(t *testing.T) string {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "usr/local/bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "usr/local/bin/flynn-host"), []byte("#!/bin/sh\necho v20210218.0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return root
 }
 
 func TestFlynnUpdateTUFCheck(t *testing.T) {
@@ -118,7 +133,7 @@ func TestFlynnUpdateTUFCheck(t *testing.T) {
 			Check:  func(*docopt.Args) (string, string, error) { return c.current, c.latest, nil },
 		}
 		h.out.Reset()
-		err := h.FlynnUpdate(parse(t, flynnUpdateUsage, "update", "--check", "--root="+t.TempDir()), tuf)
+		err := h.FlynnUpdate(parse(t, flynnUpdateUsage, "update", "--check", "--root="+legacyTUFRoot(t)), tuf)
 		if flynnhost.ExitCode(err) != c.code || !strings.HasPrefix(h.out.String(), c.line) {
 			t.Fatalf("%s -> %s: exit %d, %q", c.current, c.latest, flynnhost.ExitCode(err), h.out.String())
 		}
