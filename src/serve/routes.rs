@@ -105,6 +105,25 @@ pub(crate) fn storage_base_url(addr: SocketAddr, req: Option<&Request>) -> Strin
     base_url(addr, req)
 }
 
+/// The API's own base URL as the client addressed it. GitHub's URLs are always on the host name
+/// the client called, and some clients (PyGithub) refuse to follow a `url` or `Link` on another
+/// one; so a `Host` header that names this listener's port, with a well-formed host name, is
+/// used as it is (`api.localhost:PORT`). Anything else falls back to [`base_url`].
+pub(crate) fn api_base_url(addr: SocketAddr, req: &Request) -> String {
+    if let Some(h) = req.header("host").map(str::trim) {
+        let host = strip_port(h);
+        let port = h[host.len()..].strip_prefix(':');
+        let well_formed = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(ip6) => ip6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)),
+        };
+        if well_formed && port == Some(addr.port().to_string().as_str()) {
+            return format!("http://{host}:{}", addr.port());
+        }
+    }
+    base_url(addr, Some(req))
+}
+
 /// `host:port` → `host`, keeping IPv6 brackets.
 fn strip_port(h: &str) -> &str {
     if h.starts_with('[') {
@@ -243,7 +262,7 @@ struct Bases {
 
 fn bases(ctx: &Ctx, req: &Request, prefix: &str) -> Bases {
     Bases {
-        api: format!("{}{prefix}", base_url(ctx.api_addr, Some(req))),
+        api: format!("{}{prefix}", api_base_url(ctx.api_addr, req)),
         web: base_url(ctx.web_addr, Some(req)),
         storage: storage_base_url(ctx.storage_addr, Some(req)),
     }
