@@ -16,7 +16,10 @@
 //! `published_at` = `created_at` (null for drafts), `target_commitish` = `master`.
 //!
 //! Three listeners on three ports play api.github.com, github.com and
-//! objects.githubusercontent.com. The folder is re-scanned on every request, so files may be
+//! objects.githubusercontent.com; the storage host is named `localhost` when it listens on
+//! 127.0.0.1, so asset bytes come from another host name than the API, as on GitHub. Besides
+//! releases and assets, the API answers `GET /repos/{owner}/{repo}` (a repository object
+//! consistent with its releases) and `GET /rate_limit` (the server's own counting). The folder is re-scanned on every request, so files may be
 //! added or tampered with while the server runs; asset hashes are cached on (path, size, mtime).
 
 mod http;
@@ -316,9 +319,10 @@ impl Server {
         routes::base_url(self.state.ctx.web_addr, None)
     }
 
-    /// The storage base URL the API and web hosts redirect to.
+    /// The storage base URL the API and web hosts redirect to. A storage listener on 127.0.0.1
+    /// is named `localhost`, so the bytes come from another host name than the API, as on GitHub.
     pub fn storage_url(&self) -> String {
-        routes::base_url(self.state.ctx.storage_addr, None)
+        routes::storage_base_url(self.state.ctx.storage_addr, None)
     }
 
     /// Every request so far, all listeners, in the order they were answered.

@@ -20,6 +20,8 @@ use crate::error::Result;
 
 /// GitHub's documentation link in release 404 bodies.
 const RELEASES_DOCS: &str = "https://docs.github.com/rest/releases/releases";
+/// GitHub's documentation link in repository 404 bodies.
+const REPO_DOCS: &str = "https://docs.github.com/rest/repos/repos#get-a-repository";
 const RATE_LIMIT_DOCS: &str = "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting";
 /// GitHub's default and maximum page sizes.
 const DEFAULT_PER_PAGE: usize = 30;
@@ -89,6 +91,37 @@ pub(crate) fn base_url(addr: SocketAddr, req: Option<&Request>) -> String {
         return format!("http://127.0.0.1:{}", addr.port());
     }
     format!("http://{addr}")
+}
+
+/// The storage host's base URL. Real GitHub serves asset bytes from another host name
+/// (objects.githubusercontent.com), and some clients depend on that: PyGithub refuses a redirect
+/// to the API's own host name on a different port. So a storage listener on 127.0.0.1 is named
+/// `localhost` (the API stays `127.0.0.1`): a different host name, still loopback for clients
+/// that only allow plain http to loopback. Any other address is named as it is.
+pub(crate) fn storage_base_url(addr: SocketAddr, req: Option<&Request>) -> String {
+    if addr.ip() == std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST) {
+        return format!("http://localhost:{}", addr.port());
+    }
+    base_url(addr, req)
+}
+
+/// The API's own base URL as the client addressed it. GitHub's URLs are always on the host name
+/// the client called, and some clients (PyGithub) refuse to follow a `url` or `Link` on another
+/// one; so a `Host` header that names this listener's port, with a well-formed host name, is
+/// used as it is (`api.localhost:PORT`). Anything else falls back to [`base_url`].
+pub(crate) fn api_base_url(addr: SocketAddr, req: &Request) -> String {
+    if let Some(h) = req.header("host").map(str::trim) {
+        let host = strip_port(h);
+        let port = h[host.len()..].strip_prefix(':');
+        let well_formed = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(ip6) => ip6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)),
+        };
+        if well_formed && port == Some(addr.port().to_string().as_str()) {
+            return format!("http://{host}:{}", addr.port());
+        }
+    }
+    base_url(addr, Some(req))
 }
 
 /// `host:port` → `host`, keeping IPv6 brackets.
@@ -229,9 +262,9 @@ struct Bases {
 
 fn bases(ctx: &Ctx, req: &Request, prefix: &str) -> Bases {
     Bases {
-        api: format!("{}{prefix}", base_url(ctx.api_addr, Some(req))),
+        api: format!("{}{prefix}", api_base_url(ctx.api_addr, req)),
         web: base_url(ctx.web_addr, Some(req)),
-        storage: base_url(ctx.storage_addr, Some(req)),
+        storage: storage_base_url(ctx.storage_addr, Some(req)),
     }
 }
 
@@ -316,6 +349,194 @@ fn release_json(ctx: &Ctx, b: &Bases, repo: &Repo, rel: &Release) -> Result<Valu
     Ok(v)
 }
 
+/// The repository's owner, as an organization account (Flynn's releases come from one).
+fn owner_json(b: &Bases, repo: &Repo) -> Value {
+    let id = store::stable_id(&repo.owner);
+    let u = format!("{}/users/{}", b.api, enc(&repo.owner));
+    json!({
+        "login": repo.owner,
+        "id": id,
+        "node_id": node_id("Organization", id),
+        "avatar_url": format!("https://avatars.githubusercontent.com/u/{id}?v=4"),
+        "gravatar_id": "",
+        "url": u,
+        "html_url": format!("{}/{}", b.web, enc(&repo.owner)),
+        "followers_url": format!("{u}/followers"),
+        "following_url": format!("{u}/following{{/other_user}}"),
+        "gists_url": format!("{u}/gists{{/gist_id}}"),
+        "starred_url": format!("{u}/starred{{/owner}}{{/repo}}"),
+        "subscriptions_url": format!("{u}/subscriptions"),
+        "organizations_url": format!("{u}/orgs"),
+        "repos_url": format!("{u}/repos"),
+        "events_url": format!("{u}/events{{/privacy}}"),
+        "received_events_url": format!("{u}/received_events"),
+        "type": "Organization",
+        "user_view_type": "public",
+        "site_admin": false
+    })
+}
+
+/// The repository URL templates, in GitHub's order: (key, suffix after the repository URL).
+const REPO_URL_TEMPLATES: [(&str, &str); 36] = [
+    ("forks_url", "/forks"),
+    ("keys_url", "/keys{/key_id}"),
+    ("collaborators_url", "/collaborators{/collaborator}"),
+    ("teams_url", "/teams"),
+    ("hooks_url", "/hooks"),
+    ("issue_events_url", "/issues/events{/number}"),
+    ("events_url", "/events"),
+    ("assignees_url", "/assignees{/user}"),
+    ("branches_url", "/branches{/branch}"),
+    ("tags_url", "/tags"),
+    ("blobs_url", "/git/blobs{/sha}"),
+    ("git_tags_url", "/git/tags{/sha}"),
+    ("git_refs_url", "/git/refs{/sha}"),
+    ("trees_url", "/git/trees{/sha}"),
+    ("statuses_url", "/statuses/{sha}"),
+    ("languages_url", "/languages"),
+    ("stargazers_url", "/stargazers"),
+    ("contributors_url", "/contributors"),
+    ("subscribers_url", "/subscribers"),
+    ("subscription_url", "/subscription"),
+    ("commits_url", "/commits{/sha}"),
+    ("git_commits_url", "/git/commits{/sha}"),
+    ("comments_url", "/comments{/number}"),
+    ("issue_comment_url", "/issues/comments{/number}"),
+    ("contents_url", "/contents/{+path}"),
+    ("compare_url", "/compare/{base}...{head}"),
+    ("merges_url", "/merges"),
+    ("archive_url", "/{archive_format}{/ref}"),
+    ("downloads_url", "/downloads"),
+    ("issues_url", "/issues{/number}"),
+    ("pulls_url", "/pulls{/number}"),
+    ("milestones_url", "/milestones{/number}"),
+    ("notifications_url", "/notifications{?since,all,participating}"),
+    ("labels_url", "/labels{/name}"),
+    ("releases_url", "/releases{/id}"),
+    ("deployments_url", "/deployments"),
+];
+
+/// The repository object of `GET /repos/{owner}/{repo}`, as GitHub answers an anonymous caller
+/// for a public repository (key order of a recorded real response; no `permissions`). It agrees
+/// with the releases: `created_at` is the oldest release's creation (the directory's mtime when
+/// there are none), `updated_at`/`pushed_at` the newest publication, `default_branch` the
+/// `target_commitish` of the latest release when that names a branch rather than a commit.
+fn repo_json(b: &Bases, repo: &Repo, all: &[Release]) -> Value {
+    let id = store::stable_id(&format!("{}/{}", repo.owner, repo.name));
+    let dir_secs = std::fs::metadata(&repo.dir)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let created = all.iter().map(|r| r.created).min().unwrap_or(dir_secs);
+    let updated = all
+        .iter()
+        .map(|r| r.published.unwrap_or(r.created).max(r.created))
+        .max()
+        .unwrap_or(created);
+    let is_sha = |c: &str| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit());
+    let default_branch = store::latest(all)
+        .map(|r| r.target_commitish.as_str())
+        .filter(|c| !c.is_empty() && !is_sha(c))
+        .unwrap_or("master");
+    let full = format!("{}/{}", repo.owner, repo.name);
+    let path = format!("{}/{}", enc(&repo.owner), enc(&repo.name));
+    let r = format!("{}/repos/{path}", b.api);
+    let html = format!("{}/{path}", b.web);
+    let web_host = b.web.split_once("://").map(|(_, h)| h).unwrap_or(&b.web);
+    let owner = owner_json(b, repo);
+    let mut v = json!({
+        "id": id,
+        "node_id": node_id("Repository", id),
+        "name": repo.name,
+        "full_name": full,
+        "private": false,
+        "owner": owner,
+        "html_url": html,
+        "description": null,
+        "fork": false,
+        "url": r,
+    });
+    // In parts: one `json!` of this size exceeds the macro recursion limit.
+    if let Some(a) = v.as_object_mut() {
+        for (k, suffix) in REPO_URL_TEMPLATES {
+            a.insert(k.to_string(), Value::String(format!("{r}{suffix}")));
+        }
+    }
+    let rest = json!({
+        "created_at": rfc3339(created),
+        "updated_at": rfc3339(updated),
+        "pushed_at": rfc3339(updated),
+        "git_url": format!("git://{web_host}/{path}.git"),
+        "ssh_url": format!("git@{web_host}:{path}.git"),
+        "clone_url": format!("{html}.git"),
+        "svn_url": html,
+        "homepage": null,
+        "size": 0,
+        "stargazers_count": 0,
+        "watchers_count": 0,
+        "language": null,
+        "has_issues": true,
+        "has_projects": true,
+        "has_downloads": true,
+        "has_wiki": true,
+        "has_pages": false,
+        "has_discussions": false,
+        "forks_count": 0,
+        "mirror_url": null,
+        "archived": false,
+        "disabled": false,
+        "open_issues_count": 0,
+        "license": null,
+        "allow_forking": true,
+        "is_template": false,
+        "web_commit_signoff_required": false,
+        "topics": [],
+        "visibility": "public",
+        "forks": 0,
+        "open_issues": 0,
+        "watchers": 0,
+        "default_branch": default_branch,
+        "temp_clone_token": null,
+        "organization": owner,
+        "network_count": 0,
+        "subscribers_count": 0
+    });
+    if let (Some(a), Value::Object(b)) = (v.as_object_mut(), rest) {
+        a.extend(b);
+    }
+    v
+}
+
+/// GitHub's `GET /rate_limit` body. `core` (and the legacy `rate`, its copy) is this server's
+/// own window, the one behind the `x-ratelimit-*` headers; the other resources are not served
+/// here and show their full budgets (search ones per minute, as on GitHub).
+fn rate_limit_json(limit: u32, used: u32, reset: u64, now: u64) -> Value {
+    let res = |limit: u32, used: u32, reset: u64| json!({"limit": limit, "used": used, "remaining": limit.saturating_sub(used), "reset": reset});
+    let core = res(limit, used, reset);
+    let minute = now + 60;
+    json!({
+        "resources": {
+            "core": core,
+            "search": res(10, 0, minute),
+            "graphql": res(0, 0, reset),
+            "integration_manifest": res(5000, 0, reset),
+            "source_import": res(100, 0, minute),
+            "code_scanning_upload": res(500, 0, reset),
+            "code_scanning_autofix": res(10, 0, minute),
+            "actions_runner_registration": res(10000, 0, reset),
+            "scim": res(15000, 0, reset),
+            "dependency_snapshots": res(100, 0, minute),
+            "dependency_sbom": res(100, 0, minute),
+            "audit_log": res(1750, 0, reset),
+            "audit_log_streaming": res(15, 0, reset),
+            "code_search": res(10, 0, minute)
+        },
+        "rate": core
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // API listener
 // ---------------------------------------------------------------------------------------------
@@ -324,6 +545,8 @@ fn release_json(ctx: &Ctx, b: &Bases, repo: &Repo, rel: &Release) -> Result<Valu
 enum ApiOut {
     Json(u16, Value, Vec<(String, String)>),
     Redirect(String),
+    /// `GET /rate_limit`: rendered from the window itself, and not counted against it.
+    RateLimit,
 }
 
 fn not_found() -> ApiOut {
@@ -365,6 +588,18 @@ fn api_route(ctx: &Ctx, req: &Request, b: &Bases, path: &str) -> Result<ApiOut> 
     };
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let (owner, name, tail) = match s.as_slice() {
+        ["rate_limit"] => return Ok(ApiOut::RateLimit),
+        ["repos", o, r] => {
+            let Some(repo) = ctx.store.repo(o, r) else {
+                return Ok(ApiOut::Json(
+                    404,
+                    json!({"message": "Not Found", "documentation_url": REPO_DOCS, "status": "404"}),
+                    Vec::new(),
+                ));
+            };
+            let all = ctx.store.releases(&repo)?;
+            return Ok(ApiOut::Json(200, repo_json(b, &repo, &all), vec![]));
+        }
         ["repos", o, r, "releases", tail @ ..] => (*o, *r, tail),
         _ => return Ok(not_found()),
     };
@@ -506,9 +741,21 @@ fn finish_api(ctx: &Ctx, req: &Request, out: ApiOut) -> Response {
         seq.wrapping_mul(0x9E37) & 0xFF_FFFF,
         (ctx_reset(ctx) - 3600) & 0xFFFF_FFFF
     );
+    // `GET /rate_limit` does not count against the limit and still answers once it is spent,
+    // as on GitHub; its body is the window as it stands.
+    let counted = !matches!(out, ApiOut::RateLimit);
     let (status, body, extra, location) = match out {
         ApiOut::Json(s, v, h) => (s, serde_json::to_vec(&v).unwrap_or_default(), h, None),
         ApiOut::Redirect(loc) => (302, Vec::new(), vec![], Some(loc)),
+        ApiOut::RateLimit => {
+            let (used, reset) = {
+                let mut w = lock(&ctx.rate);
+                roll_window(&mut w);
+                (w.used, w.reset)
+            };
+            let v = rate_limit_json(ctx.rate_limit, used, reset, now_secs());
+            (200, serde_json::to_vec(&v).unwrap_or_default(), vec![], None)
+        }
     };
     let etag = (status == 200).then(|| format!("W/\"{}\"", store::hex(&Sha256::digest(&body))));
 
@@ -519,13 +766,9 @@ fn finish_api(ctx: &Ctx, req: &Request, out: ApiOut) -> Response {
     };
     let (used, reset, exceeded) = {
         let mut w = lock(&ctx.rate);
-        let now = now_secs();
-        if now >= w.reset {
-            w.used = 0;
-            w.reset = now + 3600;
-        }
-        let exceeded = !not_modified && w.used >= ctx.rate_limit;
-        if !not_modified && !exceeded {
+        roll_window(&mut w);
+        let exceeded = counted && !not_modified && w.used >= ctx.rate_limit;
+        if counted && !not_modified && !exceeded {
             w.used += 1;
         }
         (w.used, w.reset, exceeded)
@@ -581,6 +824,15 @@ fn finish_api(ctx: &Ctx, req: &Request, out: ApiOut) -> Response {
         .header("x-github-request-id", request_id)
 }
 
+/// Start a new hour once the window's reset time has passed.
+fn roll_window(w: &mut RateWindow) {
+    let now = now_secs();
+    if now >= w.reset {
+        w.used = 0;
+        w.reset = now + 3600;
+    }
+}
+
 fn ctx_reset(ctx: &Ctx) -> u64 {
     lock(&ctx.rate).reset
 }
@@ -623,7 +875,7 @@ pub(crate) fn web(ctx: &Ctx, req: &Request) -> Response {
     if !rel.assets.iter().any(|a| a.name == file) {
         return web_not_found();
     }
-    let loc = storage_url(&base_url(ctx.storage_addr, Some(req)), &repo, &rel.tag, file);
+    let loc = storage_url(&storage_base_url(ctx.storage_addr, Some(req)), &repo, &rel.tag, file);
     Response::new(302, Body::Empty)
         .header("content-type", "text/html; charset=utf-8")
         .header("cache-control", "no-cache")

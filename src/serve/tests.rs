@@ -754,3 +754,343 @@ fn tampered_files_are_rehashed() {
     let want = format!("sha256:{}", crate::serve::store::hex(&Sha256::digest(b"second!")));
     assert_eq!(d2, want);
 }
+
+/// A raw GET with this `Host` header: (status, body).
+fn raw_get_with_host(base: &str, target: &str, host: &str) -> (u16, String) {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(s, "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").expect("send");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn repository_object_has_githubs_shape_and_agrees_with_the_releases() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    release(root, "v1.0.0", "2024-01-20T12:00:00Z", "");
+    release(
+        root,
+        "v1.1.0",
+        "2024-01-25T12:00:00Z",
+        r#","published_at":"2024-01-26T08:00:00Z""#,
+    );
+    release(root, "v1.2.0-rc1", "2024-01-27T12:00:00Z", r#","prerelease":true"#);
+    let srv = start_at(root);
+    let c = client();
+
+    let r = c.get(format!("{}/repos/o/r", srv.api_url())).send().expect("get");
+    assert_eq!(r.status(), 200);
+    assert!(header(&r, "etag").is_some());
+    assert!(header(&r, "x-ratelimit-used").is_some());
+    let v = json(r);
+
+    // Every key of a recorded real response is there, in the same order, except the ones only
+    // an authenticated collaborator sees.
+    let recorded = testdata("recorded/octokit-fixtures-rename-repository-301-raw.json");
+    let real = &recorded[3]["response"];
+    let want: Vec<&String> = real
+        .as_object()
+        .expect("object")
+        .keys()
+        .filter(|k| {
+            !k.starts_with("allow_")
+                && ![
+                    "permissions",
+                    "delete_branch_on_merge",
+                    "use_squash_pr_title_as_default",
+                ]
+                .contains(&k.as_str())
+        })
+        .collect();
+    let got: Vec<&String> = v
+        .as_object()
+        .expect("object")
+        .keys()
+        .filter(|k| want.contains(k))
+        .collect();
+    assert_eq!(got, want, "{v}");
+    for k in real["owner"].as_object().expect("owner").keys() {
+        assert!(v["owner"].get(k).is_some(), "owner key {k} missing");
+    }
+
+    let api = srv.api_url();
+    let web = srv.web_url();
+    let releases: Value = json(c.get(format!("{api}/repos/o/r/releases")).send().expect("list"));
+    assert_eq!(v["name"], "r");
+    assert_eq!(v["full_name"], "o/r");
+    assert_eq!(v["owner"]["login"], "o");
+    assert_eq!(v["owner"]["type"], "Organization");
+    assert_eq!(v["owner"]["html_url"], format!("{web}/o"));
+    assert_eq!(v["organization"], v["owner"]);
+    assert_eq!(v["private"], false);
+    assert_eq!(v["visibility"], "public");
+    assert_eq!(v["fork"], false);
+    assert_eq!(v["default_branch"], "master");
+    assert_eq!(v["url"], format!("{api}/repos/o/r"));
+    assert_eq!(v["html_url"], format!("{web}/o/r"));
+    assert_eq!(v["clone_url"], format!("{web}/o/r.git"));
+    assert_eq!(v["releases_url"], format!("{api}/repos/o/r/releases{{/id}}"));
+    assert_eq!(v["archive_url"], format!("{api}/repos/o/r/{{archive_format}}{{/ref}}"));
+    let id = v["id"].as_u64().expect("id");
+    assert!(id > 0 && id < (1u64 << 53));
+    assert_eq!(v["node_id"], node_id_of("Repository", id));
+    // Release URLs hang off the repository's URL.
+    for rel in releases.as_array().expect("array") {
+        assert!(
+            rel["url"]
+                .as_str()
+                .expect("url")
+                .starts_with(v["url"].as_str().expect("url"))
+        );
+    }
+    assert_eq!(v["created_at"], "2024-01-20T12:00:00Z", "the oldest release");
+    assert_eq!(v["pushed_at"], "2024-01-27T12:00:00Z", "the newest release");
+    assert_eq!(v["updated_at"], v["pushed_at"]);
+
+    // Owner and repository names are case-insensitive, answered as spelled on disk; the
+    // Enterprise prefix works too; the id is stable.
+    let again = json(c.get(format!("{api}/api/v3/repos/O/R")).send().expect("get"));
+    assert_eq!(again["full_name"], "o/r");
+    assert_eq!(again["id"], v["id"]);
+    assert_eq!(again["url"], format!("{api}/api/v3/repos/o/r"));
+}
+
+#[test]
+fn repository_default_branch_follows_the_latest_release() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    release(root, "v1.0.0", "2024-01-20T12:00:00Z", r#","target_commitish":"main""#);
+    release(
+        root,
+        "v1.1.0",
+        "2024-01-21T12:00:00Z",
+        &format!(r#","target_commitish":"{}""#, "a".repeat(40)),
+    );
+    let srv = start_at(root);
+    let c = client();
+    // The latest release names a commit, not a branch: fall back to GitHub's default.
+    let v = json(c.get(format!("{}/repos/o/r", srv.api_url())).send().expect("get"));
+    assert_eq!(v["default_branch"], "master");
+    std::fs::remove_dir_all(root.join("o/r/v1.1.0")).expect("rm");
+    let v = json(c.get(format!("{}/repos/o/r", srv.api_url())).send().expect("get"));
+    assert_eq!(v["default_branch"], "main");
+}
+
+#[test]
+fn unknown_repository_is_githubs_404() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    release(dir.path(), "v1.0.0", "2024-01-20T12:00:00Z", "");
+    let srv = start_at(dir.path());
+    let c = client();
+    for path in [
+        "/repos/o/nope",
+        "/repos/nope/r",
+        "/repos/o/..",
+        "/repos/o/.hidden",
+        "/repos/o",
+    ] {
+        let r = c.get(format!("{}{path}", srv.api_url())).send().expect("get");
+        assert_eq!(r.status(), 404, "{path}");
+        let v = json(r);
+        assert_eq!(v["message"], "Not Found", "{path}");
+        assert_eq!(v["status"], "404", "{path}");
+        assert!(
+            v["documentation_url"]
+                .as_str()
+                .expect("docs")
+                .starts_with("https://docs.github.com/rest/")
+        );
+    }
+    let v = json(c.get(format!("{}/repos/o/nope", srv.api_url())).send().expect("get"));
+    assert_eq!(
+        v["documentation_url"],
+        "https://docs.github.com/rest/repos/repos#get-a-repository"
+    );
+    assert_eq!(
+        c.post(format!("{}/repos/o/r", srv.api_url()))
+            .send()
+            .expect("post")
+            .status(),
+        404
+    );
+}
+
+#[test]
+fn rate_limit_reports_the_window_and_is_not_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    release(dir.path(), "v1.0.0", "2024-01-20T12:00:00Z", "");
+    let mut opts = ServeOptions::new(dir.path());
+    opts.rate_limit = 3;
+    let srv = start(opts).expect("start");
+    let c = client();
+    let api = srv.api_url();
+    let get = |p: &str| c.get(format!("{api}{p}")).send().expect("get");
+
+    let r = get("/rate_limit");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "x-ratelimit-used").as_deref(),
+        Some("0"),
+        "reading it is free"
+    );
+    let reset = header(&r, "x-ratelimit-reset").expect("reset");
+    let v = json(r);
+    let core = &v["resources"]["core"];
+    assert_eq!(core["limit"], 3);
+    assert_eq!(core["used"], 0);
+    assert_eq!(core["remaining"], 3);
+    assert_eq!(core["reset"].to_string(), reset);
+    assert_eq!(v["rate"], *core, "the legacy `rate` is core");
+    for k in ["search", "graphql", "integration_manifest", "code_search"] {
+        let res = &v["resources"][k];
+        assert!(
+            res["limit"].is_u64() && res["used"].is_u64() && res["remaining"].is_u64() && res["reset"].is_u64(),
+            "{k}: {res}"
+        );
+    }
+
+    assert_eq!(get("/repos/o/r/releases").status(), 200);
+    assert_eq!(get("/repos/o/r").status(), 200);
+    let r = get("/rate_limit");
+    assert_eq!(header(&r, "x-ratelimit-used").as_deref(), Some("2"));
+    assert_eq!(header(&r, "x-ratelimit-remaining").as_deref(), Some("1"));
+    let v = json(r);
+    assert_eq!(v["resources"]["core"]["used"], 2);
+    assert_eq!(v["resources"]["core"]["remaining"], 1);
+
+    // Spent: other routes get GitHub's 403, /rate_limit still answers and says so.
+    assert_eq!(get("/repos/o/r/releases/latest").status(), 200);
+    assert_eq!(get("/repos/o/r").status(), 403);
+    let r = get("/rate_limit");
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-ratelimit-remaining").as_deref(), Some("0"));
+    let v = json(r);
+    assert_eq!(v["resources"]["core"]["used"], 3);
+    assert_eq!(v["resources"]["core"]["remaining"], 0);
+    // The GitHub Enterprise prefix too.
+    assert_eq!(get("/api/v3/rate_limit").status(), 200);
+}
+
+#[test]
+fn storage_is_served_under_another_host_name_than_the_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    put(dir.path(), "o/r/v1.0.0/a.bin", b"bytes");
+    let srv = start_at(dir.path());
+    let c = client();
+    let api = reqwest::Url::parse(&srv.api_url()).expect("api url");
+    let storage = reqwest::Url::parse(&srv.storage_url()).expect("storage url");
+    assert_eq!(api.host_str(), Some("127.0.0.1"));
+    assert_eq!(storage.host_str(), Some("localhost"));
+    // Both allowed as plain http by the project's own client (loopback only).
+    assert!(crate::ghrelease::client::is_loopback(&api) && crate::ghrelease::client::is_loopback(&storage));
+
+    let rel = json(
+        c.get(format!("{}/repos/o/r/releases/latest", srv.api_url()))
+            .send()
+            .expect("latest"),
+    );
+    let asset_url = rel["assets"][0]["url"].as_str().expect("asset url").to_string();
+    let r = c
+        .get(&asset_url)
+        .header("accept", "application/octet-stream")
+        .send()
+        .expect("asset");
+    assert_eq!(r.status(), 302);
+    let loc = reqwest::Url::parse(&header(&r, "location").expect("location")).expect("location url");
+    assert_eq!(loc.host_str(), Some("localhost"));
+    assert_ne!(loc.host_str(), api.host_str());
+    assert_eq!(
+        c.get(loc).send().expect("storage").bytes().expect("bytes").as_ref(),
+        b"bytes"
+    );
+
+    // An explicit storage address is named as it is.
+    let mut opts = ServeOptions::new(dir.path());
+    opts.storage_listen = SocketAddr::from(([127, 0, 0, 2], 0));
+    if let Ok(srv2) = start(opts) {
+        assert!(
+            srv2.storage_url().starts_with("http://127.0.0.2:"),
+            "{}",
+            srv2.storage_url()
+        );
+    }
+}
+
+#[test]
+fn api_urls_use_the_host_name_the_client_called() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    release(dir.path(), "v1.0.0", "2024-01-20T12:00:00Z", "");
+    release(dir.path(), "v1.1.0", "2024-01-21T12:00:00Z", "");
+    let srv = start_at(dir.path());
+    let api = srv.api_url();
+    let port = api.rsplit(':').next().expect("port");
+
+    let (status, body) = raw_get_with_host(&api, "/repos/o/r", &format!("api.localhost:{port}"));
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["url"], format!("http://api.localhost:{port}/repos/o/r"));
+    // The web and storage hosts are the server's own.
+    assert!(v["html_url"].as_str().expect("html").starts_with(&srv.web_url()));
+
+    let (_, body) = raw_get_with_host(&api, "/repos/o/r/releases/latest", &format!("api.localhost:{port}"));
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert!(
+        v["url"]
+            .as_str()
+            .expect("url")
+            .starts_with(&format!("http://api.localhost:{port}/repos/o/r/releases/"))
+    );
+    assert!(
+        v["assets"][0]["browser_download_url"]
+            .as_str()
+            .expect("bdu")
+            .starts_with(&srv.web_url())
+    );
+
+    // A Host for another port, or not a host name, is not echoed.
+    for host in [
+        "api.localhost:1".to_string(),
+        format!("evil/x:{port}"),
+        format!("a b:{port}"),
+        format!("a@b:{port}"),
+        format!("[zz]:{port}"),
+        String::new(),
+    ] {
+        let (status, body) = raw_get_with_host(&api, "/repos/o/r", &host);
+        if status == 200 {
+            let v: Value = serde_json::from_str(&body).expect("json");
+            assert_eq!(v["url"], format!("{api}/repos/o/r"), "Host {host:?}");
+        }
+    }
+    let (_, body) = raw_get_with_host(&api, "/repos/o/r", &format!("[::1]:{port}"));
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["url"], format!("http://[::1]:{port}/repos/o/r"));
+}
+
+/// GitHub's legacy node id, computed independently of the server's.
+fn node_id_of(kind: &str, id: u64) -> String {
+    use std::fmt::Write;
+    let raw = format!("0{}:{kind}{id}", kind.len());
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bits: Vec<u8> = raw.bytes().collect();
+    let mut out = String::new();
+    for ch in bits.chunks(3) {
+        let b = [ch[0], *ch.get(1).unwrap_or(&0), *ch.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= ch.len() {
+                let _ = write!(out, "{}", A[((n >> (18 - 6 * k)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
