@@ -54,6 +54,16 @@ impl World {
         }
     }
 
+    /// v2024.01.27.1 and .2 published, .1 installed: the usual starting point of an attack.
+    fn v1_installed_v2_published(signed: bool) -> World {
+        let w = World::new(signed);
+        w.publish("v2024.01.27.1", "2024-01-27T01:00:00Z");
+        w.publish("v2024.01.27.2", "2024-01-27T02:00:00Z");
+        w.install(&start(&w.serve), Target::Version("v2024.01.27.1".into()))
+            .unwrap();
+        w
+    }
+
     fn publish(&self, v: &str, created: &str) -> PathBuf {
         let key = self.key_file.clone();
         publish_with(&self.serve, v, created, &layers(created.len() as u32), |o| {
@@ -114,24 +124,59 @@ fn honest_json(honest: &Server, path: &str) -> serde_json::Value {
     serde_json::from_str(&reqwest::blocking::get(&url).unwrap().text().unwrap()).unwrap()
 }
 
-/// A hostile API over `w`'s releases: requests for `/releases/tags/<asked>` are answered with the
-/// honest JSON of release `served`, edited by `edit`. Everything else is the honest server's.
-fn serving_under_tag(
+/// A hostile API over a world's releases (see [`hostile_api`]).
+struct Hostile {
+    server: Server,
+    /// The edited JSON's download URLs point at this one: it must live as long as `server`.
+    _honest: Server,
+    /// Requests the hostile server's storage host saw.
+    storage_hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Hostile {
+    fn storage_hits(&self) -> usize {
+        self.storage_hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A hostile API over `w`'s releases: an API request whose path and query `answers` accepts gets
+/// the honest server's JSON for `honest_path`, edited by `edit`; everything else is served as
+/// usual.
+fn hostile_api(
     w: &World,
-    asked: &str,
-    served: &str,
-    edit: impl Fn(&mut serde_json::Value) + Send + Sync + 'static,
-) -> (Server, Server) {
+    honest_path: &str,
+    answers: impl Fn(&str) -> bool + Send + Sync + 'static,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> Hostile {
     let honest = start(&w.serve);
-    let mut body = honest_json(&honest, &format!("/repos/{REPO}/releases/tags/{served}"));
+    let mut body = honest_json(&honest, honest_path);
     edit(&mut body);
-    let path = format!("/repos/{REPO}/releases/tags/{asked}");
-    let hostile = start_with(&w.serve, move |r: &RequestInfo| {
-        (r.listener == Listener::Api && r.url == path)
+    let storage_hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let hits = storage_hits.clone();
+    let server = start_with(&w.serve, move |r: &RequestInfo| {
+        if r.listener == Listener::Storage {
+            hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        (r.listener == Listener::Api && answers(&r.url))
             .then(|| json_answer(&body))
             .flatten()
     });
-    (hostile, honest)
+    Hostile {
+        server,
+        _honest: honest,
+        storage_hits,
+    }
+}
+
+/// [`hostile_api`] answering `/releases/tags/<asked>` with release `served`, edited by `edit`.
+fn serving_under_tag(w: &World, asked: &str, served: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Hostile {
+    let path = format!("/repos/{REPO}/releases/tags/{asked}");
+    hostile_api(
+        w,
+        &format!("/repos/{REPO}/releases/tags/{served}"),
+        move |url| url == path,
+        edit,
+    )
 }
 
 // ---- 1. A signature binds the version asked for, not the API's tag ----
@@ -141,9 +186,9 @@ fn install_version_b_served_release_a_under_b_tag_is_refused() {
     let w = World::new(true);
     w.publish("v2024.01.27.1", "2024-01-27T01:00:00Z");
     w.publish("v2024.01.27.2", "2024-01-27T02:00:00Z");
-    let (hostile, _honest) = serving_under_tag(&w, "v2024.01.27.2", "v2024.01.27.1", |_| {});
+    let hostile = serving_under_tag(&w, "v2024.01.27.2", "v2024.01.27.1", |_| {});
     let err = w
-        .install(&hostile, Target::Version("v2024.01.27.2".into()))
+        .install(&hostile.server, Target::Version("v2024.01.27.2".into()))
         .unwrap_err();
     expect(
         &err,
@@ -160,11 +205,11 @@ fn install_version_b_served_release_a_relabelled_as_b_fails_the_signature() {
     let w = World::new(true);
     w.publish("v2024.01.27.1", "2024-01-27T01:00:00Z");
     w.publish("v2024.01.27.2", "2024-01-27T02:00:00Z");
-    let (hostile, _honest) = serving_under_tag(&w, "v2024.01.27.2", "v2024.01.27.1", |j| {
+    let hostile = serving_under_tag(&w, "v2024.01.27.2", "v2024.01.27.1", |j| {
         j["tag_name"] = "v2024.01.27.2".into();
     });
     let err = w
-        .install(&hostile, Target::Version("v2024.01.27.2".into()))
+        .install(&hostile.server, Target::Version("v2024.01.27.2".into()))
         .unwrap_err();
     expect(&err, ErrorKind::SignatureInvalid, &["version=v2024.01.27.2"]);
     assert!(!w.root.exists());
@@ -177,8 +222,8 @@ fn update_version_served_a_signed_prerelease_under_that_tag_is_refused() {
     w.publish("v1.2.3-rc.1", "2024-01-27T02:00:00Z");
     w.install(&start(&w.serve), Target::Version("v1.2.2".into())).unwrap();
     let before = snapshot(&w.root);
-    let (hostile, _honest) = serving_under_tag(&w, "v1.2.3", "v1.2.3-rc.1", |_| {});
-    let err = w.update(&hostile, Some("v1.2.3")).unwrap_err();
+    let hostile = serving_under_tag(&w, "v1.2.3", "v1.2.3-rc.1", |_| {});
+    let err = w.update(&hostile.server, Some("v1.2.3")).unwrap_err();
     expect(&err, ErrorKind::InvalidData, &["answered with release \"v1.2.3-rc.1\""]);
     assert_eq!(snapshot(&w.root), before);
     assert_eq!(w.receipt().highest_seen_version.as_deref(), Some("v1.2.2"));
@@ -264,11 +309,7 @@ fn install_paused_at_resolution(
 
 #[test]
 fn a_key_pinned_while_an_install_resolves_is_not_erased() {
-    let w = World::new(false);
-    w.publish("v2024.01.27.1", "2024-01-27T01:00:00Z");
-    w.publish("v2024.01.27.2", "2024-01-27T02:00:00Z");
-    w.install(&start(&w.serve), Target::Version("v2024.01.27.1".into()))
-        .unwrap();
+    let w = World::v1_installed_v2_published(false);
     let (go, t, _server) = install_paused_at_resolution(&w, "v2024.01.27.2", None);
     // Meanwhile the operator pins a release key.
     let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
@@ -327,26 +368,23 @@ fn an_update_during_a_slow_install_is_not_undone() {
 
 #[test]
 fn an_api_hiding_flynn_init_fails_the_update() {
-    let w = World::new(false);
-    w.publish("v2024.01.27.1", "2024-01-27T01:00:00Z");
-    w.publish("v2024.01.27.2", "2024-01-27T02:00:00Z");
-    w.install(&start(&w.serve), Target::Version("v2024.01.27.1".into()))
-        .unwrap();
-    let honest = start(&w.serve);
-    let mut body = honest_json(&honest, &format!("/repos/{REPO}/releases"));
-    for rel in body.as_array_mut().unwrap() {
-        rel["assets"]
-            .as_array_mut()
-            .unwrap()
-            .retain(|a| a["name"] != "flynn-init-linux-amd64.gz");
-    }
-    let hostile = start_with(&w.serve, move |r: &RequestInfo| {
-        (r.listener == Listener::Api && r.url.starts_with(&format!("/repos/{REPO}/releases?")))
-            .then(|| json_answer(&body))
-            .flatten()
-    });
+    let w = World::v1_installed_v2_published(false);
+    let list = format!("/repos/{REPO}/releases?");
+    let hostile = hostile_api(
+        &w,
+        &format!("/repos/{REPO}/releases"),
+        move |url| url.starts_with(&list),
+        |body| {
+            for rel in body.as_array_mut().unwrap() {
+                rel["assets"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|a| a["name"] != "flynn-init-linux-amd64.gz");
+            }
+        },
+    );
     let before = snapshot(&w.root);
-    let err = w.update(&hostile, None).unwrap_err();
+    let err = w.update(&hostile.server, None).unwrap_err();
     expect(&err, ErrorKind::NotFound, &["flynn-init-linux-amd64.gz", "partial"]);
     assert_eq!(snapshot(&w.root), before);
 }
@@ -498,31 +536,16 @@ fn the_smoke_test_timeout_holds_when_a_child_keeps_stdout_open() {
 
 #[test]
 fn an_asset_announced_at_50_gib_is_refused_before_any_download() {
-    let w = World::new(false);
-    w.publish("v2024.01.27.1", "2024-01-27T01:00:00Z");
-    w.publish("v2024.01.27.2", "2024-01-27T02:00:00Z");
-    w.install(&start(&w.serve), Target::Version("v2024.01.27.1".into()))
-        .unwrap();
-    let honest = start(&w.serve);
-    let path = format!("/repos/{REPO}/releases/tags/v2024.01.27.2");
-    let mut body = honest_json(&honest, &path);
-    for a in body["assets"].as_array_mut().unwrap() {
-        if a["name"] == "flynn-host-linux-amd64.gz" {
-            a["size"] = (50u64 << 30).into();
+    let w = World::v1_installed_v2_published(false);
+    let hostile = serving_under_tag(&w, "v2024.01.27.2", "v2024.01.27.2", |body| {
+        for a in body["assets"].as_array_mut().unwrap() {
+            if a["name"] == "flynn-host-linux-amd64.gz" {
+                a["size"] = (50u64 << 30).into();
+            }
         }
-    }
-    let storage_hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let hits = storage_hits.clone();
-    let hostile = start_with(&w.serve, move |r: &RequestInfo| {
-        if r.listener == Listener::Storage {
-            hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-        (r.listener == Listener::Api && r.url == path)
-            .then(|| json_answer(&body))
-            .flatten()
     });
     let before = snapshot(&w.root);
-    let err = w.update(&hostile, Some("v2024.01.27.2")).unwrap_err();
+    let err = w.update(&hostile.server, Some("v2024.01.27.2")).unwrap_err();
     expect(
         &err,
         ErrorKind::TooLarge,
@@ -530,7 +553,7 @@ fn an_asset_announced_at_50_gib_is_refused_before_any_download() {
     );
     assert_eq!(snapshot(&w.root), before);
     // Only checksums.sha512 was fetched; no component.
-    assert!(storage_hits.load(std::sync::atomic::Ordering::SeqCst) <= 1);
+    assert!(hostile.storage_hits() <= 1);
 }
 
 #[test]
@@ -727,23 +750,11 @@ fn a_fifo_at_the_journal_or_a_layer_gives_errors_not_hangs() {
 
 #[test]
 fn update_version_refuses_a_draft_release() {
-    let w = World::new(false);
-    w.publish("v2024.01.27.1", "2024-01-27T01:00:00Z");
-    w.publish("v2024.01.27.2", "2024-01-27T02:00:00Z");
-    w.install(&start(&w.serve), Target::Version("v2024.01.27.1".into()))
-        .unwrap();
+    let w = World::v1_installed_v2_published(false);
     // An API that shows the draft by tag (as GitHub does to a token with push access).
-    let honest = start(&w.serve);
-    let path = format!("/repos/{REPO}/releases/tags/v2024.01.27.2");
-    let mut body = honest_json(&honest, &path);
-    body["draft"] = true.into();
-    let api = start_with(&w.serve, move |r: &RequestInfo| {
-        (r.listener == Listener::Api && r.url == path)
-            .then(|| json_answer(&body))
-            .flatten()
-    });
+    let api = serving_under_tag(&w, "v2024.01.27.2", "v2024.01.27.2", |body| body["draft"] = true.into());
     let before = snapshot(&w.root);
-    let err = w.update(&api, Some("v2024.01.27.2")).unwrap_err();
+    let err = w.update(&api.server, Some("v2024.01.27.2")).unwrap_err();
     expect(&err, ErrorKind::NotFound, &["draft"]);
     assert_eq!(snapshot(&w.root), before);
 }
