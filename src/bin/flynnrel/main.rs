@@ -196,6 +196,22 @@ impl Global {
     }
 }
 
+/// The shared groups of the commands that fetch a release onto a host (install, download,
+/// update): all of them.
+#[derive(Args, Debug, Clone, Default)]
+struct HostArgs {
+    #[command(flatten)]
+    repo: RepoArg,
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(flatten)]
+    dirs: DirArgs,
+    #[command(flatten)]
+    key: KeyArg,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
 #[derive(Subcommand, Debug)]
 enum SourceAction {
     /// Print the receipt (or the legacy TUF source when there is none).
@@ -255,15 +271,7 @@ enum Command {
         #[arg(long, value_parser = channel_value)]
         channel: Option<Channel>,
         #[command(flatten)]
-        repo: RepoArg,
-        #[command(flatten)]
-        api: ApiArgs,
-        #[command(flatten)]
-        dirs: DirArgs,
-        #[command(flatten)]
-        key: KeyArg,
-        #[command(flatten)]
-        output: OutputArgs,
+        host: HostArgs,
     },
     /// Download, verify and lay out a release's components (no receipt).
     Download {
@@ -271,15 +279,7 @@ enum Command {
         #[arg(long, value_parser = version_value)]
         version: String,
         #[command(flatten)]
-        repo: RepoArg,
-        #[command(flatten)]
-        api: ApiArgs,
-        #[command(flatten)]
-        dirs: DirArgs,
-        #[command(flatten)]
-        key: KeyArg,
-        #[command(flatten)]
-        output: OutputArgs,
+        host: HostArgs,
     },
     /// Check for or apply an update from the source this host was installed from.
     Update {
@@ -305,15 +305,7 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         smoke_timeout: u64,
         #[command(flatten)]
-        repo: RepoArg,
-        #[command(flatten)]
-        api: ApiArgs,
-        #[command(flatten)]
-        dirs: DirArgs,
-        #[command(flatten)]
-        key: KeyArg,
-        #[command(flatten)]
-        output: OutputArgs,
+        host: HostArgs,
     },
     /// Switch back to the version before the last update.
     Rollback {
@@ -438,30 +430,13 @@ fn run(cli: &Cli, key_on_command_line: bool) -> std::result::Result<u8, (Error, 
     let top = &cli.global;
     let none = OutputArgs::default();
     let g = match &cli.command {
-        Command::Install {
-            repo,
-            api,
-            dirs,
-            key,
-            output,
-            ..
-        }
-        | Command::Download {
-            repo,
-            api,
-            dirs,
-            key,
-            output,
-            ..
-        }
-        | Command::Update {
-            repo,
-            api,
-            dirs,
-            key,
-            output,
-            ..
-        } => top.with(Some(repo), Some(api), Some(dirs), Some(key), output),
+        Command::Install { host, .. } | Command::Download { host, .. } | Command::Update { host, .. } => top.with(
+            Some(&host.repo),
+            Some(&host.api),
+            Some(&host.dirs),
+            Some(&host.key),
+            &host.output,
+        ),
         Command::Rollback { dirs, output }
         | Command::Source {
             action: SourceAction::Show { dirs, output, .. } | SourceAction::Set { dirs, output, .. },
