@@ -867,3 +867,47 @@ fn control_characters_from_the_api_are_escaped_on_the_terminal() {
     assert!(!err.trim_end().chars().any(char::is_control), "{err:?}");
     let _ = ClientOptions::new(REPO);
 }
+
+// ---- Fuzzing findings (issue 18): a malformed signature is a refusal, never a crash ----
+
+/// A genuine `.minisig` whose fourth line (the trusted comment's signature) is cut short made the
+/// minisign crate panic: `verify` exited 101 and an update crashed. Now it is refused, named, and
+/// the host is unchanged.
+#[test]
+fn a_comment_signature_cut_short_is_refused_by_update_and_verify_not_a_crash() {
+    use ct_codecs::{Base64, Decoder, Encoder};
+    let w = World::v1_installed_v2_published(true);
+    let v2 = w.serve.join(REPO).join("v2024.01.27.2");
+    let sig_path = v2.join("checksums.sha512.minisig");
+    let sig = std::fs::read_to_string(&sig_path).unwrap();
+    let mut lines: Vec<String> = sig.lines().map(str::to_string).collect();
+    let global = Base64::decode_to_vec(lines[3].trim(), None).unwrap();
+    lines[3] = Base64::encode_to_string(&global[..3]).unwrap();
+    std::fs::write(&sig_path, lines.join("\n") + "\n").unwrap();
+
+    let before = snapshot(&w.root);
+    let server = start(&w.serve);
+    let err = w.update(&server, None).unwrap_err();
+    expect(
+        &err,
+        ErrorKind::SignatureInvalid,
+        &["checksums.sha512.minisig", "line 4", "3 bytes"],
+    );
+    assert_eq!(snapshot(&w.root), before, "a refused update changes nothing");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flynnrel"))
+        .args([
+            "verify",
+            v2.to_str().unwrap(),
+            "--version",
+            "v2024.01.27.2",
+            "--repo",
+            REPO,
+        ])
+        .args(["--public-key", w.public_key.as_deref().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("line 4") && !stderr.contains("panicked"), "{stderr}");
+}
