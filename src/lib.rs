@@ -15,6 +15,7 @@ pub mod host;
 pub mod model;
 pub mod ops;
 pub mod remote;
+#[cfg(feature = "serve")]
 pub mod serve;
 
 pub use error::{Error, ErrorKind, Result};

@@ -10,10 +10,6 @@ use common::*;
 use flynnrel::ErrorKind;
 use flynnrel::ops::package::{PackageOptions, package, verify_dir};
 
-fn helper_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_flynnrel")
-}
-
 /// Options using a small stand-in helper binary (the debug build of flynnrel is large; one
 /// test packages the real one).
 fn opts(build: &Path, out: &Path, version: &str) -> PackageOptions {
@@ -54,7 +50,7 @@ fn produces_exactly_the_spec_assets_which_the_system_tools_accept() {
     make_build_tree(&build, "v2024.01.27.0", &layers());
     let out = tmp.path().join("release-artifacts");
     let mut o = opts(&build, &out, "v2024.01.27.0");
-    o.helper = Some(helper_bin().into());
+    o.helper = Some(flynnrel_bin());
     let report = package(&o, &mut flynnrel::remote::fetch::no_progress).unwrap();
     let mut names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
@@ -103,7 +99,7 @@ fn produces_exactly_the_spec_assets_which_the_system_tools_accept() {
     // The binaries decompress to the originals; the helper to this very binary.
     let (ok, log) = sh(&out, "gzip -dc flynn-host-linux-amd64.gz");
     assert!(ok && log.contains("echo v2024.01.27.0"), "{log}");
-    let helper = std::fs::read(helper_bin()).unwrap();
+    let helper = std::fs::read(flynnrel_bin()).unwrap();
     let got = Command::new("gzip")
         .arg("-dc")
         .arg(out.join("flynnrel-linux-amd64.gz"))
@@ -292,7 +288,7 @@ fn verify_finds_extra_missing_and_tampered_files() {
         "no layers, no archive"
     );
     let cli = |args: &[&str]| {
-        let o = Command::new(helper_bin())
+        let o = Command::new(flynnrel_bin())
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -334,7 +330,7 @@ fn cli_package_prints_assets_and_json() {
     let build = tmp.path().join("build");
     make_build_tree(&build, "v1.0.0", &layers());
     let out = tmp.path().join("out");
-    let o = Command::new(helper_bin())
+    let o = Command::new(flynnrel_bin())
         .args([
             "--json",
             "package",
@@ -353,7 +349,7 @@ fn cli_package_prints_assets_and_json() {
     assert_eq!(v["version"], "v1.0.0");
     assert_eq!(v["assets"].as_array().unwrap().len(), 9);
     assert_eq!(v["signed"], false);
-    let o = Command::new(helper_bin())
+    let o = Command::new(flynnrel_bin())
         .args([
             "package",
             "--version",

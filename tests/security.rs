@@ -793,7 +793,7 @@ fn the_key_mismatch_advice_names_a_flag_that_changes_the_pin() {
     let start_at = msg.find("`flynnrel ").expect("a command in backquotes") + 1;
     let cmd = &msg[start_at..start_at + msg[start_at..].find('`').unwrap()];
     let mut words = cmd.split_whitespace().skip(1);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flynnrel"))
+    let out = std::process::Command::new(flynnrel_bin())
         .args(words.by_ref())
         .args(["--root"])
         .arg(&w.root)
@@ -803,7 +803,7 @@ fn the_key_mismatch_advice_names_a_flag_that_changes_the_pin() {
     assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(w.receipt().public_key.as_deref(), Some(new.pk.to_base64().as_str()));
     // And the ignored-flag mistake is an error, not a silent exit 0.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flynnrel"))
+    let out = std::process::Command::new(flynnrel_bin())
         .args(["source", "set", "--public-key", &new.pk.to_base64(), "--root"])
         .arg(&w.root)
         .output()
@@ -847,7 +847,7 @@ fn control_characters_from_the_api_are_escaped_on_the_terminal() {
         })?
     });
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_flynnrel"))
+        std::process::Command::new(flynnrel_bin())
             .args(args)
             .args(["--api-url", &server.api_url(), "--web-url", &server.web_url()])
             .output()
@@ -895,7 +895,7 @@ fn a_comment_signature_cut_short_is_refused_by_update_and_verify_not_a_crash() {
     );
     assert_eq!(snapshot(&w.root), before, "a refused update changes nothing");
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flynnrel"))
+    let out = std::process::Command::new(flynnrel_bin())
         .args([
             "verify",
             v2.to_str().unwrap(),
@@ -921,7 +921,7 @@ fn a_long_running_serve_does_not_grow_with_its_traffic() {
     let w = World::new(false);
     w.publish("v2024.01.27.1", "2024-01-27T01:00:00Z");
     let ready = w.tmp.path().join("ready.json");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flynnrel"))
+    let mut child = std::process::Command::new(flynnrel_bin())
         .args([
             "serve",
             w.serve.to_str().unwrap(),

@@ -265,7 +265,7 @@ fn every_failpoint_error_leaves_the_host_unchanged() {
 }
 
 fn helper() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_flynnrel"));
+    let mut c = Command::new(flynnrel_bin());
     for k in [
         "FLYNN_GITHUB_REPO",
         "FLYNN_GITHUB_API_URL",

@@ -14,6 +14,24 @@ use flynnrel::serve::{self, Interceptor, RequestInfo, ServeOptions, Server};
 
 pub const REPO: &str = "flynn/flynn";
 
+/// The `flynnrel` CLI (the workspace member `cli/`), built into the same target directory as
+/// these tests: `cargo test` at the workspace root builds it (the CLI's own tests need it).
+pub fn flynnrel_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/flynnrel
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .join("flynnrel");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the CLI first (`cargo build -p flynnrel-cli`, or run `cargo test` at the workspace root)",
+        bin.display()
+    );
+    bin
+}
+
 /// Writes a release folder `root/OWNER/REPO/TAG/` with `assets`, a `checksums.sha512` over them,
 /// and `.release.json` metadata when `meta` is not null.
 pub fn add_release(root: &Path, repo: &str, tag: &str, meta: serde_json::Value, assets: &[(&str, &[u8])]) -> PathBuf {
