@@ -43,7 +43,7 @@ static bool file_sha512_listed(const char *report, const char *root, const char 
     if (sum == NULL) {
         return false;
     }
-    snprintf(entry, sizeof entry, "{\"path\":\"%s\",\"sha512\":\"%s\"}", path, sum);
+    snprintf(entry, sizeof entry, "{\"path\":\"%s\",\"sha512\":\"%s\",\"kind\":\"binary\"}", path, sum);
     free(sum);
     return contains(report, entry);
 }
@@ -241,9 +241,9 @@ static void test_install_failures(flynnrel_client *client) {
     free(before);
     free(after);
 
-    /* "receipt": false lays out the release without writing a receipt. */
+    /* "no_receipt": true lays out the release without writing a receipt. */
     temp_dir(root, sizeof root, "root-noreceipt");
-    snprintf(opts, sizeof opts, "{\"root\":\"%s\",\"channel\":\"stable\",\"receipt\":false}", root);
+    snprintf(opts, sizeof opts, "{\"root\":\"%s\",\"channel\":\"stable\",\"no_receipt\":true}", root);
     json = NULL;
     err = NULL;
     CHECK_STATUS(flynnrel_client_install(client, opts, NULL, NULL, &json, &err), FLYNNREL_STATUS_OK, err);

@@ -103,7 +103,11 @@ impl Host {
         adjust(&mut co);
         let mut o = self.uopts(server);
         o.version = version.map(str::to_string);
-        let err = match update(&co, &o, &mut flynnrel::remote::fetch::no_progress) {
+        let err = match update(
+            &flynnrel::remote::ghrelease::Client::new(co.clone()).unwrap(),
+            &o,
+            &mut flynnrel::remote::fetch::no_progress,
+        ) {
             Err(e) => e,
             Ok(out) => panic!("the attack succeeded: {out:?}"),
         };
@@ -354,7 +358,7 @@ fn truncated_body_with_range_support_resumes_and_the_update_completes() {
         None
     });
     let out = update(
-        &options(&server),
+        &client(&server),
         &h.uopts(&server),
         &mut flynnrel::remote::fetch::no_progress,
     )
@@ -429,7 +433,12 @@ fn redirect_to_a_foreign_host_does_not_carry_the_token() {
     let server = start(&h.serve);
     let mut co = options(&server);
     co.token = Some("ghp_adversarial".into());
-    update(&co, &h.uopts(&server), &mut flynnrel::remote::fetch::no_progress).unwrap();
+    update(
+        &flynnrel::remote::ghrelease::Client::new(co.clone()).unwrap(),
+        &h.uopts(&server),
+        &mut flynnrel::remote::fetch::no_progress,
+    )
+    .unwrap();
     let reqs = server.requests();
     assert!(
         reqs.iter()
@@ -489,7 +498,7 @@ fn rollback_attack_older_signed_release_served_as_latest() {
     let h = Host::new(true);
     let server = start(&h.serve);
     update(
-        &options(&server),
+        &client(&server),
         &h.uopts(&server),
         &mut flynnrel::remote::fetch::no_progress,
     )
@@ -502,7 +511,7 @@ fn rollback_attack_older_signed_release_served_as_latest() {
     .unwrap();
     let before = snapshot(&h.root);
     let out = update(
-        &options(&server),
+        &client(&server),
         &h.uopts(&server),
         &mut flynnrel::remote::fetch::no_progress,
     )
@@ -510,7 +519,7 @@ fn rollback_attack_older_signed_release_served_as_latest() {
     assert!(matches!(out, UpdateOutcome::UpToDate { .. }), "{out:?}");
     let mut o = h.uopts(&server);
     o.version = Some(V1.into());
-    let err = update(&options(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err();
+    let err = update(&client(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err();
     expect(&err, ErrorKind::DowngradeRefused, &["--allow-downgrade"]);
     assert_eq!(snapshot(&h.root), before);
 }
@@ -611,7 +620,7 @@ fn pre_existing_symlink_at_an_install_path_is_replaced_not_followed() {
     std::os::unix::fs::symlink(&victim, h.layout().config_dir.join(format!("images.{V2}.json"))).unwrap();
     let server = start(&h.serve);
     let out = update(
-        &options(&server),
+        &client(&server),
         &h.uopts(&server),
         &mut flynnrel::remote::fetch::no_progress,
     )
@@ -653,7 +662,7 @@ fn temp_files_pre_created_by_someone_else_are_never_opened() {
     }
     let server = start(&h.serve);
     let out = update(
-        &options(&server),
+        &client(&server),
         &h.uopts(&server),
         &mut flynnrel::remote::fetch::no_progress,
     )

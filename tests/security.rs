@@ -86,7 +86,7 @@ impl World {
         o.api_url = Some(server.api_url());
         o.version = version.map(str::to_string);
         o.smoke_timeout = Duration::from_secs(10);
-        update(&options(server), &o, &mut flynnrel::remote::fetch::no_progress)
+        update(&client(server), &o, &mut flynnrel::remote::fetch::no_progress)
     }
 
     fn receipt(&self) -> InstallSource {
@@ -451,7 +451,7 @@ fn a_channel_install_refuses_an_older_signed_release_of_another_scheme() {
     let mut o = UpdateOptions::new(w.layout());
     o.version = Some("v20240101.0".into());
     o.allow_downgrade = true;
-    update(&options(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap();
+    update(&client(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap();
     assert_eq!(w.linked().as_deref(), Some("v20240101.0"));
 }
 
@@ -480,7 +480,7 @@ fn a_four_field_receipt_protects_its_version_from_install() {
     let mut o = UpdateOptions::new(w.layout());
     o.api_url = Some(server.api_url());
     o.version = Some("v2024.01.27.9".into());
-    let err = update(&options(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err();
+    let err = update(&client(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DowngradeRefused, "{err}");
 }
 
@@ -507,7 +507,11 @@ fn the_smoke_test_timeout_holds_when_a_child_keeps_stdout_open() {
     let co = options(&server);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(update(&co, &o, &mut flynnrel::remote::fetch::no_progress));
+        let _ = tx.send(update(
+            &flynnrel::remote::ghrelease::Client::new(co.clone()).unwrap(),
+            &o,
+            &mut flynnrel::remote::fetch::no_progress,
+        ));
     });
     // A generous bound that only a timeout ignored (600 s of sleep) would pass.
     let result = rx
@@ -699,7 +703,12 @@ fn a_fifo_at_the_receipt_gives_errors_not_hangs() {
     let err = within("update --check", move || {
         let mut o = UpdateOptions::new(layout);
         o.check = true;
-        update(&co, &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err()
+        update(
+            &flynnrel::remote::ghrelease::Client::new(co.clone()).unwrap(),
+            &o,
+            &mut flynnrel::remote::fetch::no_progress,
+        )
+        .unwrap_err()
     });
     expect(&err, ErrorKind::Io, &["install-source.json", "FIFO"]);
     let layout = w.layout();
@@ -728,7 +737,12 @@ fn a_fifo_at_the_journal_or_a_layer_gives_errors_not_hangs() {
     let err = within("update", move || {
         let mut o = UpdateOptions::new(layout);
         o.api_url = Some(api);
-        update(&co, &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err()
+        update(
+            &flynnrel::remote::ghrelease::Client::new(co.clone()).unwrap(),
+            &o,
+            &mut flynnrel::remote::fetch::no_progress,
+        )
+        .unwrap_err()
     });
     expect(&err, ErrorKind::Io, &["update-journal.json", "FIFO"]);
     assert_eq!(snapshot(&w.root), before);
@@ -741,7 +755,12 @@ fn a_fifo_at_the_journal_or_a_layer_gives_errors_not_hangs() {
     within("update over a FIFO layer", move || {
         let mut o = UpdateOptions::new(layout);
         o.api_url = Some(api);
-        update(&co, &o, &mut flynnrel::remote::fetch::no_progress).unwrap()
+        update(
+            &flynnrel::remote::ghrelease::Client::new(co.clone()).unwrap(),
+            &o,
+            &mut flynnrel::remote::fetch::no_progress,
+        )
+        .unwrap()
     });
     assert!(std::fs::symlink_metadata(&layer).unwrap().is_file());
 }

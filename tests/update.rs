@@ -62,7 +62,7 @@ fn uopts(e: &Env) -> UpdateOptions {
 }
 
 fn run(e: &Env, o: &UpdateOptions) -> flynnrel::Result<UpdateOutcome> {
-    update(&options(&e.server), o, &mut flynnrel::remote::fetch::no_progress)
+    update(&client(&e.server), o, &mut flynnrel::remote::fetch::no_progress)
 }
 
 fn linked(root: &Path) -> Option<String> {
@@ -425,7 +425,7 @@ fn a_legacy_install_without_receipt_is_tuf() {
     std::fs::write(bin.join("flynn-host"), "#!/bin/sh\necho v20210218.0-c283e9f5\n").unwrap();
     let o = UpdateOptions::new(layout(tmp.path()));
     let out = update(
-        &flynnrel::remote::ghrelease::ClientOptions::new(REPO),
+        &flynnrel::remote::ghrelease::Client::new(flynnrel::remote::ghrelease::ClientOptions::new(REPO)).unwrap(),
         &o,
         &mut flynnrel::remote::fetch::no_progress,
     )
@@ -557,7 +557,7 @@ fn a_legacy_host_is_probed_for_its_bare_release_version() {
         o.check = true;
         o.source = Some(flynnrel::host::receipt::Source::Github);
         o.api_url = Some(server.api_url());
-        match update(&options(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap() {
+        match update(&client(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap() {
             UpdateOutcome::UpToDate { current, .. } => assert_eq!(current, "v20240127.0"),
             other => panic!("v20240127.0-<commit> was read as older than v20240127.0: {other:?}"),
         }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use args::{Cli, Command, Global, OutputArgs, SourceAction};
 use clap::Parser;
 use flynnrel::host::layout::HostLayout;
-use flynnrel::ops::install::{InstallOptions, Target};
+use flynnrel::ops::request::{self, ClientSpec, InstallRequest, UpdateRequest};
 use flynnrel::ops::update::{UpdateOptions, UpdateOutcome};
 use flynnrel::remote::ghrelease::{self, Channel, Client, ClientOptions};
 use flynnrel::{Error, ErrorKind, Result, serve};
@@ -109,14 +109,24 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             opts.level = *level;
             package_cmd(out, &opts)
         }
-        Command::Install { version, channel, .. } => {
-            let target = match (version, channel) {
-                (Some(v), _) => Target::Version(v.clone()),
-                (None, c) => Target::Channel(c.unwrap_or(Channel::Stable)),
-            };
-            install_cmd(g, out, target, true)
-        }
-        Command::Download { version, .. } => install_cmd(g, out, Target::Version(version.clone()), false),
+        Command::Install { version, channel, .. } => install_cmd(
+            g,
+            out,
+            InstallRequest {
+                version: version.clone(),
+                channel: channel.map(|c| c.as_str().to_string()),
+                ..install_request(g, out)
+            },
+        ),
+        Command::Download { version, .. } => install_cmd(
+            g,
+            out,
+            InstallRequest {
+                version: Some(version.clone()),
+                no_receipt: true,
+                ..install_request(g, out)
+            },
+        ),
         Command::Update {
             check,
             force,
@@ -127,19 +137,27 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             smoke_timeout,
             ..
         } => {
-            let mut opts = UpdateOptions::new(layout(g)?);
-            opts.check = *check;
-            opts.force = *force;
-            opts.version = version.clone();
-            opts.source = *source;
-            opts.allow_downgrade = *allow_downgrade;
-            opts.public_key = g.key.public_key.clone();
-            opts.repository = g.repo.repo.clone();
-            opts.api_url = g.api.api_url.clone();
-            opts.tuf_repository = tuf_repository.clone();
-            opts.smoke_timeout = std::time::Duration::from_secs(*smoke_timeout);
+            let d = &g.dirs;
+            let req = UpdateRequest {
+                root: d.root.clone(),
+                bin_dir: d.bin_dir.clone(),
+                config_dir: d.config_dir.clone(),
+                layer_dir: d.layer_dir.clone(),
+                check: *check,
+                force: *force,
+                version: version.clone(),
+                source: source.map(|s| s.as_str().to_string()),
+                allow_downgrade: *allow_downgrade,
+                public_key: g.key.public_key.clone(),
+                repository: g.repo.repo.clone(),
+                api_url: g.api.api_url.clone(),
+                tuf_repository: Some(tuf_repository.clone()),
+                smoke_timeout_secs: Some(*smoke_timeout),
+                // File hashes are shown only in the --json document; they cost a third of the CPU.
+                report_sha512: Some(out.json),
+            };
+            let mut opts = req.options()?;
             opts.failpoint = failpoint_from_env();
-            opts.report_sha512 = out.json;
             update_cmd(g, out, &opts)
         }
         Command::Rollback { .. } => {
@@ -189,16 +207,29 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
     }
 }
 
-fn client_options(g: &Global, out: Out) -> ClientOptions {
-    let mut opts = ClientOptions::new(g.repo.repo.clone().unwrap_or_else(|| DEFAULT_REPO.to_string()));
-    if let Some(a) = &g.api.api_url {
-        opts.api_url = a.clone();
+/// The install request the shared flags describe (directories, key, hashes for --json).
+fn install_request(g: &Global, out: Out) -> InstallRequest {
+    let d = &g.dirs;
+    InstallRequest {
+        root: d.root.clone(),
+        bin_dir: d.bin_dir.clone(),
+        config_dir: d.config_dir.clone(),
+        layer_dir: d.layer_dir.clone(),
+        public_key: g.key.public_key.clone(),
+        // File hashes are shown only in the --json document; they cost a third of the CPU.
+        report_sha512: Some(out.json),
+        ..InstallRequest::default()
     }
-    opts.web_url = match &g.api.web_url {
-        Some(w) => w.clone(),
-        None => ghrelease::options::web_url_for(&opts.api_url, ghrelease::options::DEFAULT_WEB_URL),
+}
+
+fn client_options(g: &Global, out: Out) -> ClientOptions {
+    let spec = ClientSpec {
+        repository: g.repo.repo.clone(),
+        api_url: g.api.api_url.clone(),
+        web_url: g.api.web_url.clone(),
+        ..ClientSpec::default()
     };
-    opts.token = ghrelease::token_from_env();
+    let mut opts = spec.options();
     if out.verbose {
         opts.log = Some(Arc::new(|line: &str| {
             progress::log_line(&flynnrel::error::escape(line))
@@ -223,7 +254,7 @@ fn failpoint_from_env() -> Option<String> {
 fn update_cmd(g: &Global, out: Out, opts: &UpdateOptions) -> Result<u8> {
     let mut reporter = progress::Reporter::new(out);
     let mut cb = |p: &str, d: u64, t: u64| reporter.report(p, d, t);
-    let outcome = flynnrel::ops::update::update(&client_options(g, out), opts, &mut cb)?;
+    let outcome = flynnrel::ops::update::update(&client(g, out)?, opts, &mut cb)?;
     drop(reporter);
     let code = match &outcome {
         UpdateOutcome::UpToDate {
@@ -397,30 +428,19 @@ fn releases(g: &Global, out: Out, channel: Option<Channel>) -> Result<u8> {
 
 fn layout(g: &Global) -> Result<HostLayout> {
     let d = &g.dirs;
-    if let Some(root) = &d.root {
-        HostLayout::check_root(root)?;
-    }
-    Ok(HostLayout::new(
+    request::host_layout(
         d.root.as_deref(),
         d.bin_dir.as_deref(),
         d.config_dir.as_deref(),
         d.layer_dir.as_deref(),
-    ))
+    )
 }
 
-fn install_cmd(g: &Global, out: Out, target: Target, receipt: bool) -> Result<u8> {
+fn install_cmd(g: &Global, out: Out, req: InstallRequest) -> Result<u8> {
     let client = client(g, out)?;
-    let mut opts = InstallOptions::new(layout(g)?, target);
-    opts.public_key = g.key.public_key.clone();
-    // File hashes are shown only in the --json document; computing them costs a third of the CPU.
-    opts.report_sha512 = out.json;
     let mut reporter = progress::Reporter::new(out);
     let mut cb = |p: &str, d: u64, t: u64| reporter.report(p, d, t);
-    let report = if receipt {
-        flynnrel::ops::install::install(&client, &opts, &mut cb)?
-    } else {
-        flynnrel::ops::install::download(&client, &opts, &mut cb)?
-    };
+    let report = request::install(&client, &req, &mut cb)?;
     drop(reporter);
     // The list of files written is detail: -v (or the --json document) shows it.
     if out.verbose {

@@ -98,9 +98,8 @@ func (d *Downloader) DownloadBinaries(dir string) (map[string]string, error) {
 	}
 	paths := map[string]string{}
 	for _, f := range r.Files {
-		base := filepath.Base(f.Path)
-		if f.SHA512 != "" && strings.HasSuffix(base, "."+r.Version) {
-			paths[strings.TrimSuffix(base, "."+r.Version)] = f.Path
+		if f.Kind == flynnrel.FileBinary {
+			paths[strings.TrimSuffix(filepath.Base(f.Path), "."+r.Version)] = f.Path
 		}
 	}
 	return paths, nil
@@ -117,6 +116,9 @@ func (d *Downloader) DownloadConfig(dir string) (map[string]string, error) {
 	}
 	paths := map[string]string{}
 	for _, f := range r.Files {
+		if f.Kind != flynnrel.FileManifest {
+			continue
+		}
 		switch filepath.Base(f.Path) {
 		case "bootstrap-manifest.json":
 			paths["bootstrap-manifest.json"] = f.Path
@@ -140,7 +142,7 @@ func (d *Downloader) DownloadLayers(dir string) ([]string, error) {
 	var paths []string
 	seen := map[string]bool{}
 	for _, f := range r.Files {
-		if f.SHA512 != "" && strings.HasSuffix(f.Path, ".squashfs") && !seen[f.Path] {
+		if f.Kind == flynnrel.FileLayer && !seen[f.Path] {
 			seen[f.Path] = true
 			paths = append(paths, f.Path)
 		}

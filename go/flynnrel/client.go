@@ -239,52 +239,34 @@ type Layout struct {
 	LayerDir  string `json:"layer_dir,omitempty"`
 }
 
-// UpdateOptions say how to check for or apply an update.
+// UpdateOptions say how to check for or apply an update. They are marshalled as they are into
+// the library's update request (docs/c-abi.md#requests-and-outcomes): zero values mean the
+// library's defaults.
 type UpdateOptions struct {
 	Layout
 	// Check only reports whether an update is available.
-	Check bool
+	Check bool `json:"check,omitempty"`
 	// Force reinstalls even when up to date (and allows updating a development build).
-	Force bool
+	Force bool `json:"force,omitempty"`
 	// Version installs exactly this version instead of the channel's newest.
-	Version string
+	Version string `json:"version,omitempty"`
 	// Source overrides the receipt's source: "github" checks GitHub for a TUF install.
-	Source string
+	Source string `json:"source,omitempty"`
 	// AllowDowngrade allows an explicit Version lower than the installed one.
-	AllowDowngrade bool
+	AllowDowngrade bool `json:"allow_downgrade,omitempty"`
 	// PublicKey is a minisign key releases must be signed with (the receipt's pin applies too).
-	PublicKey string
+	PublicKey string `json:"public_key,omitempty"`
 	// Repository and APIURL override the receipt's.
-	Repository string
-	APIURL     string
+	Repository string `json:"repository,omitempty"`
+	APIURL     string `json:"api_url,omitempty"`
 	// TUFRepository is reported for a legacy install without a receipt ("" = Flynn's default).
-	TUFRepository string
-	// SmokeTimeout bounds `flynn-host.<ver> version` after the switch (0 = 30 s).
-	SmokeTimeout time.Duration
+	TUFRepository string `json:"tuf_repository,omitempty"`
+	// SmokeTimeoutSecs bounds `flynn-host.<ver> version` after the switch (0 = 30 s).
+	SmokeTimeoutSecs uint64 `json:"smoke_timeout_secs,omitempty"`
+	// ReportSHA512 set to false skips hashing the files written for the result (nil = true).
+	ReportSHA512 *bool `json:"report_sha512,omitempty"`
 	// Progress, when set, receives progress and may cancel (Update only).
-	Progress ProgressFunc
-}
-
-type updateJSON struct {
-	Layout
-	Check            bool    `json:"check"`
-	Force            bool    `json:"force"`
-	Version          string  `json:"version,omitempty"`
-	Source           string  `json:"source,omitempty"`
-	AllowDowngrade   bool    `json:"allow_downgrade"`
-	PublicKey        string  `json:"public_key,omitempty"`
-	Repository       string  `json:"repository,omitempty"`
-	APIURL           string  `json:"api_url,omitempty"`
-	TUFRepository    string  `json:"tuf_repository,omitempty"`
-	SmokeTimeoutSecs *uint64 `json:"smoke_timeout_secs,omitempty"`
-}
-
-func (o *UpdateOptions) json() updateJSON {
-	return updateJSON{
-		Layout: o.Layout, Check: o.Check, Force: o.Force, Version: o.Version, Source: o.Source,
-		AllowDowngrade: o.AllowDowngrade, PublicKey: o.PublicKey, Repository: o.Repository,
-		APIURL: o.APIURL, TUFRepository: o.TUFRepository, SmokeTimeoutSecs: seconds(o.SmokeTimeout),
-	}
+	Progress ProgressFunc `json:"-"`
 }
 
 // UpdateStatus is the outcome of a check or an update.
@@ -302,11 +284,27 @@ const (
 	UpdateTUF UpdateStatus = "tuf"
 )
 
+// FileKind says what a written file is.
+type FileKind string
+
+// The kinds of File.
+const (
+	// FileBinary is a versioned binary, <bin>/<name>.<version>.
+	FileBinary FileKind = "binary"
+	// FileLink is an unversioned symlink, <bin>/<name> -> <name>.<version> (empty SHA512).
+	FileLink FileKind = "link"
+	// FileManifest is images.<version>.json or bootstrap-manifest.json in the config dir.
+	FileManifest FileKind = "manifest"
+	// FileLayer is an image layer, <layer-dir>/<id>.squashfs.
+	FileLayer FileKind = "layer"
+)
+
 // File is a file the library wrote, with the lowercase hex sha512 of its content (empty for a
-// symlink).
+// symlink) and its kind.
 type File struct {
-	Path   string `json:"path"`
-	SHA512 string `json:"sha512"`
+	Path   string   `json:"path"`
+	SHA512 string   `json:"sha512"`
+	Kind   FileKind `json:"kind"`
 }
 
 // UpdateResult is what CheckForUpdate or Update found or did; which fields are set depends on
@@ -336,9 +334,8 @@ type UpdateResult struct {
 // repository and API base come from the receipt; the client supplies the token and timeouts. A
 // TUF install gives UpdateTUF.
 func (c *Client) CheckForUpdate(opts UpdateOptions) (*UpdateResult, error) {
-	j := opts.json()
-	j.Check = true
-	doc, err := cjson(j)
+	opts.Check = true
+	doc, err := cjson(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +348,7 @@ func (c *Client) CheckForUpdate(opts UpdateOptions) (*UpdateResult, error) {
 		}); err != nil {
 			return err
 		}
-		return decode(out, "update outcome", &r)
+		return decodeStrict(out, "update outcome", &r)
 	})
 	if err != nil {
 		return nil, err
@@ -363,7 +360,7 @@ func (c *Client) CheckForUpdate(opts UpdateOptions) (*UpdateResult, error) {
 // ErrCancelled, ErrChecksumMismatch or ErrSmokeTestFailed, the host is as it was. A second
 // update of the same host at once fails with ErrLocked.
 func (c *Client) Update(opts UpdateOptions) (*UpdateResult, error) {
-	doc, err := cjson(opts.json())
+	doc, err := cjson(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -378,7 +375,7 @@ func (c *Client) Update(opts UpdateOptions) (*UpdateResult, error) {
 		}); err != nil {
 			return err
 		}
-		return decode(out, "update outcome", &r)
+		return decodeStrict(out, "update outcome", &r)
 	})
 	if err != nil {
 		return nil, err
@@ -386,27 +383,23 @@ func (c *Client) Update(opts UpdateOptions) (*UpdateResult, error) {
 	return &r, nil
 }
 
-// InstallOptions say what to install where.
+// InstallOptions say what to install where. They are marshalled as they are into the
+// library's install request (docs/c-abi.md#requests-and-outcomes): zero values mean the
+// library's defaults.
 type InstallOptions struct {
 	Layout
 	// Version installs this tag; else Channel's newest release by version order.
-	Version string
+	Version string `json:"version,omitempty"`
 	// Channel is "stable" (default) or "nightly".
-	Channel string
+	Channel string `json:"channel,omitempty"`
 	// PublicKey is a minisign key the release must be signed with.
-	PublicKey string
-	// NoReceipt lays the release out without writing the receipt (Flynn's downloader).
-	NoReceipt bool
-	// Progress, when set, receives progress and may cancel.
-	Progress ProgressFunc
-}
-
-type installJSON struct {
-	Layout
-	Version   string `json:"version,omitempty"`
-	Channel   string `json:"channel,omitempty"`
 	PublicKey string `json:"public_key,omitempty"`
-	Receipt   bool   `json:"receipt"`
+	// NoReceipt lays the release out without writing the receipt (Flynn's downloader).
+	NoReceipt bool `json:"no_receipt,omitempty"`
+	// ReportSHA512 set to false skips hashing the files written for the report (nil = true).
+	ReportSHA512 *bool `json:"report_sha512,omitempty"`
+	// Progress, when set, receives progress and may cancel.
+	Progress ProgressFunc `json:"-"`
 }
 
 // InstallReport is what Install did.
@@ -427,10 +420,7 @@ type InstallReport struct {
 // Install downloads, verifies and lays out a release and writes the receipt (unless NoReceipt).
 // Nothing changes on error or cancel.
 func (c *Client) Install(opts InstallOptions) (*InstallReport, error) {
-	doc, err := cjson(installJSON{
-		Layout: opts.Layout, Version: opts.Version, Channel: opts.Channel, PublicKey: opts.PublicKey,
-		Receipt: !opts.NoReceipt,
-	})
+	doc, err := cjson(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -445,7 +435,7 @@ func (c *Client) Install(opts InstallOptions) (*InstallReport, error) {
 		}); err != nil {
 			return err
 		}
-		return decode(out, "install report", &r)
+		return decodeStrict(out, "install report", &r)
 	})
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ package flynnrel
 import "C"
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"unsafe"
@@ -100,6 +101,33 @@ func decode(s *C.char, what string, v interface{}) error {
 	C.flynnrel_string_free(s)
 	if err := json.Unmarshal([]byte(text), v); err != nil {
 		return &Error{Code: StatusInvalidData, Message: fmt.Sprintf("flynnrel: cannot decode the %s the library returned: %v", what, err)}
+	}
+	return nil
+}
+
+// decodeStrict is decode for the library's own outcome documents: a field this package does not
+// know is an error, so a library and a Go package that disagree on the contract fail loudly.
+func decodeStrict(s *C.char, what string, v interface{}) error {
+	if s == nil {
+		return &Error{Code: StatusInvalidData, Message: "flynnrel: the library returned no " + what}
+	}
+	text := C.GoString(s)
+	C.flynnrel_string_free(s)
+	if err := strictUnmarshal([]byte(text), v); err != nil {
+		return &Error{Code: StatusInvalidData, Message: fmt.Sprintf("flynnrel: cannot decode the %s the library returned: %v", what, err)}
+	}
+	return nil
+}
+
+// strictUnmarshal is json.Unmarshal refusing unknown fields and trailing data.
+func strictUnmarshal(b []byte, v interface{}) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if d.More() {
+		return fmt.Errorf("trailing data after the document")
 	}
 	return nil
 }

@@ -3,7 +3,6 @@
 
 use std::ffi::{c_char, c_int, c_void};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -12,12 +11,10 @@ use super::{
     put_json,
 };
 use crate::error::{Error, ErrorKind};
-use crate::host::layout::HostLayout;
-use crate::host::receipt::{InstallSource, Source};
+use crate::host::receipt::InstallSource;
 use crate::model::version::Version;
-use crate::ops::install::{InstallOptions, Target};
-use crate::ops::update::UpdateOptions;
-use crate::remote::ghrelease::{Channel, Client, ClientOptions};
+use crate::ops::request::{self, ClientSpec, InstallRequest, UpdateRequest};
+use crate::remote::ghrelease::Client;
 
 static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 
@@ -159,28 +156,7 @@ pub extern "C" fn flynnrel_receipt_save(
 /// A GitHub Releases client. Create with `flynnrel_client_new`, free with `flynnrel_client_free`.
 /// Thread-safe: one client may be used from several threads at once.
 pub struct flynnrel_client {
-    opts: ClientOptions,
     client: Client,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClientJson {
-    repository: Option<String>,
-    api_url: Option<String>,
-    web_url: Option<String>,
-    token: Option<String>,
-    /// Use the FLYNN_GITHUB_TOKEN / GH_TOKEN / GITHUB_TOKEN variables when `token` is absent.
-    #[serde(default = "yes")]
-    token_from_env: bool,
-    timeout_secs: Option<u64>,
-    connect_timeout_secs: Option<u64>,
-    retries: Option<u32>,
-    retry_delay_ms: Option<u64>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Creates a client from `options_json` (NULL = defaults):
@@ -195,36 +171,9 @@ pub extern "C" fn flynnrel_client_new(
     err_out: *mut *mut flynnrel_error,
 ) -> flynnrel_status {
     guard(err_out, || {
-        let j: ClientJson = parse_options(options_json, "options_json")?;
+        let spec: ClientSpec = parse_options(options_json, "options_json")?;
         out_ptr(client_out, "client_out")?;
-        let mut o = ClientOptions::new(j.repository.unwrap_or_else(|| "flynn/flynn".into()));
-        if let Some(a) = j.api_url {
-            o.api_url = a;
-        }
-        o.web_url = j
-            .web_url
-            .unwrap_or_else(|| crate::remote::ghrelease::options::web_url_for(&o.api_url, &o.web_url));
-        o.token = j.token.or_else(|| {
-            if j.token_from_env {
-                crate::remote::ghrelease::token_from_env()
-            } else {
-                None
-            }
-        });
-        if let Some(t) = j.timeout_secs {
-            o.read_timeout = Duration::from_secs(t);
-        }
-        if let Some(t) = j.connect_timeout_secs {
-            o.connect_timeout = Duration::from_secs(t);
-        }
-        if let Some(r) = j.retries {
-            o.retries = r;
-        }
-        if let Some(d) = j.retry_delay_ms {
-            o.retry_delay = Duration::from_millis(d);
-        }
-        let client = Client::new(o.clone())?;
-        let boxed = Box::new(flynnrel_client { opts: o, client });
+        let boxed = Box::new(flynnrel_client { client: spec.client()? });
         // SAFETY: checked non-NULL above.
         unsafe { *client_out = Box::into_raw(boxed) };
         Ok(())
@@ -292,57 +241,6 @@ pub extern "C" fn flynnrel_client_releases(
     })
 }
 
-fn layout_of(
-    root: &Option<PathBuf>,
-    bin: &Option<PathBuf>,
-    config: &Option<PathBuf>,
-    layer: &Option<PathBuf>,
-) -> HostLayout {
-    HostLayout::new(root.as_deref(), bin.as_deref(), config.as_deref(), layer.as_deref())
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct UpdateJson {
-    root: Option<PathBuf>,
-    bin_dir: Option<PathBuf>,
-    config_dir: Option<PathBuf>,
-    layer_dir: Option<PathBuf>,
-    #[serde(default)]
-    check: bool,
-    #[serde(default)]
-    force: bool,
-    version: Option<String>,
-    source: Option<String>,
-    #[serde(default)]
-    allow_downgrade: bool,
-    public_key: Option<String>,
-    /// Override the receipt's repository / API base (the hybrid mode).
-    repository: Option<String>,
-    api_url: Option<String>,
-    tuf_repository: Option<String>,
-    smoke_timeout_secs: Option<u64>,
-}
-
-fn update_options(j: UpdateJson) -> Result<UpdateOptions, Error> {
-    let mut o = UpdateOptions::new(layout_of(&j.root, &j.bin_dir, &j.config_dir, &j.layer_dir));
-    o.check = j.check;
-    o.force = j.force;
-    o.version = j.version;
-    o.source = j.source.as_deref().map(str::parse::<Source>).transpose()?;
-    o.allow_downgrade = j.allow_downgrade;
-    o.public_key = j.public_key;
-    o.repository = j.repository;
-    o.api_url = j.api_url;
-    if let Some(t) = j.tuf_repository {
-        o.tuf_repository = t;
-    }
-    if let Some(s) = j.smoke_timeout_secs {
-        o.smoke_timeout = Duration::from_secs(s);
-    }
-    Ok(o)
-}
-
 /// Checks for an update without changing anything. `options_json` as for `flynnrel_client_update`
 /// (`check` is forced on). `*json_out` receives `{"status": "up_to_date"|"available"|"tuf", ...}`
 /// with `current` and `target`. The client supplies the token, timeouts and defaults; the
@@ -356,10 +254,10 @@ pub extern "C" fn flynnrel_client_check_for_update(
 ) -> flynnrel_status {
     guard(err_out, || {
         let c = client_ref(client)?;
-        let mut o = update_options(parse_options(options_json, "options_json")?)?;
+        let mut req: UpdateRequest = parse_options(options_json, "options_json")?;
         out_ptr(json_out, "json_out")?;
-        o.check = true;
-        let outcome = crate::ops::update::update(&c.opts, &o, &mut crate::remote::fetch::no_progress)?;
+        req.check = true;
+        let outcome = request::update(&c.client, &req, &mut crate::remote::fetch::no_progress)?;
         put_json(json_out, &outcome)
     })
 }
@@ -382,33 +280,19 @@ pub extern "C" fn flynnrel_client_update(
 ) -> flynnrel_status {
     guard(err_out, || {
         let c = client_ref(client)?;
-        let o = update_options(parse_options(options_json, "options_json")?)?;
+        let req: UpdateRequest = parse_options(options_json, "options_json")?;
         out_ptr(json_out, "json_out")?;
         let p = CProgress::new(progress, user);
         let mut cb = move |ph: &str, d: u64, t: u64| p.call(ph, d, t);
-        let outcome = crate::ops::update::update(&c.opts, &o, &mut cb)?;
+        let outcome = request::update(&c.client, &req, &mut cb)?;
         put_json(json_out, &outcome)
     })
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct InstallJson {
-    root: Option<PathBuf>,
-    bin_dir: Option<PathBuf>,
-    config_dir: Option<PathBuf>,
-    layer_dir: Option<PathBuf>,
-    version: Option<String>,
-    channel: Option<String>,
-    public_key: Option<String>,
-    /// false: lay out only, no receipt (`flynn-host download`).
-    #[serde(default = "yes")]
-    receipt: bool,
-}
-
-/// Downloads, verifies and lays out a release, and (unless `"receipt": false`) writes the receipt.
-/// `options_json`: `{"root", "bin_dir", "config_dir", "layer_dir", "version": "v…" | "channel":
-/// "stable"|"nightly", "public_key": null, "receipt": true}`. `*json_out` receives the report
+/// Downloads, verifies and lays out a release, and (unless `"no_receipt": true`) writes the
+/// receipt. `options_json` is an install request (docs/c-abi.md#requests-and-outcomes):
+/// `{"root", "bin_dir", "config_dir", "layer_dir", "version": "v…" | "channel":
+/// "stable"|"nightly", "public_key": null, "no_receipt": false, "report_sha512": true}`. `*json_out` receives the report
 /// (`version`, `files` with sha512, `skipped_layers`, `already_installed`). Nothing changes on
 /// error or cancel.
 #[unsafe(no_mangle)]
@@ -422,27 +306,11 @@ pub extern "C" fn flynnrel_client_install(
 ) -> flynnrel_status {
     guard(err_out, || {
         let c = client_ref(client)?;
-        let j: InstallJson = parse_options(options_json, "options_json")?;
+        let req: InstallRequest = parse_options(options_json, "options_json")?;
         out_ptr(json_out, "json_out")?;
-        let target = match (j.version, j.channel) {
-            (Some(_), Some(_)) => {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    "give either version or channel, not both",
-                ));
-            }
-            (Some(v), None) => Target::Version(v),
-            (None, c) => Target::Channel(c.as_deref().unwrap_or("stable").parse::<Channel>()?),
-        };
-        let mut o = InstallOptions::new(layout_of(&j.root, &j.bin_dir, &j.config_dir, &j.layer_dir), target);
-        o.public_key = j.public_key;
         let p = CProgress::new(progress, user);
         let mut cb = move |ph: &str, d: u64, t: u64| p.call(ph, d, t);
-        let report = if j.receipt {
-            crate::ops::install::install(&c.client, &o, &mut cb)?
-        } else {
-            crate::ops::install::download(&c.client, &o, &mut cb)?
-        };
+        let report = request::install(&c.client, &req, &mut cb)?;
         put_json(json_out, &report)
     })
 }

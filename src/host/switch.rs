@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::layout::{self as hostlayout, HostLayout};
 use crate::host::receipt::InstallSource;
-use crate::host::staging::{Staged, WrittenFile};
+use crate::host::staging::{FileKind, Staged, WrittenFile};
 use crate::model::release::{self, COMPONENTS, Role};
 
 /// The journal file of an interrupted switch.
@@ -347,12 +347,14 @@ pub fn switch(
         .map(|l| WrittenFile {
             path: l.link.clone(),
             sha512: String::new(),
+            kind: FileKind::Link,
         })
         .collect();
     if let Some(text) = &journal.bootstrap_after {
         files.push(WrittenFile {
             path: bootstrap,
             sha512: crate::model::checksums::sha512_hex(text.as_bytes()),
+            kind: FileKind::Manifest,
         });
     }
     Ok(Applied {

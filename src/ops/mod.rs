@@ -3,6 +3,7 @@
 
 pub mod install;
 pub mod package;
+pub mod request;
 pub mod source;
 pub mod update;
 pub mod verify;

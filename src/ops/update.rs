@@ -19,7 +19,7 @@ use crate::model::version::{Installed, Version};
 use crate::ops::install::{self, Target};
 use crate::remote::fetch::Progress;
 use crate::remote::ghrelease::options::web_url_for;
-use crate::remote::ghrelease::{Channel, Client, ClientOptions};
+use crate::remote::ghrelease::{Channel, Client};
 
 /// The TUF repository of a legacy install that has no receipt, unless the caller names another.
 pub const DEFAULT_TUF_REPOSITORY: &str = "https://dl.flynn.io/tuf";
@@ -161,12 +161,13 @@ fn probe_installed_version(layout: &HostLayout) -> Option<String> {
 }
 
 /// Checks for, or applies, an update (see [`UpdateOptions`]). `base` supplies the token, timeouts,
-/// retries and defaults; the repository and API base come from the receipt unless overridden.
+/// retries and defaults; the repository and API base come from the receipt unless overridden
+/// (then a client for them is made from `base`'s options).
 ///
 /// Errors: `InvalidReceipt` (corrupt receipt), `DowngradeRefused` (policy), `InvalidArgument`
 /// (development build without `--version`/`--force`), `Locked`, `SmokeTestFailed` (rolled back),
 /// and every download/verification error of install — in all cases the host is unchanged.
-pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>) -> Result<UpdateOutcome> {
+pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Result<UpdateOutcome> {
     let layout = &opts.layout;
     // Applying takes the lock first, finishes or undoes a crashed earlier switch, and only then
     // reads the receipt, so every decision below sees the host as it really is. A check changes
@@ -208,7 +209,7 @@ pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>
         });
     }
     let from_github = effective.source == Source::Github;
-    let mut copts = base.clone();
+    let mut copts = base.options().clone();
     // A value taken from the receipt that is not valid is blamed on the receipt's field, not on
     // a flag the operator never gave.
     match &opts.repository {
@@ -243,7 +244,10 @@ pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>
     let current = Installed::parse(&effective.version);
     let target_spec = match &opts.version {
         Some(v) => Target::Version(v.clone()),
-        None => Target::Channel(effective.channel.as_deref().unwrap_or("stable").parse()?),
+        None => Target::Channel(match effective.channel.as_deref() {
+            Some(c) => c.parse()?,
+            None => Channel::default(),
+        }),
     };
     let scheme = current.version().map(Version::scheme);
     let (rel, target) = install::resolve(&client, &target_spec, scheme)?;

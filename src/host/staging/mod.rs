@@ -38,12 +38,29 @@ pub const DEFAULT_MAX_BINARY: u64 = 1 << 30;
 const MAX_MANIFEST: u64 = 64 << 20;
 
 /// A file the transaction wrote.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WrittenFile {
     /// Where it is.
     pub path: PathBuf,
-    /// Lowercase hex sha512 of its content.
+    /// Lowercase hex sha512 of its content (empty for a symlink).
     pub sha512: String,
+    /// What it is, so callers never guess from the name.
+    pub kind: FileKind,
+}
+
+/// The kinds of file an install writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// A versioned binary, `<bin>/<name>.<version>`.
+    Binary,
+    /// An unversioned symlink, `<bin>/<name>` → `<name>.<version>`.
+    Link,
+    /// A manifest in the config dir: `images.<version>.json`, `bootstrap-manifest.json`.
+    Manifest,
+    /// An image layer, `<layer-dir>/<id>.squashfs`.
+    Layer,
 }
 
 /// The components of a release, downloaded and verified, waiting in temp files.
@@ -398,22 +415,22 @@ impl Staged {
     /// of those paths did not exist before (so an undo can remove exactly those).
     pub fn commit_files(&mut self) -> Result<(Vec<WrittenFile>, Vec<PathBuf>)> {
         let ver = self.version.as_str().to_string();
-        let mut moves: Vec<(Ready, PathBuf, u32)> = Vec::new();
+        let mut moves: Vec<(Ready, PathBuf, u32, FileKind)> = Vec::new();
         for (spec, tmp) in self.layers.drain(..) {
-            moves.push((tmp, self.layout.layer_file(&spec.id), 0o644));
+            moves.push((tmp, self.layout.layer_file(&spec.id), 0o644, FileKind::Layer));
         }
         for (name, tmp) in self.binaries.drain(..) {
-            moves.push((tmp, self.layout.versioned_binary(name, &ver), 0o755));
+            moves.push((tmp, self.layout.versioned_binary(name, &ver), 0o755, FileKind::Binary));
         }
         let placeholder = Ready {
             file: placeholder(&self.layout.config_dir)?,
             sha512: String::new(),
         };
         let images = std::mem::replace(&mut self.images, placeholder);
-        moves.push((images, self.layout.images_file(&ver), 0o644));
+        moves.push((images, self.layout.images_file(&ver), 0o644, FileKind::Manifest));
         let mut written = Vec::new();
         let mut created = Vec::new();
-        for (Ready { file, sha512 }, dest, mode) in moves {
+        for (Ready { file, sha512 }, dest, mode, kind) in moves {
             let existed = std::fs::symlink_metadata(&dest).is_ok();
             if let Err(e) = persist(file, &dest, mode) {
                 for c in &created {
@@ -424,7 +441,11 @@ impl Staged {
             if !existed {
                 created.push(dest.clone());
             }
-            written.push(WrittenFile { path: dest, sha512 });
+            written.push(WrittenFile {
+                path: dest,
+                sha512,
+                kind,
+            });
         }
         crate::fsutil::fsync_dir(&self.layout.bin_dir)?;
         crate::fsutil::fsync_dir(&self.layout.config_dir)?;

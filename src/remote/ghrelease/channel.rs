@@ -12,12 +12,13 @@ use super::types::Release;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::version::{Scheme, Version};
 
-/// An update channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+/// An update channel; the default is `stable`, for a host that names none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     /// The highest non-draft release that is not marked pre-release on GitHub and whose version
     /// has no pre-release part.
+    #[default]
     Stable,
     /// The highest non-draft release, pre-releases included.
     Nightly,

@@ -25,6 +25,8 @@ impl std::fmt::Debug for ClientOptions {
 
 /// GitHub's public API base.
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
+/// The repository when nothing names one: upstream Flynn.
+pub const DEFAULT_REPOSITORY: &str = "flynn/flynn";
 /// GitHub's public web base.
 pub const DEFAULT_WEB_URL: &str = "https://github.com";
 /// Environment variables holding a token, in the order they are consulted.
