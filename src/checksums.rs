@@ -196,6 +196,7 @@ fn name_field(rest: &str) -> std::result::Result<&str, String> {
             "expected two spaces (text mode) or ` *` (binary mode) between the hash and the name".to_string()
         })?;
     if name.starts_with([' ', '\t']) {
+        // Refused by the naming rule too; said here in terms of the line's layout.
         return Err("extra whitespace between the hash and the name".into());
     }
     Ok(name)
@@ -220,12 +221,24 @@ fn truncate_for_message(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
+/// The one naming rule for reading and writing checksums files (and for every asset file name
+/// joined to a directory): whatever [`Checksums::insert`] accepts, [`Checksums::parse`] reads
+/// back equal and `sha512sum -c --strict` checks.
 fn validate_name_str(name: &str) -> std::result::Result<(), String> {
     if name.is_empty() {
         return Err("the file name is empty".into());
     }
     if name == "." || name == ".." {
         return Err(format!("{name:?} is a directory reference, not an asset name"));
+    }
+    if name == "-" {
+        // `sha512sum -c` reads standard input for a file named `-`.
+        return Err("\"-\" means standard input to sha512sum, not an asset name".into());
+    }
+    if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
+        // A leading space is read as extra separator, a trailing one is lost by editors and
+        // `sha512sum` output alike: the name would not survive the round trip.
+        return Err(format!("{name:?} begins or ends with whitespace"));
     }
     if name.contains(['/', '\\']) {
         return Err(format!("{name:?} is a path; asset names are plain file names"));
@@ -315,6 +328,29 @@ mod tests {
         let e = sha512_file(&missing).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Io);
         assert!(e.message().contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn insert_and_parse_share_one_naming_rule() {
+        // Every name insert accepts is written as a line parse reads back equal; the names that
+        // would not survive (or that sha512sum reads as standard input) are refused by both.
+        for bad in [" a", "a ", "\u{3000}a", "a\u{a0}", "-", "\t", "a/b", "..", ""] {
+            let mut sums = Checksums::new();
+            let e = sums.insert(bad, &h('a')).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidData, "{bad:?}");
+            let line = format!("{}  {bad}\n", h('a'));
+            assert!(Checksums::parse(&line, "c").is_err(), "parse accepted {bad:?}");
+        }
+        let mut sums = Checksums::new();
+        for good in ["-a", "a-", "*star", "a b", "flynn-host.gz", "\u{e9}t\u{e9}"] {
+            sums.insert(good, &h('b')).unwrap();
+        }
+        let back = Checksums::parse(&sums.to_text(), "c").unwrap();
+        assert_eq!(back.iter().collect::<Vec<_>>(), {
+            let mut v: Vec<_> = sums.iter().collect();
+            v.sort();
+            v
+        });
     }
 
     #[test]

@@ -411,6 +411,50 @@ mod tests {
     }
 
     #[test]
+    fn unknown_values_are_written_back_exactly_as_read() {
+        // Numbers outside f64's exact range, and forms an f64 would rewrite, survive any number
+        // of saves unchanged (serde_json's arbitrary_precision keeps a number's digits; it only
+        // spells a positive exponent `e+`, so `1e400` is written `1e+400` once, then kept).
+        let dir = tempfile::tempdir().unwrap();
+        let numbers = [
+            "128446744073709551616",
+            "1.10",
+            "-0",
+            "1e+400",
+            "0.30000000000000000001",
+            "12345678901234567890123",
+        ];
+        let fields: Vec<String> = numbers
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("\"n{i}\": {n}"))
+            .collect();
+        let text = format!(
+            "{{\"source\": \"github\", \"repository\": \"flynn/flynn\", \"version\": \"v20240127.0\", \
+             \"installed_at\": \"\", {}, \"nested\": {{\"big\": [18446744073709551617]}}}}",
+            fields.join(", ")
+        );
+        std::fs::write(receipt_path(dir.path()), text).unwrap();
+        let first = InstallSource::load(dir.path()).unwrap().unwrap();
+        first.save(dir.path()).unwrap();
+        let saved = std::fs::read_to_string(receipt_path(dir.path())).unwrap();
+        for (i, n) in numbers.iter().enumerate() {
+            assert!(saved.contains(&format!("\"n{i}\": {n},")), "{n} rewritten: {saved}");
+        }
+        assert!(saved.contains("18446744073709551617"), "{saved}");
+        InstallSource::load(dir.path())
+            .unwrap()
+            .unwrap()
+            .save(dir.path())
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(receipt_path(dir.path())).unwrap(),
+            saved,
+            "not a fixed point"
+        );
+    }
+
+    #[test]
     fn missing_file_is_none_or_legacy_tuf() {
         let dir = tempfile::tempdir().unwrap();
         assert!(InstallSource::load(dir.path()).unwrap().is_none());

@@ -28,6 +28,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
@@ -88,7 +89,9 @@ fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a st
 pub type Interceptor = Arc<dyn Fn(&RequestInfo) -> Option<Box<dyn std::io::Read + Send>> + Send + Sync>;
 
 /// One request as logged: the `Authorization` value is replaced by `"<redacted>"` so tests can
-/// see that a token was sent without the log ever holding it.
+/// see that a token was sent without the log ever holding it. Sizes are bounded: the URL is cut
+/// to [`LOGGED_URL_BYTES`], each header value to [`LOGGED_VALUE_BYTES`], and only the first value
+/// of each logged header is kept.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoggedRequest {
     /// The listener it arrived on.
@@ -111,6 +114,23 @@ impl LoggedRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         find_header(&self.headers, name)
     }
+}
+
+/// The longest URL a [`LoggedRequest`] keeps (longer ones are cut, marked with `…`).
+pub const LOGGED_URL_BYTES: usize = 2048;
+/// The longest header value a [`LoggedRequest`] keeps.
+pub const LOGGED_VALUE_BYTES: usize = 512;
+
+/// `s` cut to at most `max` bytes on a char boundary, marked with `…` when cut.
+fn bounded(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max - '…'.len_utf8();
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 /// Headers copied into [`LoggedRequest::headers`].
@@ -140,8 +160,11 @@ pub struct ServeOptions {
     pub rate_limit: u32,
     /// The test hook (see [`Interceptor`]).
     pub interceptor: Option<Interceptor>,
-    /// Called once per request (e.g. the CLI's `key=value` logging).
+    /// Called once per request (e.g. the CLI's `--request-log` file).
     pub log: Option<LogFn>,
+    /// How many of the latest requests [`Server::requests`] keeps in memory; 0 (the default)
+    /// keeps none, so a long-running server's memory does not grow with its traffic.
+    pub keep_requests: usize,
 }
 
 impl ServeOptions {
@@ -156,6 +179,7 @@ impl ServeOptions {
             rate_limit: 5000,
             interceptor: None,
             log: None,
+            keep_requests: 0,
         }
     }
 }
@@ -170,6 +194,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("rate_limit", &self.rate_limit)
             .field("interceptor", &self.interceptor.is_some())
             .field("log", &self.log.is_some())
+            .field("keep_requests", &self.keep_requests)
             .finish()
     }
 }
@@ -179,23 +204,30 @@ struct State {
     ctx: routes::Ctx,
     interceptor: Option<Interceptor>,
     log: Option<LogFn>,
-    requests: Mutex<Vec<LoggedRequest>>,
+    keep_requests: usize,
+    requests: Mutex<VecDeque<LoggedRequest>>,
 }
 
 impl State {
     fn record(&self, info: &RequestInfo, status: u16, intercepted: bool) {
-        let mut headers = Vec::new();
+        if self.log.is_none() && self.keep_requests == 0 {
+            return;
+        }
+        let mut headers: Vec<(String, String)> = Vec::new();
         for (n, v) in &info.headers {
+            if headers.iter().any(|(seen, _)| seen == n) {
+                continue;
+            }
             if n == "authorization" {
                 headers.push((n.clone(), "<redacted>".to_string()));
             } else if LOGGED_HEADERS.contains(&n.as_str()) {
-                headers.push((n.clone(), v.clone()));
+                headers.push((n.clone(), bounded(v, LOGGED_VALUE_BYTES)));
             }
         }
         let entry = LoggedRequest {
             listener: info.listener,
-            method: info.method.clone(),
-            url: info.url.clone(),
+            method: bounded(&info.method, LOGGED_VALUE_BYTES),
+            url: bounded(&info.url, LOGGED_URL_BYTES),
             headers,
             status,
             intercepted,
@@ -203,7 +235,13 @@ impl State {
         if let Some(log) = &self.log {
             log(&entry);
         }
-        lock(&self.requests).push(entry);
+        if self.keep_requests > 0 {
+            let mut kept = lock(&self.requests);
+            if kept.len() == self.keep_requests {
+                kept.pop_front();
+            }
+            kept.push_back(entry);
+        }
     }
 }
 
@@ -264,7 +302,8 @@ pub fn start(opts: ServeOptions) -> Result<Server> {
         ctx,
         interceptor: opts.interceptor,
         log: opts.log,
-        requests: Mutex::new(Vec::new()),
+        keep_requests: opts.keep_requests,
+        requests: Mutex::new(VecDeque::new()),
     });
     let in_flight = http::InFlight {
         count: Arc::new(AtomicUsize::new(0)),
@@ -325,9 +364,10 @@ impl Server {
         routes::storage_base_url(self.state.ctx.storage_addr, None)
     }
 
-    /// Every request so far, all listeners, in the order they were answered.
+    /// The latest [`ServeOptions::keep_requests`] requests, all listeners, in the order they were
+    /// answered (empty unless that option asked for them).
     pub fn requests(&self) -> Vec<LoggedRequest> {
-        lock(&self.state.requests).clone()
+        lock(&self.state.requests).iter().cloned().collect()
     }
 
     /// Forget the logged requests.

@@ -61,6 +61,15 @@ impl TrustedKey {
         } else {
             PublicKey::from_base64(text.trim()).map_err(|e| bad(e.to_string()))?
         };
+        // minisign 0.10 reads any two bytes as the algorithm; only Ed25519 (`Ed`) keys exist, so
+        // anything else is a corrupt or foreign key, refused here rather than at the first verify.
+        let bytes = key.to_bytes();
+        if bytes.get(..2) != Some(&KEY_ALG[..]) {
+            return Err(bad(format!(
+                "its algorithm id is {:?}, a minisign key's is \"Ed\"",
+                String::from_utf8_lossy(bytes.get(..2).unwrap_or_default())
+            )));
+        }
         let base64 = key.to_base64();
         Ok(TrustedKey { key, base64 })
     }
@@ -99,12 +108,23 @@ pub fn verify_checksums(
             format!("signature {sig_source} is not acceptable: {why}; do not install this release"),
         )
     };
+    check_signature_text(signature, key).map_err(fail)?;
     let sig = SignatureBox::from_string(signature).map_err(|e| fail(format!("cannot parse it ({e})")))?;
-    minisign::verify(&key.key, &sig, Cursor::new(checksums), true, false, false).map_err(|e| {
-        fail(format!(
-            "it does not verify checksums.sha512 with public key {} ({e})",
-            key.base64
-        ))
+    // The text was checked above to be exactly what the crate can verify without panicking; the
+    // unwind guard keeps a crate bug we have not met yet a refusal, never a crash.
+    let verified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        minisign::verify(&key.key, &sig, Cursor::new(checksums), true, false, false)
+    }))
+    .map_err(|_| fail("the minisign verifier failed on it (malformed signature)".to_string()))?;
+    verified.map_err(|e| {
+        if e.to_string().starts_with("Comment signature") {
+            fail("its trusted comment was changed after signing".to_string())
+        } else {
+            fail(format!(
+                "it does not verify checksums.sha512 with public key {} ({e})",
+                key.base64
+            ))
+        }
     })?;
     let comment = sig
         .trusted_comment()
@@ -123,6 +143,80 @@ pub fn verify_checksums(
         )));
     }
     Ok(())
+}
+
+/// The algorithm id of a minisign key and of a plain signature; `ED` marks a prehashed signature.
+const KEY_ALG: [u8; 2] = *b"Ed";
+const PREHASHED_ALG: [u8; 2] = *b"ED";
+/// Decoded sizes of the signature line (algorithm, key id, Ed25519 signature) and of the
+/// signature over the trusted comment.
+const SIGNATURE_LINE_BYTES: usize = 2 + 8 + 64;
+const COMMENT_SIGNATURE_BYTES: usize = 64;
+const UNTRUSTED_PREFIX: &str = "untrusted comment:";
+const TRUSTED_PREFIX: &str = "trusted comment: ";
+
+/// Checks the shape of a minisign signature file before the minisign crate sees it: four lines,
+/// both base64 lines decoding to exactly the sizes minisign writes, a known algorithm, the key id
+/// of `key`, and a trusted comment without surrounding whitespace. minisign 0.10 panics on a
+/// comment signature shorter than 64 bytes and silently trims the trusted comment (so a comment
+/// with surrounding whitespace can never verify); each case gets its own message here.
+fn check_signature_text(text: &str, key: &TrustedKey) -> std::result::Result<(), String> {
+    use ct_codecs::{Base64, Decoder};
+    let lines: Vec<&str> = text.lines().collect();
+    let used = lines.iter().rposition(|l| !l.trim().is_empty()).map_or(0, |i| i + 1);
+    if lines.len() < 4 || used > 4 {
+        return Err(format!(
+            "it has {} lines, a minisign signature has 4 (untrusted comment, signature, trusted \
+             comment, comment signature)",
+            used.max(lines.len().min(4))
+        ));
+    }
+    if !lines[0].starts_with(UNTRUSTED_PREFIX) {
+        return Err(format!("line 1 does not start with {UNTRUSTED_PREFIX:?}"));
+    }
+    let decode = |line: &str, n: usize, what: &str| -> std::result::Result<Vec<u8>, String> {
+        let bytes = Base64::decode_to_vec(line.trim(), None).map_err(|_| format!("{what} is not base64"))?;
+        if bytes.len() != n {
+            return Err(format!("{what} decodes to {} bytes, minisign writes {n}", bytes.len()));
+        }
+        Ok(bytes)
+    };
+    let sig = decode(lines[1], SIGNATURE_LINE_BYTES, "line 2 (the signature)")?;
+    if sig[..2] != KEY_ALG && sig[..2] != PREHASHED_ALG {
+        return Err(format!(
+            "line 2 names the unknown algorithm {:?} (minisign's are \"Ed\" and \"ED\")",
+            String::from_utf8_lossy(&sig[..2])
+        ));
+    }
+    let key_id = &key.key.to_bytes()[2..10];
+    if sig[2..10] != *key_id {
+        return Err(format!(
+            "it was made by key id {}, not by the trusted public key {} (key id {})",
+            key_id_hex(&sig[2..10]),
+            key.base64,
+            key_id_hex(key_id)
+        ));
+    }
+    let Some(comment) = lines[2].strip_prefix(TRUSTED_PREFIX) else {
+        return Err(format!("line 3 does not start with {TRUSTED_PREFIX:?}"));
+    };
+    if comment.trim() != comment {
+        return Err(format!(
+            "its trusted comment {comment:?} begins or ends with whitespace, which minisign \
+             readers drop, so it can never verify; sign again with a trusted comment that has none"
+        ));
+    }
+    decode(
+        lines[3],
+        COMMENT_SIGNATURE_BYTES,
+        "line 4 (the trusted comment's signature)",
+    )?;
+    Ok(())
+}
+
+/// A key id as minisign prints it: the 8 bytes as a little-endian number in upper-case hex.
+fn key_id_hex(id: &[u8]) -> String {
+    id.iter().rev().map(|b| format!("{b:02X}")).collect()
 }
 
 /// The trusted comment a release signature carries.
@@ -253,6 +347,98 @@ mod tests {
         ] {
             let e = verify_checksums(key, data, sig, "s", "a/b", "v1.0.0").unwrap_err();
             assert_eq!(e.kind(), ErrorKind::SignatureInvalid, "{e}");
+        }
+    }
+
+    /// Replace line `n` (0-based) of a signature file.
+    fn with_line(sig: &str, n: usize, line: &str) -> String {
+        let mut lines: Vec<String> = sig.lines().map(str::to_string).collect();
+        lines[n] = line.to_string();
+        lines.join("\n") + "\n"
+    }
+
+    fn decoded(line: &str) -> Vec<u8> {
+        use ct_codecs::{Base64, Decoder};
+        Base64::decode_to_vec(line.trim(), None).unwrap()
+    }
+
+    fn encoded(bytes: &[u8]) -> String {
+        use ct_codecs::{Base64, Encoder};
+        Base64::encode_to_string(bytes).unwrap()
+    }
+
+    #[test]
+    fn every_truncation_of_either_signature_line_is_refused_without_panicking() {
+        // A genuine signature with its second or fourth line cut to each shorter length (and
+        // one byte longer): minisign 0.10 panics on a comment signature under 64 bytes.
+        let (sk, pk) = keypair();
+        let data = b"abc  flynn-host-linux-amd64.gz\n";
+        let sig = sign_checksums(&sk, data, "a/b", "v1.0.0").unwrap();
+        let lines: Vec<&str> = sig.lines().collect();
+        for (n, full) in [(1usize, SIGNATURE_LINE_BYTES), (3, COMMENT_SIGNATURE_BYTES)] {
+            let bytes = decoded(lines[n]);
+            assert_eq!(bytes.len(), full);
+            let mut longer = bytes.clone();
+            longer.push(0);
+            for cut in (0..full).map(|k| bytes[..k].to_vec()).chain([longer]) {
+                let bad = with_line(&sig, n, &encoded(&cut));
+                let e = std::panic::catch_unwind(|| verify_checksums(&pk, data, &bad, "s.minisig", "a/b", "v1.0.0"))
+                    .unwrap_or_else(|_| panic!("line {} of {} bytes panicked", n + 1, cut.len()))
+                    .unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::SignatureInvalid, "{e}");
+                let want = format!("line {} ", n + 1);
+                assert!(
+                    e.message().contains("s.minisig") && e.message().contains(&want),
+                    "{} bytes: {e}",
+                    cut.len()
+                );
+            }
+        }
+        // The untouched signature still verifies.
+        verify_checksums(&pk, data, &sig, "s.minisig", "a/b", "v1.0.0").unwrap();
+    }
+
+    #[test]
+    fn a_trusted_comment_with_surrounding_whitespace_is_named_as_the_cause() {
+        let (sk, pk) = keypair();
+        let data = b"x";
+        // Signed as given, with leading whitespace; minisign readers trim it, so it cannot verify.
+        let sig = minisign::sign(
+            None,
+            &sk,
+            Cursor::new(&data[..]),
+            Some("  repo=a/b version=v1.0.0"),
+            None,
+        )
+        .unwrap()
+        .into_string();
+        let e = verify_checksums(&pk, data, &sig, "s.minisig", "a/b", "v1.0.0").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SignatureInvalid);
+        assert!(e.message().contains("whitespace"), "{e}");
+        assert!(!e.message().contains("does not verify checksums"), "{e}");
+        // An edited trusted comment is reported as such, not as a checksums mismatch.
+        let good = sign_checksums(&sk, data, "a/b", "v1.0.0").unwrap();
+        let edited = good.replace("version=v1.0.0", "version=v1.0.1");
+        let e = verify_checksums(&pk, data, &edited, "s.minisig", "a/b", "v1.0.1").unwrap_err();
+        assert!(e.message().contains("trusted comment was changed"), "{e}");
+        // A signature by another key names both key ids.
+        let (_, other) = keypair();
+        let e = verify_checksums(&other, data, &good, "s.minisig", "a/b", "v1.0.0").unwrap_err();
+        assert!(
+            e.message().contains("key id") && e.message().contains(other.to_base64()),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_key_whose_algorithm_is_not_ed25519_is_refused() {
+        let kp = KeyPair::generate_unencrypted_keypair().unwrap();
+        let mut bytes = decoded(&kp.pk.to_base64());
+        for alg in [*b"ED", *b"Xx", [0, 0]] {
+            bytes[..2].copy_from_slice(&alg);
+            let e = TrustedKey::parse(&encoded(&bytes)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+            assert!(e.message().contains("algorithm id"), "{e}");
         }
     }
 

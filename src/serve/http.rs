@@ -23,6 +23,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const MAX_LINE: u64 = 16 * 1024;
 /// Most header lines accepted in one request.
 const MAX_HEADERS: usize = 128;
+/// Most bytes of header lines in one request head (each line is also bounded by [`MAX_LINE`]).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Request bodies up to this size are read and dropped so the connection can be reused; larger
 /// (or chunked) bodies make us close the connection after answering instead.
 const MAX_DISCARD_BODY: u64 = 1024 * 1024;
@@ -410,6 +412,7 @@ fn read_request(reader: &mut BufReader<TcpStream>, peer: SocketAddr) -> Result<O
     }
     let target = origin_form(target).ok_or(ReadError::Bad(400))?;
     let mut headers = Vec::new();
+    let mut head_bytes = 0;
     loop {
         let Some(l) = read_line(reader)? else {
             return Err(ReadError::Gone);
@@ -417,7 +420,8 @@ fn read_request(reader: &mut BufReader<TcpStream>, peer: SocketAddr) -> Result<O
         if l.is_empty() {
             break;
         }
-        if headers.len() >= MAX_HEADERS {
+        head_bytes += l.len();
+        if headers.len() >= MAX_HEADERS || head_bytes > MAX_HEAD_BYTES {
             return Err(ReadError::Bad(431));
         }
         let Some((name, value)) = l.split_once(':') else {

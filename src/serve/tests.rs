@@ -13,6 +13,13 @@ use sha2::{Digest, Sha256};
 use super::*;
 use crate::ghrelease::Release;
 
+/// Options keeping every request in memory, so tests can look at them.
+fn kept_options(root: impl Into<std::path::PathBuf>) -> ServeOptions {
+    let mut o = ServeOptions::new(root);
+    o.keep_requests = 100_000;
+    o
+}
+
 fn client() -> Client {
     Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -67,7 +74,7 @@ fn header(r: &Response, name: &str) -> Option<String> {
 }
 
 fn start_at(root: &Path) -> Server {
-    start(ServeOptions::new(root)).expect("start")
+    start(kept_options(root)).expect("start")
 }
 
 /// Send a raw request line (reqwest would normalize `..` away) and return the status.
@@ -383,7 +390,7 @@ fn not_found_is_githubs_body_and_other_methods_404() {
 fn etag_304_and_rate_limit_headers() {
     let dir = tempfile::tempdir().expect("tempdir");
     release(dir.path(), "v1.0.0", "2024-01-01T00:00:00Z", "");
-    let mut opts = ServeOptions::new(dir.path());
+    let mut opts = kept_options(dir.path());
     opts.rate_limit = 4;
     let srv = start(opts).expect("start");
     let c = client();
@@ -593,7 +600,7 @@ fn traversal_hidden_files_and_outside_symlinks_are_refused() {
 fn interceptor_answers_raw_and_is_logged() {
     let dir = tempfile::tempdir().expect("tempdir");
     put(dir.path(), "o/r/v1.0.0/a.bin", b"0123456789");
-    let mut opts = ServeOptions::new(dir.path());
+    let mut opts = kept_options(dir.path());
     let ic: Interceptor = Arc::new(|req: &RequestInfo| {
         if req.listener == Listener::Api && req.url.ends_with("/releases/latest") {
             let raw = "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nbad";
@@ -686,17 +693,17 @@ fn enterprise_prefix_is_served_and_kept_in_urls() {
 fn start_reports_missing_root_and_busy_address() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("nope");
-    let e = start(ServeOptions::new(&missing)).expect_err("missing root");
+    let e = start(kept_options(&missing)).expect_err("missing root");
     assert_eq!(e.kind(), ErrorKind::Io);
     assert!(e.to_string().contains("nope"), "{e}");
     let file = dir.path().join("file");
     std::fs::write(&file, b"x").expect("write");
-    let e = start(ServeOptions::new(&file)).expect_err("file root");
+    let e = start(kept_options(&file)).expect_err("file root");
     assert_eq!(e.kind(), ErrorKind::Io);
 
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = busy.local_addr().expect("addr");
-    let mut opts = ServeOptions::new(dir.path());
+    let mut opts = kept_options(dir.path());
     opts.web_listen = addr;
     let e = start(opts).expect_err("busy");
     assert_eq!(e.kind(), ErrorKind::Io);
@@ -926,7 +933,7 @@ fn unknown_repository_is_githubs_404() {
 fn rate_limit_reports_the_window_and_is_not_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
     release(dir.path(), "v1.0.0", "2024-01-20T12:00:00Z", "");
-    let mut opts = ServeOptions::new(dir.path());
+    let mut opts = kept_options(dir.path());
     opts.rate_limit = 3;
     let srv = start(opts).expect("start");
     let c = client();
@@ -1012,7 +1019,7 @@ fn storage_is_served_under_another_host_name_than_the_api() {
     );
 
     // An explicit storage address is named as it is.
-    let mut opts = ServeOptions::new(dir.path());
+    let mut opts = kept_options(dir.path());
     opts.storage_listen = SocketAddr::from(([127, 0, 0, 2], 0));
     if let Ok(srv2) = start(opts) {
         assert!(
@@ -1093,4 +1100,67 @@ fn node_id_of(kind: &str, id: u64) -> String {
         }
     }
     out
+}
+
+/// Send a request head with `extra` header lines and return the status.
+fn raw_with_headers(base: &str, target: &str, extra: &str) -> u16 {
+    let addr = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).expect("connect");
+    let head = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
+    // The server may answer and close before reading everything; a write error then is fine.
+    let _ = s.write_all(head.as_bytes());
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out);
+    out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn the_request_log_is_kept_only_when_asked_and_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    release(dir.path(), "v1.0.0", "2024-01-01T00:00:00Z", "");
+    // By default nothing stays in memory, however many requests come.
+    let srv = start(ServeOptions::new(dir.path())).expect("start");
+    for _ in 0..50 {
+        assert_eq!(raw_status(&srv.api_url(), "/repos/o/r/releases"), 200);
+    }
+    assert!(srv.requests().is_empty());
+
+    // Asked for 3, it keeps the latest 3.
+    let mut opts = ServeOptions::new(dir.path());
+    opts.keep_requests = 3;
+    let srv = start(opts).expect("start");
+    for page in 1..=10 {
+        raw_status(&srv.api_url(), &format!("/repos/o/r/releases?page={page}"));
+    }
+    let urls: Vec<String> = srv.requests().into_iter().map(|r| r.url).collect();
+    assert_eq!(
+        urls,
+        [
+            "/repos/o/r/releases?page=8",
+            "/repos/o/r/releases?page=9",
+            "/repos/o/r/releases?page=10"
+        ]
+    );
+
+    // Each entry is bounded: a long URL and long, repeated header values are cut.
+    srv.clear_requests();
+    let long_url = format!("/repos/o/r/releases?q={}", "x".repeat(10_000));
+    let ua = format!("User-Agent: {}\r\n", "u".repeat(10_000));
+    assert_eq!(raw_with_headers(&srv.api_url(), &long_url, &ua.repeat(4)), 200);
+    let r = &srv.requests()[0];
+    assert!(
+        r.url.len() <= LOGGED_URL_BYTES && r.url.ends_with('…'),
+        "{}",
+        r.url.len()
+    );
+    let uas: Vec<_> = r.headers.iter().filter(|(n, _)| n == "user-agent").collect();
+    assert_eq!(uas.len(), 1, "one value per header name");
+    assert!(uas[0].1.len() <= LOGGED_VALUE_BYTES);
+
+    // A request head over 64 KiB is refused before it is handled (or logged).
+    srv.clear_requests();
+    let big = format!("User-Agent: {}\r\n", "u".repeat(16_000)).repeat(5);
+    assert_eq!(raw_with_headers(&srv.api_url(), "/repos/o/r/releases", &big), 431);
+    assert!(srv.requests().iter().all(|r| r.status != 200));
 }

@@ -42,15 +42,22 @@ pub fn simple_release(root: &Path, tag: &str, created_at: &str, prerelease: bool
     )
 }
 
+/// Options serving `root` and keeping every request in memory, so tests can count them.
+pub fn serve_options(root: &Path) -> ServeOptions {
+    let mut opts = ServeOptions::new(root);
+    opts.keep_requests = 100_000;
+    opts
+}
+
 pub fn start(root: &Path) -> Server {
-    serve::start(ServeOptions::new(root)).expect("start server")
+    serve::start(serve_options(root)).expect("start server")
 }
 
 pub fn start_with(
     root: &Path,
     interceptor: impl Fn(&RequestInfo) -> Option<Box<dyn Read + Send>> + Send + Sync + 'static,
 ) -> Server {
-    let mut opts = ServeOptions::new(root);
+    let mut opts = serve_options(root);
     let i: Interceptor = Arc::new(interceptor);
     opts.interceptor = Some(i);
     serve::start(opts).expect("start server")
