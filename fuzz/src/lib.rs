@@ -1026,7 +1026,8 @@ fn serve_fixture() -> &'static ServeFixture {
             std::fs::write(dir.join("checksums.sha512"), sums.to_text()).expect("write");
             std::fs::write(dir.join(".release.json"), meta).expect("write");
         }
-        let opts = flynnrel::serve::ServeOptions::new(root.path());
+        let mut opts = flynnrel::serve::ServeOptions::new(root.path());
+        opts.keep_requests = KEEP_REQUESTS;
         let server = flynnrel::serve::start(opts).expect("start the release server");
         let addr = |url: String| -> SocketAddr {
             let port: u16 = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port in URL");
@@ -1107,11 +1108,17 @@ pub fn serve_http(data: &[u8]) {
         "the server no longer answers a normal GET: {:?}",
         String::from_utf8_lossy(&resp[..resp.len().min(200)])
     );
-    let logged = f.server.requests().len();
-    // Until ServeOptions::keep_requests exists the log has no bound: forget it so a long run does
-    // not grow without limit.
-    let _ = logged;
-    f.server.clear_requests();
+    let log = f.server.requests();
+    assert!(log.len() <= KEEP_REQUESTS, "the server keeps {} requests, more than {KEEP_REQUESTS}", log.len());
+    for r in &log {
+        use flynnrel::serve::{LOGGED_URL_BYTES, LOGGED_VALUE_BYTES};
+        assert!(r.url.len() <= LOGGED_URL_BYTES, "a logged URL of {} bytes", r.url.len());
+        assert!(r.method.len() <= LOGGED_VALUE_BYTES, "a logged method of {} bytes", r.method.len());
+        assert!(r.headers.len() <= 7, "{} logged headers", r.headers.len());
+        for (n, v) in &r.headers {
+            assert!(v.len() <= LOGGED_VALUE_BYTES, "logged header {n} of {} bytes", v.len());
+        }
+    }
 }
 
 // ---- gzip ---------------------------------------------------------------------------------------
