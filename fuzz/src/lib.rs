@@ -337,8 +337,8 @@ fn has_rel(rels: &[String], rel: &str) -> bool {
 }
 
 /// A strict RFC 8288 parse: `(target, relations of its rel parameter)` per link, or `None` when
-/// the header is not well-formed (or a link has several `rel` parameters, where RFC 8288 keeps
-/// only the first but a lenient parser may not). Targets contain neither `<` nor `>`.
+/// the header is not well-formed. Only a link's first `rel` counts (RFC 8288 §3.3). Targets
+/// contain neither `<` nor `>`.
 fn strict_links(h: &str) -> Option<Vec<(String, Vec<String>)>> {
     fn tchar(c: char) -> bool {
         c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
@@ -406,10 +406,8 @@ fn strict_links(h: &str) -> Option<Vec<(String, Vec<String>)>> {
                     }
                 }
             }
-            if name.eq_ignore_ascii_case("rel") {
-                if rels.is_some() {
-                    return None;
-                }
+            // RFC 8288 §3.3: occurrences of rel after the first are ignored.
+            if name.eq_ignore_ascii_case("rel") && rels.is_none() {
                 rels = Some(
                     value
                         .split([' ', '\t'])
@@ -505,6 +503,7 @@ fn link_structured(data: &[u8]) {
         header.push_str(&url);
         header.push('>');
         let mut is_next = false;
+        let mut seen_rel = false;
         for _ in 0..(1 + b.next() % 3) {
             header.push_str(b.pick(&PSEP));
             match b.next() % 5 {
@@ -518,7 +517,11 @@ fn link_structured(data: &[u8]) {
                     } else {
                         header.push_str(&format!("{key}{eq}{rel}"));
                     }
-                    is_next |= rel.split(' ').any(|r| r.eq_ignore_ascii_case("next"));
+                    // RFC 8288 §3.3: a rel parameter after the first is ignored.
+                    if !seen_rel {
+                        is_next = rel.split(' ').any(|r| r.eq_ignore_ascii_case("next"));
+                        seen_rel = true;
+                    }
                 }
                 2 | 3 => {
                     let key = b.pick(&["title", "anchor", "type", "hreflang"]);
@@ -1285,7 +1288,7 @@ pub const GZIP_CAP: u64 = 1 << 20;
 /// `flynnrel::gz`: the input as a gzip stream, decompressed with a cap: never more than the cap
 /// (`TooLarge` beyond it), the count returned equals the bytes written, errors are `InvalidData`
 /// or `TooLarge`, and a cap of one byte less than the output is refused. The input as data:
-/// `ParGzWriter` output is identical for 1 and 2 threads, its summary is right, and
+/// `ParGzWriter` output is identical for 1 and 2 threads (levels 0, 4, 8, 12), its summary is right, and
 /// `gunzip_capped` gives the input back (within a cap of exactly its length).
 pub fn gzip(data: &[u8]) {
     use flynnrel::gz::{ParGzWriter, gunzip_capped};
@@ -1325,8 +1328,11 @@ pub fn gzip(data: &[u8]) {
         w.finish().expect("finish")
     };
     let (one, s1) = compress(1);
-    let (two, s2) = compress(2);
-    assert!(one == two && s1 == s2, "compression depends on the thread count");
+    // Threads are costly under the sanitizer: compare thread counts for a quarter of inputs.
+    if level % 4 == 0 {
+        let (two, s2) = compress(2);
+        assert!(one == two && s1 == s2, "compression depends on the thread count");
+    }
     assert_eq!(s1.bytes_in, data.len() as u64);
     assert_eq!(s1.bytes_out, one.len() as u64);
     assert_eq!(s1.sha512, sha512_hex(&one));
