@@ -92,10 +92,9 @@ pub fn version(data: &[u8]) {
     }
     if let [a, b, c] = &vs[..] {
         for (x, y, z) in [(a, b, c), (a, c, b), (b, a, c), (b, c, a), (c, a, b), (c, b, a)] {
-            if let (Ok(xy), Ok(yz), Ok(xz)) = (x.compare(y), y.compare(z), x.compare(z)) {
-                if xy.is_le() && yz.is_le() {
-                    assert!(xz.is_le(), "order not transitive: {x} <= {y} <= {z} but {x} > {z}");
-                }
+            let le = |p: &Version, q: &Version| p.compare(q).is_ok_and(Ordering::is_le);
+            if le(x, y) && le(y, z) {
+                assert!(le(x, z), "order not transitive: {x} <= {y} <= {z} but not {x} <= {z}");
             }
         }
     }
@@ -317,13 +316,11 @@ pub fn link(data: &[u8]) {
         let got = link_check(h, rel);
         // Where the header is well-formed RFC 8288, the answer is known.
         if let Some(links) = strict_links(h) {
-            let first_real = links
-                .iter()
-                .position(|(u, rels)| has_rel(rels, rel) && !u.trim().is_empty());
+            let first_real = links.iter().position(|(u, rels)| has_rel(rels, rel) && usable(u));
             let blank_before = links
                 .iter()
                 .take(first_real.unwrap_or(links.len()))
-                .any(|(u, rels)| has_rel(rels, rel) && u.trim().is_empty());
+                .any(|(u, rels)| has_rel(rels, rel) && !usable(u));
             let want = first_real.map(|i| links[i].0.trim().to_string());
             if !(blank_before && got.is_none()) {
                 assert_eq!(got, want, "find_rel({h:?}, {rel:?}) on a well-formed header");
@@ -332,13 +329,19 @@ pub fn link(data: &[u8]) {
     }
 }
 
+/// A target that can be a link: not blank, no whitespace inside (a URI has none).
+fn usable(target: &str) -> bool {
+    let t = target.trim();
+    !t.is_empty() && !t.contains(char::is_whitespace)
+}
+
 fn has_rel(rels: &[String], rel: &str) -> bool {
     rels.iter().any(|r| r.eq_ignore_ascii_case(rel))
 }
 
 /// A strict RFC 8288 parse: `(target, relations of its rel parameter)` per link, or `None` when
 /// the header is not well-formed. Only a link's first `rel` counts (RFC 8288 §3.3). Targets
-/// contain neither `<` nor `>`.
+/// contain neither `<` nor `>`; one with whitespace is no link (see [`usable`]).
 fn strict_links(h: &str) -> Option<Vec<(String, Vec<String>)>> {
     fn tchar(c: char) -> bool {
         c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
@@ -533,11 +536,11 @@ fn link_structured(data: &[u8]) {
         links.push((url, is_next));
     }
     let got = link_check(&header, "next");
-    let first_real = links.iter().position(|(u, n)| *n && !u.trim().is_empty());
+    let first_real = links.iter().position(|(u, n)| *n && usable(u));
     let blank_before = links
         .iter()
         .take(first_real.unwrap_or(links.len()))
-        .any(|(u, n)| *n && u.trim().is_empty());
+        .any(|(u, n)| *n && !usable(u));
     let want = first_real.map(|i| links[i].0.clone());
     if blank_before && got.is_none() {
         // A blank rel=next target before the real one may end the search; it must never be
@@ -679,9 +682,10 @@ pub fn release_json(data: &[u8]) {
         let stable = channel_check(&releases, Channel::Stable, scheme);
         let nightly = channel_check(&releases, Channel::Nightly, scheme);
         if let (Some(s), Some(n)) = (stable, nightly) {
-            if let Ok(o) = n.compare(&s) {
-                assert!(o.is_ge(), "nightly chose {n}, below stable's {s}");
-            }
+            assert!(
+                !n.compare(&s).is_ok_and(Ordering::is_lt),
+                "nightly chose {n}, below stable's {s}"
+            );
         }
     }
 }
@@ -835,7 +839,8 @@ fn fuzz_key() -> &'static TrustedKey {
 fn signed_parts(sig: &str) -> Option<(Vec<u8>, String, Vec<u8>)> {
     use ct_codecs::{Base64, Decoder};
     let mut lines = sig.lines();
-    lines.next()?;
+    // minisign refuses a first line without this prefix, so it is part of what must be intact.
+    lines.next()?.strip_prefix("untrusted comment: ")?;
     let l2 = Base64::decode_to_vec(lines.next()?.trim(), None).ok()?;
     let tc = lines.next()?.strip_prefix("trusted comment: ")?.trim().to_string();
     let l4 = Base64::decode_to_vec(lines.next()?.trim(), None).ok()?;
