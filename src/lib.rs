@@ -7,24 +7,15 @@
 //! Nothing in this crate updates anything on its own: there are no timers, no background checks
 //! and no side effects of loading the library. Every change to a host is an explicit call.
 
-pub mod checksums;
+// The floors, lowest first: each module only uses the ones listed before it.
 pub mod error;
-pub mod fetch;
 pub mod ffi;
 pub mod fsutil;
-pub mod ghrelease;
-pub mod gz;
-pub mod hostlayout;
-pub mod install;
-pub mod installsource;
-pub mod layers;
-pub mod package;
-pub mod policy;
-pub mod release;
+pub mod host;
+pub mod model;
+pub mod ops;
+pub mod remote;
+#[cfg(feature = "serve")]
 pub mod serve;
-pub mod signature;
-pub mod transaction;
-pub mod update;
-pub mod version;
 
 pub use error::{Error, ErrorKind, Result};

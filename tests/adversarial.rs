@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use common::*;
 use flynnrel::ErrorKind;
-use flynnrel::ghrelease::ClientOptions;
-use flynnrel::hostlayout::HostLayout;
-use flynnrel::install::{InstallOptions, Target, install};
+use flynnrel::host::layout::HostLayout;
+use flynnrel::ops::install::{InstallOptions, Target, install};
+use flynnrel::ops::update::{UpdateOptions, UpdateOutcome, update};
+use flynnrel::remote::ghrelease::ClientOptions;
 use flynnrel::serve::{Listener, RequestInfo, Server};
-use flynnrel::update::{UpdateOptions, UpdateOutcome, update};
 
 const V1: &str = "v2024.01.27.1";
 const V2: &str = "v2024.01.27.2";
@@ -65,7 +65,7 @@ impl Host {
         let server = start(&h.serve);
         let mut o = InstallOptions::new(h.layout(), Target::Version(V1.into()));
         o.public_key = h.public_key.clone();
-        install(&client(&server), &o, &mut flynnrel::fetch::no_progress).unwrap();
+        install(&client(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap();
         h
     }
 
@@ -103,13 +103,13 @@ impl Host {
         adjust(&mut co);
         let mut o = self.uopts(server);
         o.version = version.map(str::to_string);
-        let err = match update(&co, &o, &mut flynnrel::fetch::no_progress) {
+        let err = match update(&co, &o, &mut flynnrel::remote::fetch::no_progress) {
             Err(e) => e,
             Ok(out) => panic!("the attack succeeded: {out:?}"),
         };
         assert_eq!(snapshot(&self.root), before, "the host changed after: {err}");
         assert_eq!(
-            flynnrel::hostlayout::linked_version(&self.layout().bin_dir, "flynn-host").as_deref(),
+            flynnrel::host::layout::linked_version(&self.layout().bin_dir, "flynn-host").as_deref(),
             Some(V1)
         );
         err
@@ -214,19 +214,19 @@ fn asset_digest_mismatch() {
     let rel = c.release_by_tag(V2).unwrap();
     let mut asset = rel.asset("flynn-host-linux-amd64.gz").unwrap().clone();
     asset.digest = Some(format!("sha256:{}", "1".repeat(64)));
-    let sums = flynnrel::checksums::Checksums::parse(
+    let sums = flynnrel::model::checksums::Checksums::parse(
         &std::fs::read_to_string(h.dir(V2).join("checksums.sha512")).unwrap(),
         "c",
     )
     .unwrap();
     let bin = h.layout().bin_dir;
     let before = snapshot(&h.root);
-    let err = flynnrel::fetch::fetch_asset(
+    let err = flynnrel::remote::fetch::fetch_asset(
         &c,
         &asset,
         &bin,
         sums.get(&asset.name).unwrap(),
-        &mut flynnrel::fetch::no_progress,
+        &mut flynnrel::remote::fetch::no_progress,
     )
     .unwrap_err();
     expect(
@@ -353,7 +353,12 @@ fn truncated_body_with_range_support_resumes_and_the_update_completes() {
         }
         None
     });
-    let out = update(&options(&server), &h.uopts(&server), &mut flynnrel::fetch::no_progress).unwrap();
+    let out = update(
+        &options(&server),
+        &h.uopts(&server),
+        &mut flynnrel::remote::fetch::no_progress,
+    )
+    .unwrap();
     assert!(matches!(out, UpdateOutcome::Updated { .. }));
     let resumed = server
         .requests()
@@ -413,7 +418,8 @@ fn redirect_loop() {
 #[test]
 fn redirect_from_https_to_http() {
     let from = reqwest::Url::parse("https://api.github.com/repos/flynn/flynn/releases/assets/1").unwrap();
-    let err = flynnrel::ghrelease::client::redirect_target(&from, "http://objects.example.com/asset").unwrap_err();
+    let err =
+        flynnrel::remote::ghrelease::client::redirect_target(&from, "http://objects.example.com/asset").unwrap_err();
     expect(&err, ErrorKind::InsecureUrl, &["non-https"]);
 }
 
@@ -423,7 +429,7 @@ fn redirect_to_a_foreign_host_does_not_carry_the_token() {
     let server = start(&h.serve);
     let mut co = options(&server);
     co.token = Some("ghp_adversarial".into());
-    update(&co, &h.uopts(&server), &mut flynnrel::fetch::no_progress).unwrap();
+    update(&co, &h.uopts(&server), &mut flynnrel::remote::fetch::no_progress).unwrap();
     let reqs = server.requests();
     assert!(
         reqs.iter()
@@ -482,7 +488,12 @@ fn rate_limit_429_with_retry_after() {
 fn rollback_attack_older_signed_release_served_as_latest() {
     let h = Host::new(true);
     let server = start(&h.serve);
-    update(&options(&server), &h.uopts(&server), &mut flynnrel::fetch::no_progress).unwrap();
+    update(
+        &options(&server),
+        &h.uopts(&server),
+        &mut flynnrel::remote::fetch::no_progress,
+    )
+    .unwrap();
     // The attacker republishes the older, validly signed V1 as the newest, "latest" release.
     std::fs::write(
         h.dir(V1).join(".release.json"),
@@ -490,11 +501,16 @@ fn rollback_attack_older_signed_release_served_as_latest() {
     )
     .unwrap();
     let before = snapshot(&h.root);
-    let out = update(&options(&server), &h.uopts(&server), &mut flynnrel::fetch::no_progress).unwrap();
+    let out = update(
+        &options(&server),
+        &h.uopts(&server),
+        &mut flynnrel::remote::fetch::no_progress,
+    )
+    .unwrap();
     assert!(matches!(out, UpdateOutcome::UpToDate { .. }), "{out:?}");
     let mut o = h.uopts(&server);
     o.version = Some(V1.into());
-    let err = update(&options(&server), &o, &mut flynnrel::fetch::no_progress).unwrap_err();
+    let err = update(&options(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err();
     expect(&err, ErrorKind::DowngradeRefused, &["--allow-downgrade"]);
     assert_eq!(snapshot(&h.root), before);
 }
@@ -594,7 +610,12 @@ fn pre_existing_symlink_at_an_install_path_is_replaced_not_followed() {
     std::os::unix::fs::symlink(&victim, bin.join(format!("flynn-host.{V2}"))).unwrap();
     std::os::unix::fs::symlink(&victim, h.layout().config_dir.join(format!("images.{V2}.json"))).unwrap();
     let server = start(&h.serve);
-    let out = update(&options(&server), &h.uopts(&server), &mut flynnrel::fetch::no_progress).unwrap();
+    let out = update(
+        &options(&server),
+        &h.uopts(&server),
+        &mut flynnrel::remote::fetch::no_progress,
+    )
+    .unwrap();
     assert!(matches!(out, UpdateOutcome::Updated { .. }));
     assert_eq!(std::fs::read(&victim).unwrap(), b"do not touch");
     let m = std::fs::symlink_metadata(bin.join(format!("flynn-host.{V2}"))).unwrap();
@@ -631,7 +652,12 @@ fn temp_files_pre_created_by_someone_else_are_never_opened() {
         std::os::unix::fs::symlink(&victim, bin.join(guess)).unwrap();
     }
     let server = start(&h.serve);
-    let out = update(&options(&server), &h.uopts(&server), &mut flynnrel::fetch::no_progress).unwrap();
+    let out = update(
+        &options(&server),
+        &h.uopts(&server),
+        &mut flynnrel::remote::fetch::no_progress,
+    )
+    .unwrap();
     assert!(matches!(out, UpdateOutcome::Updated { .. }));
     assert_eq!(std::fs::read(&victim).unwrap(), b"do not touch");
 }
@@ -648,7 +674,7 @@ fn install_script_bootstrap_refuses_unsigned_when_a_key_is_configured() {
         Target::Version(V2.into()),
     );
     o.public_key = Some(kp.pk.to_base64());
-    let err = install(&client(&start(&h.serve)), &o, &mut flynnrel::fetch::no_progress).unwrap_err();
+    let err = install(&client(&start(&h.serve)), &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err();
     expect(
         &err,
         ErrorKind::SignatureInvalid,

@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use flynnrel::ErrorKind;
-use flynnrel::checksums::sha512_hex;
-use flynnrel::fetch::{self, fetch_asset};
-use flynnrel::ghrelease::{Channel, Client};
+use flynnrel::model::checksums::sha512_hex;
+use flynnrel::remote::fetch::{self, fetch_asset};
+use flynnrel::remote::ghrelease::{Channel, Client};
 use flynnrel::serve::Listener;
 
 fn api_requests(server: &flynnrel::serve::Server) -> Vec<flynnrel::serve::LoggedRequest> {
@@ -451,7 +451,7 @@ fn unreachable_api_is_a_network_error_naming_the_url() {
         .local_addr()
         .unwrap()
         .port();
-    let mut o = flynnrel::ghrelease::ClientOptions::new(REPO);
+    let mut o = flynnrel::remote::ghrelease::ClientOptions::new(REPO);
     o.api_url = format!("http://127.0.0.1:{port}");
     o.retries = 1;
     o.retry_delay = Duration::from_millis(1);
@@ -493,7 +493,7 @@ fn invalid_json_and_oversized_bodies_are_clear_errors() {
 
 #[test]
 fn bad_repository_and_insecure_api_url_are_refused_before_any_request() {
-    let mut o = flynnrel::ghrelease::ClientOptions::new("not a repo");
+    let mut o = flynnrel::remote::ghrelease::ClientOptions::new("not a repo");
     assert_eq!(Client::new(o.clone()).unwrap_err().kind(), ErrorKind::InvalidArgument);
     o.repository = REPO.into();
     o.api_url = "http://api.example.com".into();

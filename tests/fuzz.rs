@@ -6,12 +6,12 @@
 use std::cmp::Ordering;
 
 use flynnrel::ErrorKind;
-use flynnrel::checksums::{Checksums, sha512_hex};
-use flynnrel::ghrelease::Release;
-use flynnrel::ghrelease::link::find_rel;
-use flynnrel::installsource::InstallSource;
-use flynnrel::layers::flat_entry_name;
-use flynnrel::version::Version;
+use flynnrel::host::receipt::InstallSource;
+use flynnrel::model::checksums::{Checksums, sha512_hex};
+use flynnrel::model::layers::flat_entry_name;
+use flynnrel::model::version::Version;
+use flynnrel::remote::ghrelease::Release;
+use flynnrel::remote::ghrelease::link::find_rel;
 use proptest::prelude::*;
 
 fn config() -> ProptestConfig {
@@ -136,7 +136,7 @@ proptest! {
     #[test]
     fn receipt_parser_never_panics_and_never_rewrites(text in ".{0,200}") {
         let dir = tempfile::tempdir().unwrap();
-        let p = flynnrel::installsource::receipt_path(dir.path());
+        let p = flynnrel::host::receipt::receipt_path(dir.path());
         std::fs::write(&p, &text).unwrap();
         match InstallSource::load(dir.path()) {
             Ok(Some(r)) => prop_assert!(!r.repository.is_empty()),

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
 use flynnrel::ErrorKind;
-use flynnrel::ghrelease::Client;
-use flynnrel::hostlayout::HostLayout;
-use flynnrel::install::{InstallOptions, Target, download, install};
+use flynnrel::host::layout::HostLayout;
+use flynnrel::ops::install::{InstallOptions, Target, download, install};
+use flynnrel::remote::ghrelease::Client;
 use flynnrel::serve::{Listener, Server};
 
 const V1: &str = "v2024.01.27.0";
@@ -53,8 +53,12 @@ fn opts(root: &Path, version: &str) -> InstallOptions {
     InstallOptions::new(layout(root), Target::Version(version.into()))
 }
 
-fn install_v(server: &Server, root: &Path, version: &str) -> flynnrel::Result<flynnrel::install::InstallReport> {
-    install(&client(server), &opts(root, version), &mut flynnrel::fetch::no_progress)
+fn install_v(server: &Server, root: &Path, version: &str) -> flynnrel::Result<flynnrel::ops::install::InstallReport> {
+    install(
+        &client(server),
+        &opts(root, version),
+        &mut flynnrel::remote::fetch::no_progress,
+    )
 }
 
 #[test]
@@ -119,7 +123,10 @@ fn installs_the_layout_and_the_receipt() {
         .iter()
         .find(|f| f.path.ends_with(format!("flynn-host.{V1}")))
         .unwrap();
-    assert_eq!(host.sha512, flynnrel::checksums::sha512_file(&host.path).unwrap());
+    assert_eq!(
+        host.sha512,
+        flynnrel::model::checksums::sha512_file(&host.path).unwrap()
+    );
 }
 
 #[test]
@@ -153,7 +160,7 @@ fn a_second_version_skips_layers_already_present() {
         e.root.join(format!("usr/local/bin/flynn-host.{V1}")).is_file(),
         "the old version stays for rollback"
     );
-    let receipt = flynnrel::installsource::InstallSource::load(&e.root.join("etc/flynn"))
+    let receipt = flynnrel::host::receipt::InstallSource::load(&e.root.join("etc/flynn"))
         .unwrap()
         .unwrap();
     assert_eq!(receipt.version, V2);
@@ -169,8 +176,11 @@ fn channel_install_picks_the_highest_version() {
     let e = env();
     publish(&e.serve_root, "v2024.01.27.10", "2024-01-20T00:00:00Z", &layers_v1());
     let server = start(&e.serve_root);
-    let o = InstallOptions::new(layout(&e.root), Target::Channel(flynnrel::ghrelease::Channel::Stable));
-    let r = install(&client(&server), &o, &mut flynnrel::fetch::no_progress).unwrap();
+    let o = InstallOptions::new(
+        layout(&e.root),
+        Target::Channel(flynnrel::remote::ghrelease::Channel::Stable),
+    );
+    let r = install(&client(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap();
     assert_eq!(r.version, "v2024.01.27.10");
 }
 
@@ -178,7 +188,12 @@ fn channel_install_picks_the_highest_version() {
 fn download_lays_out_without_a_receipt() {
     let e = env();
     let server = start(&e.serve_root);
-    download(&client(&server), &opts(&e.root, V1), &mut flynnrel::fetch::no_progress).unwrap();
+    download(
+        &client(&server),
+        &opts(&e.root, V1),
+        &mut flynnrel::remote::fetch::no_progress,
+    )
+    .unwrap();
     assert!(e.root.join(format!("usr/local/bin/flynn-host.{V1}")).is_file());
     assert!(!e.root.join("etc/flynn/install-source.json").exists());
 }
@@ -192,7 +207,7 @@ fn fails_unchanged(e: &Env, server: &Server, version: &str, fresh: bool, o: Opti
     let existed = e.root.exists();
     let before = snapshot(&e.root);
     let o = o.unwrap_or_else(|| opts(&e.root, version));
-    let err = install(&client(server), &o, &mut flynnrel::fetch::no_progress).unwrap_err();
+    let err = install(&client(server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err();
     assert_eq!(snapshot(&e.root), before, "the root changed after: {err}");
     if !existed {
         assert!(
@@ -370,7 +385,7 @@ fn unknown_version_and_unreachable_server() {
     let err = install(
         &Client::new(co).unwrap(),
         &opts(&e.root, V1),
-        &mut flynnrel::fetch::no_progress,
+        &mut flynnrel::remote::fetch::no_progress,
     )
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Network);
@@ -410,7 +425,7 @@ fn signed_releases_need_a_valid_signature_for_this_repo_and_version() {
     let pk = kp.pk.to_base64();
     let serve_root = tmp.path().join("releases");
     std::fs::create_dir(&serve_root).unwrap();
-    let sign = |o: &mut flynnrel::package::PackageOptions| o.sign_key = Some(key_file.clone());
+    let sign = |o: &mut flynnrel::ops::package::PackageOptions| o.sign_key = Some(key_file.clone());
     publish_with(&serve_root, V1, "2024-01-27T10:00:00Z", &layers_v1(), sign);
     publish_with(&serve_root, V2, "2024-01-28T10:00:00Z", &layers_v2(), sign);
     publish(&serve_root, "v2024.01.27.5", "2024-01-29T10:00:00Z", &layers_v1()); // unsigned
@@ -432,9 +447,9 @@ fn signed_releases_need_a_valid_signature_for_this_repo_and_version() {
     let root = tmp.path().join("root");
     let mut o = opts(&root, V1);
     o.public_key = Some(pk.clone());
-    let r = install(&client(&server), &o, &mut flynnrel::fetch::no_progress).unwrap();
+    let r = install(&client(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap();
     assert!(r.signature_verified);
-    let receipt = flynnrel::installsource::InstallSource::load(&root.join("etc/flynn"))
+    let receipt = flynnrel::host::receipt::InstallSource::load(&root.join("etc/flynn"))
         .unwrap()
         .unwrap();
     assert_eq!(receipt.public_key.as_deref(), Some(pk.as_str()));
@@ -444,7 +459,7 @@ fn signed_releases_need_a_valid_signature_for_this_repo_and_version() {
     let err = install(
         &client(&server),
         &opts(&root, "v2024.01.27.5"),
-        &mut flynnrel::fetch::no_progress,
+        &mut flynnrel::remote::fetch::no_progress,
     )
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SignatureInvalid, "{err}");
@@ -452,7 +467,7 @@ fn signed_releases_need_a_valid_signature_for_this_repo_and_version() {
     let err = install(
         &client(&server),
         &opts(&root, "v2024.01.27.6"),
-        &mut flynnrel::fetch::no_progress,
+        &mut flynnrel::remote::fetch::no_progress,
     )
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SignatureInvalid, "{err}");
@@ -464,10 +479,15 @@ fn signed_releases_need_a_valid_signature_for_this_repo_and_version() {
         .to_base64();
     let mut o = opts(&root, V2);
     o.public_key = Some(other);
-    let err = install(&client(&server), &o, &mut flynnrel::fetch::no_progress).unwrap_err();
+    let err = install(&client(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SignatureInvalid);
     assert!(err.message().contains("pins public key"), "{err}");
     assert_eq!(snapshot(&root), before);
     // The properly signed V2 installs.
-    install(&client(&server), &opts(&root, V2), &mut flynnrel::fetch::no_progress).unwrap();
+    install(
+        &client(&server),
+        &opts(&root, V2),
+        &mut flynnrel::remote::fetch::no_progress,
+    )
+    .unwrap();
 }

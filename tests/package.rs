@@ -8,11 +8,7 @@ use std::process::{Command, Stdio};
 
 use common::*;
 use flynnrel::ErrorKind;
-use flynnrel::package::{PackageOptions, package, verify_dir};
-
-fn helper_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_flynnrel")
-}
+use flynnrel::ops::package::{PackageOptions, package, verify_dir};
 
 /// Options using a small stand-in helper binary (the debug build of flynnrel is large; one
 /// test packages the real one).
@@ -54,8 +50,8 @@ fn produces_exactly_the_spec_assets_which_the_system_tools_accept() {
     make_build_tree(&build, "v2024.01.27.0", &layers());
     let out = tmp.path().join("release-artifacts");
     let mut o = opts(&build, &out, "v2024.01.27.0");
-    o.helper = Some(helper_bin().into());
-    let report = package(&o, &mut flynnrel::fetch::no_progress).unwrap();
+    o.helper = Some(flynnrel_bin());
+    let report = package(&o, &mut flynnrel::remote::fetch::no_progress).unwrap();
     let mut names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -103,7 +99,7 @@ fn produces_exactly_the_spec_assets_which_the_system_tools_accept() {
     // The binaries decompress to the originals; the helper to this very binary.
     let (ok, log) = sh(&out, "gzip -dc flynn-host-linux-amd64.gz");
     assert!(ok && log.contains("echo v2024.01.27.0"), "{log}");
-    let helper = std::fs::read(helper_bin()).unwrap();
+    let helper = std::fs::read(flynnrel_bin()).unwrap();
     let got = Command::new("gzip")
         .arg("-dc")
         .arg(out.join("flynnrel-linux-amd64.gz"))
@@ -150,10 +146,10 @@ fn output_is_reproducible_and_a_rerun_is_a_no_op() {
     let b = tmp.path().join("b");
     let mut o = opts(&build, &a, "v1.2.3");
     o.threads = 1;
-    package(&o, &mut flynnrel::fetch::no_progress).unwrap();
+    package(&o, &mut flynnrel::remote::fetch::no_progress).unwrap();
     let mut o = opts(&build, &b, "v1.2.3");
     o.threads = 4;
-    package(&o, &mut flynnrel::fetch::no_progress).unwrap();
+    package(&o, &mut flynnrel::remote::fetch::no_progress).unwrap();
     assert_eq!(
         snapshot(&a),
         snapshot(&b),
@@ -163,7 +159,7 @@ fn output_is_reproducible_and_a_rerun_is_a_no_op() {
     let (ok, _) = sh(&build, "touch -d '2001-01-01' bin/* manifests/* layers/*");
     assert!(ok);
     let before = snapshot(&a);
-    let r = package(&opts(&build, &a, "v1.2.3"), &mut flynnrel::fetch::no_progress).unwrap();
+    let r = package(&opts(&build, &a, "v1.2.3"), &mut flynnrel::remote::fetch::no_progress).unwrap();
     assert!(r.unchanged);
     assert_eq!(snapshot(&a), before);
 }
@@ -180,7 +176,7 @@ fn bad_inputs_are_errors_that_change_nothing() {
     std::fs::write(out.join("checksums.sha512"), "x").unwrap();
     std::fs::write(out.join("flynn-host-linux-amd64.gz"), "old").unwrap();
     let before = snapshot(tmp.path());
-    let e = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::fetch::no_progress).unwrap_err();
+    let e = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::remote::fetch::no_progress).unwrap_err();
     assert!(
         e.message().contains("different release") && e.message().contains(out.to_str().unwrap()),
         "{e}"
@@ -189,21 +185,25 @@ fn bad_inputs_are_errors_that_change_nothing() {
     std::fs::remove_dir_all(&out).unwrap();
 
     let before = snapshot(tmp.path());
-    let e = package(&opts(&build, &out, "not-a-version"), &mut flynnrel::fetch::no_progress).unwrap_err();
+    let e = package(
+        &opts(&build, &out, "not-a-version"),
+        &mut flynnrel::remote::fetch::no_progress,
+    )
+    .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert!(e.message().contains("not-a-version"), "{e}");
     assert_eq!(snapshot(tmp.path()), before);
 
     std::fs::rename(build.join("bin/flynn-host"), tmp.path().join("host.bak")).unwrap();
     let before_missing = snapshot(tmp.path());
-    let e = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::fetch::no_progress).unwrap_err();
+    let e = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::remote::fetch::no_progress).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
     assert!(e.message().contains("bin/flynn-host"), "{e}");
     assert_eq!(snapshot(tmp.path()), before_missing);
     std::fs::rename(tmp.path().join("host.bak"), build.join("bin/flynn-host")).unwrap();
 
     std::fs::remove_file(build.join("manifests/bootstrap-manifest.json")).unwrap();
-    let e = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::fetch::no_progress).unwrap_err();
+    let e = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::remote::fetch::no_progress).unwrap_err();
     assert!(e.message().contains("bootstrap-manifest.json"), "{e}");
     std::fs::write(build.join("manifests/bootstrap-manifest.json"), "{}").unwrap();
 
@@ -213,7 +213,7 @@ fn bad_inputs_are_errors_that_change_nothing() {
     data[1000] ^= 1;
     std::fs::write(&p, &data).unwrap();
     let before = snapshot(tmp.path());
-    let e = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::fetch::no_progress).unwrap_err();
+    let e = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::remote::fetch::no_progress).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidData);
     assert!(
         e.message().contains("aaaa1111.squashfs") && e.message().contains("sha512_256"),
@@ -248,7 +248,7 @@ fn signed_with_a_minisign_tool_key_and_verified_by_the_minisign_tool() {
     let mut o = opts(&build, &out, "v1.0.0");
     o.sign_key = Some(tmp.path().join("key.sec"));
     o.sign_password = Some("pw".into());
-    let r = package(&o, &mut flynnrel::fetch::no_progress).unwrap();
+    let r = package(&o, &mut flynnrel::remote::fetch::no_progress).unwrap();
     assert!(r.signed);
     let (ok, log) = sh(
         tmp.path(),
@@ -260,7 +260,7 @@ fn signed_with_a_minisign_tool_key_and_verified_by_the_minisign_tool() {
         "{log}"
     );
     let pubkey = std::fs::read_to_string(tmp.path().join("key.pub")).unwrap();
-    let key = flynnrel::signature::TrustedKey::parse(&pubkey).unwrap();
+    let key = flynnrel::model::signature::TrustedKey::parse(&pubkey).unwrap();
     let script = std::fs::read_to_string(out.join("install-flynn")).unwrap();
     assert!(script.contains(&format!("\nFLYNN_DEFAULT_PUBLIC_KEY='{}'\n", key.to_base64())));
     let rep = verify_dir(&out, Some(&key), Some("flynn/flynn"), Some("v1.0.0")).unwrap();
@@ -272,7 +272,7 @@ fn signed_with_a_minisign_tool_key_and_verified_by_the_minisign_tool() {
     let mut o = opts(&build, &out2, "v1.0.0");
     o.sign_key = Some(tmp.path().join("key.sec"));
     o.sign_password = Some("nope".into());
-    assert!(package(&o, &mut flynnrel::fetch::no_progress).is_err());
+    assert!(package(&o, &mut flynnrel::remote::fetch::no_progress).is_err());
     assert!(!out2.exists());
 }
 
@@ -282,13 +282,13 @@ fn verify_finds_extra_missing_and_tampered_files() {
     let build = tmp.path().join("build");
     make_build_tree(&build, "v1.0.0", &[]);
     let out = tmp.path().join("out");
-    let r = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::fetch::no_progress).unwrap();
+    let r = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::remote::fetch::no_progress).unwrap();
     assert!(
         r.layers.is_empty() && !out.join("layers.tar.gz").exists(),
         "no layers, no archive"
     );
     let cli = |args: &[&str]| {
-        let o = Command::new(helper_bin())
+        let o = Command::new(flynnrel_bin())
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -330,7 +330,7 @@ fn cli_package_prints_assets_and_json() {
     let build = tmp.path().join("build");
     make_build_tree(&build, "v1.0.0", &layers());
     let out = tmp.path().join("out");
-    let o = Command::new(helper_bin())
+    let o = Command::new(flynnrel_bin())
         .args([
             "--json",
             "package",
@@ -349,7 +349,7 @@ fn cli_package_prints_assets_and_json() {
     assert_eq!(v["version"], "v1.0.0");
     assert_eq!(v["assets"].as_array().unwrap().len(), 9);
     assert_eq!(v["signed"], false);
-    let o = Command::new(helper_bin())
+    let o = Command::new(flynnrel_bin())
         .args([
             "package",
             "--version",

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use common::*;
 use flynnrel::ErrorKind;
-use flynnrel::ghrelease::ClientOptions;
-use flynnrel::hostlayout::HostLayout;
-use flynnrel::install::{InstallOptions, Target, install};
-use flynnrel::installsource::InstallSource;
+use flynnrel::host::layout::HostLayout;
+use flynnrel::host::receipt::InstallSource;
+use flynnrel::ops::install::{InstallOptions, Target, install};
+use flynnrel::ops::update::{UpdateOptions, UpdateOutcome, update};
+use flynnrel::remote::ghrelease::ClientOptions;
 use flynnrel::serve::{Listener, RequestInfo, Server};
-use flynnrel::update::{UpdateOptions, UpdateOutcome, update};
 
 fn layers(seed: u32) -> Vec<(&'static str, Vec<u8>)> {
     vec![("aaaa1111", noise(1, 50_000)), ("bbbb2222", noise(seed + 7, 20_000))]
@@ -75,10 +75,10 @@ impl World {
         HostLayout::new(Some(&self.root), None, None, None)
     }
 
-    fn install(&self, server: &Server, target: Target) -> flynnrel::Result<flynnrel::install::InstallReport> {
+    fn install(&self, server: &Server, target: Target) -> flynnrel::Result<flynnrel::ops::install::InstallReport> {
         let mut o = InstallOptions::new(self.layout(), target);
         o.public_key = self.public_key.clone();
-        install(&client(server), &o, &mut flynnrel::fetch::no_progress)
+        install(&client(server), &o, &mut flynnrel::remote::fetch::no_progress)
     }
 
     fn update(&self, server: &Server, version: Option<&str>) -> flynnrel::Result<UpdateOutcome> {
@@ -86,7 +86,7 @@ impl World {
         o.api_url = Some(server.api_url());
         o.version = version.map(str::to_string);
         o.smoke_timeout = Duration::from_secs(10);
-        update(&options(server), &o, &mut flynnrel::fetch::no_progress)
+        update(&options(server), &o, &mut flynnrel::remote::fetch::no_progress)
     }
 
     fn receipt(&self) -> InstallSource {
@@ -94,7 +94,7 @@ impl World {
     }
 
     fn linked(&self) -> Option<String> {
-        flynnrel::hostlayout::linked_version(&self.layout().bin_dir, "flynn-host")
+        flynnrel::host::layout::linked_version(&self.layout().bin_dir, "flynn-host")
     }
 }
 
@@ -231,7 +231,7 @@ fn update_version_served_a_signed_prerelease_under_that_tag_is_refused() {
 
 #[test]
 fn post_switch_check_matches_the_exact_version() {
-    use flynnrel::transaction::reports_version;
+    use flynnrel::host::switch::reports_version;
     assert!(reports_version("v1.2.3\n", "v1.2.3"));
     assert!(
         !reports_version("v1.2.3-rc.1\n", "v1.2.3"),
@@ -282,7 +282,7 @@ fn install_paused_at_resolution(
     public_key: Option<String>,
 ) -> (
     mpsc::Sender<()>,
-    std::thread::JoinHandle<flynnrel::Result<flynnrel::install::InstallReport>>,
+    std::thread::JoinHandle<flynnrel::Result<flynnrel::ops::install::InstallReport>>,
     Server,
 ) {
     let (asked_tx, asked_rx) = mpsc::channel::<()>();
@@ -300,7 +300,7 @@ fn install_paused_at_resolution(
     let mut o = InstallOptions::new(w.layout(), Target::Version(version.into()));
     o.public_key = public_key;
     let c = client(&server);
-    let t = std::thread::spawn(move || install(&c, &o, &mut flynnrel::fetch::no_progress));
+    let t = std::thread::spawn(move || install(&c, &o, &mut flynnrel::remote::fetch::no_progress));
     asked_rx
         .recv_timeout(Duration::from_secs(30))
         .expect("the install asked for the release");
@@ -313,11 +313,11 @@ fn a_key_pinned_while_an_install_resolves_is_not_erased() {
     let (go, t, _server) = install_paused_at_resolution(&w, "v2024.01.27.2", None);
     // Meanwhile the operator pins a release key.
     let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
-    let edit = flynnrel::update::SourceEdit {
+    let edit = flynnrel::ops::update::SourceEdit {
         public_key: Some(kp.pk.to_base64()),
         ..Default::default()
     };
-    let pinned = flynnrel::update::source_set(&w.layout(), &edit, flynnrel::update::DEFAULT_TUF_REPOSITORY);
+    let pinned = flynnrel::ops::update::source_set(&w.layout(), &edit, flynnrel::ops::update::DEFAULT_TUF_REPOSITORY);
     go.send(()).unwrap();
     let installed = t.join().unwrap();
     match pinned {
@@ -395,12 +395,12 @@ fn a_release_packaged_without_flynn_init_is_refused_at_packaging() {
     let build = tmp.path().join("build");
     make_build_tree(&build, "v1.0.0", &layers(1));
     std::fs::remove_file(build.join("bin/flynn-init")).unwrap();
-    let mut o = flynnrel::package::PackageOptions::new("v1.0.0", REPO);
+    let mut o = flynnrel::ops::package::PackageOptions::new("v1.0.0", REPO);
     o.build_dir = build.clone();
     o.out_dir = tmp.path().join("out");
     o.helper = Some(build.join("fake-flynnrel"));
     o.helper_platform = Some(("linux".into(), "amd64".into()));
-    let err = flynnrel::package::package(&o, &mut flynnrel::fetch::no_progress).unwrap_err();
+    let err = flynnrel::ops::package::package(&o, &mut flynnrel::remote::fetch::no_progress).unwrap_err();
     expect(&err, ErrorKind::NotFound, &["bin/flynn-init", "required"]);
     assert!(!tmp.path().join("out").exists());
 }
@@ -413,10 +413,10 @@ fn pruning_never_removes_a_file_a_live_link_points_to() {
         .unwrap();
     let bin = w.layout().bin_dir;
     // A link left on an old version (as a hidden component would leave it).
-    flynnrel::hostlayout::replace_symlink(&bin.join("flynn-init"), Path::new("flynn-init.v2024.01.27.0")).unwrap();
+    flynnrel::host::layout::replace_symlink(&bin.join("flynn-init"), Path::new("flynn-init.v2024.01.27.0")).unwrap();
     std::fs::write(bin.join("flynn-init.v2024.01.27.0"), b"old init").unwrap();
     std::fs::write(bin.join("flynn-linux-amd64.v2024.01.27.0"), b"old cli").unwrap();
-    let removed = flynnrel::update::prune_versions(&w.layout(), &["v2024.01.27.1"]);
+    let removed = flynnrel::ops::update::prune_versions(&w.layout(), &["v2024.01.27.1"]);
     assert!(
         bin.join("flynn-init.v2024.01.27.0").is_file(),
         "the live target was pruned"
@@ -439,7 +439,7 @@ fn a_channel_install_refuses_an_older_signed_release_of_another_scheme() {
     w.publish("v20240101.0", "2024-02-01T00:00:00Z");
     let before = snapshot(&w.root);
     let out = w
-        .install(&server, Target::Channel(flynnrel::ghrelease::Channel::Stable))
+        .install(&server, Target::Channel(flynnrel::remote::ghrelease::Channel::Stable))
         .unwrap();
     // The channel stays in the host's scheme: the newest of that is what runs.
     assert!(out.already_installed, "{out:?}");
@@ -451,7 +451,7 @@ fn a_channel_install_refuses_an_older_signed_release_of_another_scheme() {
     let mut o = UpdateOptions::new(w.layout());
     o.version = Some("v20240101.0".into());
     o.allow_downgrade = true;
-    update(&options(&server), &o, &mut flynnrel::fetch::no_progress).unwrap();
+    update(&options(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap();
     assert_eq!(w.linked().as_deref(), Some("v20240101.0"));
 }
 
@@ -480,7 +480,7 @@ fn a_four_field_receipt_protects_its_version_from_install() {
     let mut o = UpdateOptions::new(w.layout());
     o.api_url = Some(server.api_url());
     o.version = Some("v2024.01.27.9".into());
-    let err = update(&options(&server), &o, &mut flynnrel::fetch::no_progress).unwrap_err();
+    let err = update(&options(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DowngradeRefused, "{err}");
 }
 
@@ -507,7 +507,7 @@ fn the_smoke_test_timeout_holds_when_a_child_keeps_stdout_open() {
     let co = options(&server);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(update(&co, &o, &mut flynnrel::fetch::no_progress));
+        let _ = tx.send(update(&co, &o, &mut flynnrel::remote::fetch::no_progress));
     });
     // A generous bound that only a timeout ignored (600 s of sleep) would pass.
     let result = rx
@@ -615,7 +615,7 @@ fn a_receipt_save_cannot_lower_highest_seen_or_swap_the_pin() {
     let before = snapshot(&w.root);
     let mut lower = w.receipt();
     lower.highest_seen_version = Some("v2024.01.27.1".into());
-    let err = flynnrel::update::receipt_replace(&cfg, lower).unwrap_err();
+    let err = flynnrel::ops::update::receipt_replace(&cfg, lower).unwrap_err();
     expect(
         &err,
         ErrorKind::DowngradeRefused,
@@ -624,15 +624,15 @@ fn a_receipt_save_cannot_lower_highest_seen_or_swap_the_pin() {
     let other = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
     let mut swapped = w.receipt();
     swapped.public_key = Some(other.pk.to_base64());
-    let err = flynnrel::update::receipt_replace(&cfg, swapped).unwrap_err();
+    let err = flynnrel::ops::update::receipt_replace(&cfg, swapped).unwrap_err();
     expect(&err, ErrorKind::SignatureInvalid, &["--pin-public-key"]);
     let mut unpinned = w.receipt();
     unpinned.public_key = None;
-    let err = flynnrel::update::receipt_replace(&cfg, unpinned).unwrap_err();
+    let err = flynnrel::ops::update::receipt_replace(&cfg, unpinned).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SignatureInvalid);
     // Held lock: refused, not raced.
-    let lock = flynnrel::hostlayout::ConfigLock::acquire(&cfg).unwrap();
-    let err = flynnrel::update::receipt_replace(&cfg, w.receipt()).unwrap_err();
+    let lock = flynnrel::host::layout::ConfigLock::acquire(&cfg).unwrap();
+    let err = flynnrel::ops::update::receipt_replace(&cfg, w.receipt()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked);
     drop(lock);
     assert_eq!(snapshot(&w.root), before);
@@ -640,7 +640,7 @@ fn a_receipt_save_cannot_lower_highest_seen_or_swap_the_pin() {
     let mut ok = w.receipt();
     ok.channel = Some("nightly".into());
     ok.highest_seen_version = None;
-    flynnrel::update::receipt_replace(&cfg, ok).unwrap();
+    flynnrel::ops::update::receipt_replace(&cfg, ok).unwrap();
     assert_eq!(w.receipt().channel.as_deref(), Some("nightly"));
     assert_eq!(w.receipt().highest_seen_version.as_deref(), Some("v2024.01.27.2"));
 }
@@ -699,17 +699,17 @@ fn a_fifo_at_the_receipt_gives_errors_not_hangs() {
     let err = within("update --check", move || {
         let mut o = UpdateOptions::new(layout);
         o.check = true;
-        update(&co, &o, &mut flynnrel::fetch::no_progress).unwrap_err()
+        update(&co, &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err()
     });
     expect(&err, ErrorKind::Io, &["install-source.json", "FIFO"]);
     let layout = w.layout();
     let err = within("source show", move || {
-        flynnrel::update::source_show(&layout, flynnrel::update::DEFAULT_TUF_REPOSITORY).unwrap_err()
+        flynnrel::ops::update::source_show(&layout, flynnrel::ops::update::DEFAULT_TUF_REPOSITORY).unwrap_err()
     });
     expect(&err, ErrorKind::Io, &["install-source.json", "FIFO"]);
     let layout = w.layout();
     let err = within("rollback", move || {
-        flynnrel::update::rollback(&layout, Duration::from_secs(5), None).unwrap_err()
+        flynnrel::ops::update::rollback(&layout, Duration::from_secs(5), None).unwrap_err()
     });
     expect(&err, ErrorKind::Io, &["install-source.json", "FIFO"]);
     assert_eq!(snapshot(&w.root), before);
@@ -728,7 +728,7 @@ fn a_fifo_at_the_journal_or_a_layer_gives_errors_not_hangs() {
     let err = within("update", move || {
         let mut o = UpdateOptions::new(layout);
         o.api_url = Some(api);
-        update(&co, &o, &mut flynnrel::fetch::no_progress).unwrap_err()
+        update(&co, &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err()
     });
     expect(&err, ErrorKind::Io, &["update-journal.json", "FIFO"]);
     assert_eq!(snapshot(&w.root), before);
@@ -741,7 +741,7 @@ fn a_fifo_at_the_journal_or_a_layer_gives_errors_not_hangs() {
     within("update over a FIFO layer", move || {
         let mut o = UpdateOptions::new(layout);
         o.api_url = Some(api);
-        update(&co, &o, &mut flynnrel::fetch::no_progress).unwrap()
+        update(&co, &o, &mut flynnrel::remote::fetch::no_progress).unwrap()
     });
     assert!(std::fs::symlink_metadata(&layer).unwrap().is_file());
 }
@@ -769,7 +769,7 @@ fn a_fresh_install_failing_during_the_switch_leaves_no_directory_behind() {
         std::fs::create_dir_all(&w.root).unwrap();
         let mut o = InstallOptions::new(w.layout(), Target::Version("v2024.01.27.1".into()));
         o.failpoint = Some(fp.into());
-        let err = install(&client(&start(&w.serve)), &o, &mut flynnrel::fetch::no_progress).unwrap_err();
+        let err = install(&client(&start(&w.serve)), &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err();
         assert!(err.message().contains(fp), "{fp}: {err}");
         assert_eq!(snapshot(&w.root), Default::default(), "{fp}: the root is not as it was");
     }
@@ -786,14 +786,14 @@ fn the_key_mismatch_advice_names_a_flag_that_changes_the_pin() {
     let new = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
     let mut o = InstallOptions::new(w.layout(), Target::Version("v2024.01.27.1".into()));
     o.public_key = Some(new.pk.to_base64());
-    let err = install(&client(&server), &o, &mut flynnrel::fetch::no_progress).unwrap_err();
+    let err = install(&client(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SignatureInvalid, "{err}");
     // Run the advised command exactly as the message spells it.
     let msg = err.message();
     let start_at = msg.find("`flynnrel ").expect("a command in backquotes") + 1;
     let cmd = &msg[start_at..start_at + msg[start_at..].find('`').unwrap()];
     let mut words = cmd.split_whitespace().skip(1);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flynnrel"))
+    let out = std::process::Command::new(flynnrel_bin())
         .args(words.by_ref())
         .args(["--root"])
         .arg(&w.root)
@@ -803,7 +803,7 @@ fn the_key_mismatch_advice_names_a_flag_that_changes_the_pin() {
     assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(w.receipt().public_key.as_deref(), Some(new.pk.to_base64().as_str()));
     // And the ignored-flag mistake is an error, not a silent exit 0.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flynnrel"))
+    let out = std::process::Command::new(flynnrel_bin())
         .args(["source", "set", "--public-key", &new.pk.to_base64(), "--root"])
         .arg(&w.root)
         .output()
@@ -820,7 +820,7 @@ fn the_core_allows_plain_http_exactly_to_the_loopback_urls_of_the_shared_table()
     let mut n = 0;
     for line in table.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         let (url, verdict) = line.split_once('\t').unwrap();
-        let got = flynnrel::ghrelease::client::parse_allowed_url(url, "URL").is_ok();
+        let got = flynnrel::remote::ghrelease::client::parse_allowed_url(url, "URL").is_ok();
         assert_eq!(got, verdict == "allow", "{url}");
         n += 1;
     }
@@ -847,7 +847,7 @@ fn control_characters_from_the_api_are_escaped_on_the_terminal() {
         })?
     });
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_flynnrel"))
+        std::process::Command::new(flynnrel_bin())
             .args(args)
             .args(["--api-url", &server.api_url(), "--web-url", &server.web_url()])
             .output()
@@ -895,7 +895,7 @@ fn a_comment_signature_cut_short_is_refused_by_update_and_verify_not_a_crash() {
     );
     assert_eq!(snapshot(&w.root), before, "a refused update changes nothing");
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flynnrel"))
+    let out = std::process::Command::new(flynnrel_bin())
         .args([
             "verify",
             v2.to_str().unwrap(),
@@ -921,7 +921,7 @@ fn a_long_running_serve_does_not_grow_with_its_traffic() {
     let w = World::new(false);
     w.publish("v2024.01.27.1", "2024-01-27T01:00:00Z");
     let ready = w.tmp.path().join("ready.json");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flynnrel"))
+    let mut child = std::process::Command::new(flynnrel_bin())
         .args([
             "serve",
             w.serve.to_str().unwrap(),

@@ -8,11 +8,11 @@ use std::process::{Command, Stdio};
 
 use common::*;
 use flynnrel::ErrorKind;
-use flynnrel::hostlayout::HostLayout;
-use flynnrel::install::{InstallOptions, Target, install};
-use flynnrel::installsource::InstallSource;
+use flynnrel::host::layout::HostLayout;
+use flynnrel::host::receipt::InstallSource;
+use flynnrel::ops::install::{InstallOptions, Target, install};
+use flynnrel::ops::update::{UpdateOptions, UpdateOutcome, rollback, update};
 use flynnrel::serve::Server;
-use flynnrel::update::{UpdateOptions, UpdateOutcome, rollback, update};
 
 const V1: &str = "v2024.01.27.9";
 const V2: &str = "v2024.01.27.10";
@@ -44,7 +44,7 @@ fn env() -> Env {
     let root = tmp.path().join("root");
     let server = start(&serve_root);
     let o = InstallOptions::new(layout(&root), Target::Version(V1.into()));
-    install(&client(&server), &o, &mut flynnrel::fetch::no_progress).unwrap();
+    install(&client(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap();
     Env {
         tmp,
         serve_root,
@@ -62,11 +62,11 @@ fn uopts(e: &Env) -> UpdateOptions {
 }
 
 fn run(e: &Env, o: &UpdateOptions) -> flynnrel::Result<UpdateOutcome> {
-    update(&options(&e.server), o, &mut flynnrel::fetch::no_progress)
+    update(&options(&e.server), o, &mut flynnrel::remote::fetch::no_progress)
 }
 
 fn linked(root: &Path) -> Option<String> {
-    flynnrel::hostlayout::linked_version(&root.join("usr/local/bin"), "flynn-host")
+    flynnrel::host::layout::linked_version(&root.join("usr/local/bin"), "flynn-host")
 }
 
 fn receipt(root: &Path) -> InstallSource {
@@ -209,11 +209,11 @@ fn a_failing_smoke_test_rolls_everything_back() {
     let build = e.serve_root.join(".build-v2024.01.27.11");
     std::fs::write(build.join("bin/flynn-host"), "#!/bin/sh\necho v2024.01.27.9\n").unwrap();
     std::fs::remove_dir_all(&d).unwrap();
-    let mut po = flynnrel::package::PackageOptions::new("v2024.01.27.11", REPO);
+    let mut po = flynnrel::ops::package::PackageOptions::new("v2024.01.27.11", REPO);
     po.build_dir = build.clone();
     po.out_dir = d.clone();
     po.helper = Some(build.join("fake-flynnrel"));
-    flynnrel::package::package(&po, &mut flynnrel::fetch::no_progress).unwrap();
+    flynnrel::ops::package::package(&po, &mut flynnrel::remote::fetch::no_progress).unwrap();
     let before = snapshot(&e.root);
     let err = run(&e, &uopts(&e)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SmokeTestFailed, "{err}");
@@ -232,7 +232,7 @@ fn a_failing_smoke_test_rolls_everything_back() {
 #[test]
 fn a_second_concurrent_update_fails_at_once() {
     let e = env();
-    let held = flynnrel::hostlayout::ConfigLock::acquire(&e.root.join("etc/flynn")).unwrap();
+    let held = flynnrel::host::layout::ConfigLock::acquire(&e.root.join("etc/flynn")).unwrap();
     let before = snapshot(&e.root);
     let err = run(&e, &uopts(&e)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked);
@@ -265,7 +265,7 @@ fn every_failpoint_error_leaves_the_host_unchanged() {
 }
 
 fn helper() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_flynnrel"));
+    let mut c = Command::new(flynnrel_bin());
     for k in [
         "FLYNN_GITHUB_REPO",
         "FLYNN_GITHUB_API_URL",
@@ -329,9 +329,9 @@ fn killed_mid_switch_recovery_alone_restores_one_version() {
     );
     // Recovery (run by rollback/update/install under the lock) undoes the half switch.
     let l = layout(&e.root);
-    let _held = flynnrel::install::lock(&l).unwrap();
-    let r = flynnrel::transaction::recover(&l).unwrap();
-    assert_eq!(r, flynnrel::transaction::Recovery::RolledBack(V2.into()));
+    let _held = flynnrel::host::lock::lock(&l).unwrap();
+    let r = flynnrel::host::switch::recover(&l).unwrap();
+    assert_eq!(r, flynnrel::host::switch::Recovery::RolledBack(V2.into()));
     assert_eq!(assert_consistent(&e.root), V1);
 }
 
@@ -425,13 +425,13 @@ fn a_legacy_install_without_receipt_is_tuf() {
     std::fs::write(bin.join("flynn-host"), "#!/bin/sh\necho v20210218.0-c283e9f5\n").unwrap();
     let o = UpdateOptions::new(layout(tmp.path()));
     let out = update(
-        &flynnrel::ghrelease::ClientOptions::new(REPO),
+        &flynnrel::remote::ghrelease::ClientOptions::new(REPO),
         &o,
-        &mut flynnrel::fetch::no_progress,
+        &mut flynnrel::remote::fetch::no_progress,
     )
     .unwrap();
     match out {
-        UpdateOutcome::Tuf { repository, .. } => assert_eq!(repository, flynnrel::update::DEFAULT_TUF_REPOSITORY),
+        UpdateOutcome::Tuf { repository, .. } => assert_eq!(repository, flynnrel::ops::update::DEFAULT_TUF_REPOSITORY),
         other => panic!("{other:?}"),
     }
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "nothing written");
@@ -555,9 +555,9 @@ fn a_legacy_host_is_probed_for_its_bare_release_version() {
         std::fs::set_permissions(bin.join("flynn-host"), std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut o = UpdateOptions::new(layout(&root));
         o.check = true;
-        o.source = Some(flynnrel::installsource::Source::Github);
+        o.source = Some(flynnrel::host::receipt::Source::Github);
         o.api_url = Some(server.api_url());
-        match update(&options(&server), &o, &mut flynnrel::fetch::no_progress).unwrap() {
+        match update(&options(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap() {
             UpdateOutcome::UpToDate { current, .. } => assert_eq!(current, "v20240127.0"),
             other => panic!("v20240127.0-<commit> was read as older than v20240127.0: {other:?}"),
         }

@@ -5,11 +5,11 @@
 // # Linking
 //
 // By default the package links the static, release-built library: the checkout's
-// ../../target/release/libflynnrel.a (build it with `cargo build --release --lib`), or, in a
+// ../../target/release/libflynnrel.a (build it with `cargo build --release -p flynnrel --lib`), or, in a
 // vendored copy of the module, the one in prebuilt/linux-amd64 that script/flynn-integrate puts
 // there. Binaries need nothing at run time. Three build tags change that:
 //
-//   - flynnrel_debug: link ../../target/debug/libflynnrel.a (`cargo build --lib`; development).
+//   - flynnrel_debug: link ../../target/debug/libflynnrel.a (`cargo build -p flynnrel --lib`; development).
 //   - flynnrel_dynamic: link ../../target/debug/libflynnrel.so, with that directory as rpath.
 //   - flynnrel_custom: add no linker flags at all; name the library in CGO_LDFLAGS, e.g.
 //     CGO_LDFLAGS="/opt/flynnrel/libflynnrel.a -lpthread -ldl -lm" (another directory, a

@@ -4,7 +4,7 @@ package flynnrel
 
 // The default: link the static, release-built library, so the resulting binary needs nothing at
 // run time. The linker takes the first libflynnrel.a it finds: the checkout's
-// ../../target/release (`cargo build --release --lib`), else the copy a vendored module carries
+// ../../target/release (`cargo build --release -p flynnrel --lib`), else the copy a vendored module carries
 // in prebuilt/linux-amd64 (script/flynn-integrate puts it there). Neither directory is needed by
 // the other kind of build, and a missing -L directory is not an error.
 

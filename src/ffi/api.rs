@@ -12,12 +12,12 @@ use super::{
     put_json,
 };
 use crate::error::{Error, ErrorKind};
-use crate::ghrelease::{Channel, Client, ClientOptions};
-use crate::hostlayout::HostLayout;
-use crate::install::{InstallOptions, Target};
-use crate::installsource::{InstallSource, Source};
-use crate::update::UpdateOptions;
-use crate::version::Version;
+use crate::host::layout::HostLayout;
+use crate::host::receipt::{InstallSource, Source};
+use crate::model::version::Version;
+use crate::ops::install::{InstallOptions, Target};
+use crate::ops::update::UpdateOptions;
+use crate::remote::ghrelease::{Channel, Client, ClientOptions};
 
 static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 
@@ -120,7 +120,7 @@ pub extern "C" fn flynnrel_receipt_load(
 ) -> flynnrel_status {
     guard(err_out, || {
         let dir = PathBuf::from(arg_str(config_dir, "config_dir")?);
-        let tuf = opt_str(tuf_repository, "tuf_repository")?.unwrap_or(crate::update::DEFAULT_TUF_REPOSITORY);
+        let tuf = opt_str(tuf_repository, "tuf_repository")?.unwrap_or(crate::ops::update::DEFAULT_TUF_REPOSITORY);
         out_ptr(json_out, "json_out")?;
         let (r, legacy) = match InstallSource::load(&dir)? {
             Some(r) => (r, false),
@@ -152,7 +152,7 @@ pub extern "C" fn flynnrel_receipt_save(
         let mut r: InstallSource = serde_json::from_str(text)
             .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("invalid receipt JSON: {e}")))?;
         r.extra.remove("legacy");
-        crate::update::receipt_replace(&dir, r).map(|_| ())
+        crate::ops::update::receipt_replace(&dir, r).map(|_| ())
     })
 }
 
@@ -203,10 +203,10 @@ pub extern "C" fn flynnrel_client_new(
         }
         o.web_url = j
             .web_url
-            .unwrap_or_else(|| crate::update::web_url_for(&o.api_url, &o.web_url));
+            .unwrap_or_else(|| crate::ops::update::web_url_for(&o.api_url, &o.web_url));
         o.token = j.token.or_else(|| {
             if j.token_from_env {
-                crate::ghrelease::token_from_env()
+                crate::remote::ghrelease::token_from_env()
             } else {
                 None
             }
@@ -359,7 +359,7 @@ pub extern "C" fn flynnrel_client_check_for_update(
         let mut o = update_options(parse_options(options_json, "options_json")?)?;
         out_ptr(json_out, "json_out")?;
         o.check = true;
-        let outcome = crate::update::update(&c.opts, &o, &mut crate::fetch::no_progress)?;
+        let outcome = crate::ops::update::update(&c.opts, &o, &mut crate::remote::fetch::no_progress)?;
         put_json(json_out, &outcome)
     })
 }
@@ -386,7 +386,7 @@ pub extern "C" fn flynnrel_client_update(
         out_ptr(json_out, "json_out")?;
         let p = CProgress::new(progress, user);
         let mut cb = move |ph: &str, d: u64, t: u64| p.call(ph, d, t);
-        let outcome = crate::update::update(&c.opts, &o, &mut cb)?;
+        let outcome = crate::ops::update::update(&c.opts, &o, &mut cb)?;
         put_json(json_out, &outcome)
     })
 }
@@ -439,9 +439,9 @@ pub extern "C" fn flynnrel_client_install(
         let p = CProgress::new(progress, user);
         let mut cb = move |ph: &str, d: u64, t: u64| p.call(ph, d, t);
         let report = if j.receipt {
-            crate::install::install(&c.client, &o, &mut cb)?
+            crate::ops::install::install(&c.client, &o, &mut cb)?
         } else {
-            crate::install::download(&c.client, &o, &mut cb)?
+            crate::ops::install::download(&c.client, &o, &mut cb)?
         };
         put_json(json_out, &report)
     })
@@ -468,7 +468,7 @@ pub extern "C" fn flynnrel_client_download_asset(
         out_ptr(json_out, "json_out")?;
         let p = CProgress::new(progress, user);
         let mut cb = move |ph: &str, d: u64, t: u64| p.call(ph, d, t);
-        let (path, sha512, size) = crate::install::download_asset(&c.client, tag, name, &dest, &mut cb)?;
+        let (path, sha512, size) = crate::ops::install::download_asset(&c.client, tag, name, &dest, &mut cb)?;
         put_json(
             json_out,
             &serde_json::json!({"path": path, "sha512": sha512, "size": size}),
@@ -509,7 +509,7 @@ pub extern "C" fn flynnrel_package(
             .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("invalid JSON in options_json: {e}")))?;
         out_ptr(json_out, "json_out")?;
         let mut o =
-            crate::package::PackageOptions::new(j.version, j.repository.unwrap_or_else(|| "flynn/flynn".into()));
+            crate::ops::package::PackageOptions::new(j.version, j.repository.unwrap_or_else(|| "flynn/flynn".into()));
         if let Some(b) = j.build_dir {
             o.build_dir = b;
         }
@@ -521,10 +521,10 @@ pub extern "C" fn flynnrel_package(
         o.sign_password = j.sign_password;
         o.public_key = j.public_key;
         o.threads = j.threads.unwrap_or(0);
-        o.level = j.level.unwrap_or(crate::gz::DEFAULT_LEVEL);
+        o.level = j.level.unwrap_or(crate::model::gz::DEFAULT_LEVEL);
         let p = CProgress::new(progress, user);
         let mut cb = move |ph: &str, d: u64, t: u64| p.call(ph, d, t);
-        put_json(json_out, &crate::package::package(&o, &mut cb)?)
+        put_json(json_out, &crate::ops::package::package(&o, &mut cb)?)
     })
 }
 
@@ -552,12 +552,12 @@ pub extern "C" fn flynnrel_verify(
         let key = j
             .public_key
             .as_deref()
-            .map(crate::signature::TrustedKey::parse)
+            .map(crate::model::signature::TrustedKey::parse)
             .transpose()?;
         let repo = j.repository.unwrap_or_else(|| "flynn/flynn".into());
         put_json(
             json_out,
-            &crate::package::verify_dir(&dir, key.as_ref(), Some(&repo), j.version.as_deref())?,
+            &crate::ops::package::verify_dir(&dir, key.as_ref(), Some(&repo), j.version.as_deref())?,
         )
     })
 }

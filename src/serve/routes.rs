@@ -14,8 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::http::{Body, Request, Response, http_date, lock};
-use super::store::{self, Asset, Release, Repo, Store, rfc3339};
+use super::http::{Body, Request, Response, lock};
+use super::json::*;
+use super::store::{self, Asset, Release, Store};
 use crate::error::Result;
 
 /// GitHub's documentation link in release 404 bodies.
@@ -146,7 +147,7 @@ pub(crate) fn enc(s: &str) -> String {
 }
 
 /// Percent-encode a query value (stricter: `&`, `=`, `+` and `;` are encoded too).
-fn enc_query(s: &str) -> String {
+pub(super) fn enc_query(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -181,7 +182,7 @@ pub(crate) fn dec(s: &str) -> Option<String> {
 }
 
 /// Split a path into decoded segments (`/a/b` → `["a","b"]`); None if a segment does not decode.
-fn segments(path: &str) -> Option<Vec<String>> {
+pub(super) fn segments(path: &str) -> Option<Vec<String>> {
     path.strip_prefix('/')?.split('/').map(dec).collect()
 }
 
@@ -197,187 +198,8 @@ fn query_pairs(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-// ---------------------------------------------------------------------------------------------
-// JSON
-// ---------------------------------------------------------------------------------------------
-
-/// Base64 (standard alphabet, padded), for GitHub's legacy node ids.
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let n = chunk.len();
-        let v = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for k in 0..4 {
-            if k <= n {
-                out.push(A[((v >> (18 - 6 * k)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// A legacy (v1) global node id, as in `MDc6UmVsZWFzZTE=` = base64(`07:Release1`).
-fn node_id(kind: &str, id: u64) -> String {
-    base64(format!("0{}:{kind}{id}", kind.len()).as_bytes())
-}
-
-/// The fixed account that "published" every release (GitHub Actions' bot, as on real releases).
-fn author(api: &str) -> Value {
-    let login = "github-actions[bot]";
-    let u = format!("{api}/users/github-actions%5Bbot%5D");
-    json!({
-        "login": login,
-        "id": 41898282,
-        "node_id": "MDM6Qm90NDE4OTgyODI=",
-        "avatar_url": "https://avatars.githubusercontent.com/in/15368?v=4",
-        "gravatar_id": "",
-        "url": u,
-        "html_url": "https://github.com/apps/github-actions",
-        "followers_url": format!("{u}/followers"),
-        "following_url": format!("{u}/following{{/other_user}}"),
-        "gists_url": format!("{u}/gists{{/gist_id}}"),
-        "starred_url": format!("{u}/starred{{/owner}}{{/repo}}"),
-        "subscriptions_url": format!("{u}/subscriptions"),
-        "organizations_url": format!("{u}/orgs"),
-        "repos_url": format!("{u}/repos"),
-        "events_url": format!("{u}/events{{/privacy}}"),
-        "received_events_url": format!("{u}/received_events"),
-        "type": "Bot",
-        "user_view_type": "public",
-        "site_admin": false
-    })
-}
-
-/// Base URLs for one request: the API (with the prefix the client used) and the web host.
-struct Bases {
-    api: String,
-    web: String,
-    storage: String,
-}
-
-fn bases(ctx: &Ctx, req: &Request, prefix: &str) -> Bases {
-    Bases {
-        api: format!("{}{prefix}", api_base_url(ctx.api_addr, req)),
-        web: base_url(ctx.web_addr, Some(req)),
-        storage: storage_base_url(ctx.storage_addr, Some(req)),
-    }
-}
-
-/// The storage URL of an asset's bytes. The query mimics the signed-URL parameters of GitHub's
-/// storage host so clients are exercised with one; the server ignores it.
-fn storage_url(storage: &str, repo: &Repo, tag: &str, name: &str) -> String {
-    format!(
-        "{storage}/{}/{}/{}/{}?response-content-disposition={}&response-content-type=application%2Foctet-stream",
-        enc(&repo.owner),
-        enc(&repo.name),
-        enc(tag),
-        enc(name),
-        enc_query(&format!("attachment; filename={name}")),
-    )
-}
-
-fn content_type(name: &str) -> &'static str {
-    if name.ends_with(".gz") {
-        "application/gzip"
-    } else {
-        "application/octet-stream"
-    }
-}
-
-fn asset_json(ctx: &Ctx, b: &Bases, repo: &Repo, rel: &Release, a: &Asset) -> Result<Value> {
-    let sha = ctx.store.sha256(a)?;
-    let t = rfc3339(a.mtime.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
-    Ok(json!({
-        "url": format!("{}/repos/{}/{}/releases/assets/{}", b.api, enc(&repo.owner), enc(&repo.name), a.id),
-        "id": a.id,
-        "node_id": node_id("ReleaseAsset", a.id),
-        "name": a.name,
-        "label": null,
-        "uploader": author(&b.api),
-        "content_type": content_type(&a.name),
-        "state": "uploaded",
-        "size": a.size,
-        "digest": format!("sha256:{sha}"),
-        "download_count": 0,
-        "created_at": t,
-        "updated_at": t,
-        "browser_download_url": format!(
-            "{}/{}/{}/releases/download/{}/{}",
-            b.web, enc(&repo.owner), enc(&repo.name), enc(&rel.tag), enc(&a.name)
-        ),
-    }))
-}
-
-fn release_json(ctx: &Ctx, b: &Bases, repo: &Repo, rel: &Release) -> Result<Value> {
-    let r = format!("{}/repos/{}/{}", b.api, enc(&repo.owner), enc(&repo.name));
-    let assets = rel
-        .assets
-        .iter()
-        .map(|a| asset_json(ctx, b, repo, rel, a))
-        .collect::<Result<Vec<_>>>()?;
-    let mut v = json!({
-        "url": format!("{r}/releases/{}", rel.id),
-        "assets_url": format!("{r}/releases/{}/assets", rel.id),
-        "upload_url": format!("{r}/releases/{}/assets{{?name,label}}", rel.id),
-        "html_url": format!("{}/{}/{}/releases/tag/{}", b.web, enc(&repo.owner), enc(&repo.name), enc(&rel.tag)),
-        "id": rel.id,
-        "author": author(&b.api),
-        "node_id": node_id("Release", rel.id),
-        "tag_name": rel.tag,
-        "target_commitish": rel.target_commitish,
-        "name": rel.name,
-        "draft": rel.draft,
-        "immutable": false,
-        "prerelease": rel.prerelease,
-        "created_at": rfc3339(rel.created),
-        "updated_at": rfc3339(rel.published.unwrap_or(rel.created).max(rel.created)),
-        "published_at": rel.published.map(rfc3339),
-        "assets": assets,
-        "tarball_url": format!("{r}/tarball/{}", enc(&rel.tag)),
-        "zipball_url": format!("{r}/zipball/{}", enc(&rel.tag)),
-        "body": rel.body,
-    });
-    // Real GitHub includes `discussion_url` only when the release has a discussion.
-    if let (Some(d), Some(obj)) = (&rel.discussion_url, v.as_object_mut()) {
-        obj.insert("discussion_url".into(), Value::String(d.clone()));
-    }
-    Ok(v)
-}
-
-/// The repository's owner, as an organization account (Flynn's releases come from one).
-fn owner_json(b: &Bases, repo: &Repo) -> Value {
-    let id = store::stable_id(&repo.owner);
-    let u = format!("{}/users/{}", b.api, enc(&repo.owner));
-    json!({
-        "login": repo.owner,
-        "id": id,
-        "node_id": node_id("Organization", id),
-        "avatar_url": format!("https://avatars.githubusercontent.com/u/{id}?v=4"),
-        "gravatar_id": "",
-        "url": u,
-        "html_url": format!("{}/{}", b.web, enc(&repo.owner)),
-        "followers_url": format!("{u}/followers"),
-        "following_url": format!("{u}/following{{/other_user}}"),
-        "gists_url": format!("{u}/gists{{/gist_id}}"),
-        "starred_url": format!("{u}/starred{{/owner}}{{/repo}}"),
-        "subscriptions_url": format!("{u}/subscriptions"),
-        "organizations_url": format!("{u}/orgs"),
-        "repos_url": format!("{u}/repos"),
-        "events_url": format!("{u}/events{{/privacy}}"),
-        "received_events_url": format!("{u}/received_events"),
-        "type": "Organization",
-        "user_view_type": "public",
-        "site_admin": false
-    })
-}
-
 /// The repository URL templates, in GitHub's order: (key, suffix after the repository URL).
-const REPO_URL_TEMPLATES: [(&str, &str); 36] = [
+pub(super) const REPO_URL_TEMPLATES: [(&str, &str); 36] = [
     ("forks_url", "/forks"),
     ("keys_url", "/keys{/key_id}"),
     ("collaborators_url", "/collaborators{/collaborator}"),
@@ -415,131 +237,6 @@ const REPO_URL_TEMPLATES: [(&str, &str); 36] = [
     ("releases_url", "/releases{/id}"),
     ("deployments_url", "/deployments"),
 ];
-
-/// The repository object of `GET /repos/{owner}/{repo}`, as GitHub answers an anonymous caller
-/// for a public repository (key order of a recorded real response; no `permissions`). It agrees
-/// with the releases: `created_at` is the oldest release's creation (the directory's mtime when
-/// there are none), `updated_at`/`pushed_at` the newest publication, `default_branch` the
-/// `target_commitish` of the latest release when that names a branch rather than a commit.
-fn repo_json(b: &Bases, repo: &Repo, all: &[Release]) -> Value {
-    let id = store::stable_id(&format!("{}/{}", repo.owner, repo.name));
-    let dir_secs = std::fs::metadata(&repo.dir)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let created = all.iter().map(|r| r.created).min().unwrap_or(dir_secs);
-    let updated = all
-        .iter()
-        .map(|r| r.published.unwrap_or(r.created).max(r.created))
-        .max()
-        .unwrap_or(created);
-    let is_sha = |c: &str| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit());
-    let default_branch = store::latest(all)
-        .map(|r| r.target_commitish.as_str())
-        .filter(|c| !c.is_empty() && !is_sha(c))
-        .unwrap_or("master");
-    let full = format!("{}/{}", repo.owner, repo.name);
-    let path = format!("{}/{}", enc(&repo.owner), enc(&repo.name));
-    let r = format!("{}/repos/{path}", b.api);
-    let html = format!("{}/{path}", b.web);
-    let web_host = b.web.split_once("://").map(|(_, h)| h).unwrap_or(&b.web);
-    let owner = owner_json(b, repo);
-    let mut v = json!({
-        "id": id,
-        "node_id": node_id("Repository", id),
-        "name": repo.name,
-        "full_name": full,
-        "private": false,
-        "owner": owner,
-        "html_url": html,
-        "description": null,
-        "fork": false,
-        "url": r,
-    });
-    // In parts: one `json!` of this size exceeds the macro recursion limit.
-    if let Some(a) = v.as_object_mut() {
-        for (k, suffix) in REPO_URL_TEMPLATES {
-            a.insert(k.to_string(), Value::String(format!("{r}{suffix}")));
-        }
-    }
-    let rest = json!({
-        "created_at": rfc3339(created),
-        "updated_at": rfc3339(updated),
-        "pushed_at": rfc3339(updated),
-        "git_url": format!("git://{web_host}/{path}.git"),
-        "ssh_url": format!("git@{web_host}:{path}.git"),
-        "clone_url": format!("{html}.git"),
-        "svn_url": html,
-        "homepage": null,
-        "size": 0,
-        "stargazers_count": 0,
-        "watchers_count": 0,
-        "language": null,
-        "has_issues": true,
-        "has_projects": true,
-        "has_downloads": true,
-        "has_wiki": true,
-        "has_pages": false,
-        "has_discussions": false,
-        "forks_count": 0,
-        "mirror_url": null,
-        "archived": false,
-        "disabled": false,
-        "open_issues_count": 0,
-        "license": null,
-        "allow_forking": true,
-        "is_template": false,
-        "web_commit_signoff_required": false,
-        "topics": [],
-        "visibility": "public",
-        "forks": 0,
-        "open_issues": 0,
-        "watchers": 0,
-        "default_branch": default_branch,
-        "temp_clone_token": null,
-        "organization": owner,
-        "network_count": 0,
-        "subscribers_count": 0
-    });
-    if let (Some(a), Value::Object(b)) = (v.as_object_mut(), rest) {
-        a.extend(b);
-    }
-    v
-}
-
-/// GitHub's `GET /rate_limit` body. `core` (and the legacy `rate`, its copy) is this server's
-/// own window, the one behind the `x-ratelimit-*` headers; the other resources are not served
-/// here and show their full budgets (search ones per minute, as on GitHub).
-fn rate_limit_json(limit: u32, used: u32, reset: u64, now: u64) -> Value {
-    let res = |limit: u32, used: u32, reset: u64| json!({"limit": limit, "used": used, "remaining": limit.saturating_sub(used), "reset": reset});
-    let core = res(limit, used, reset);
-    let minute = now + 60;
-    json!({
-        "resources": {
-            "core": core,
-            "search": res(10, 0, minute),
-            "graphql": res(0, 0, reset),
-            "integration_manifest": res(5000, 0, reset),
-            "source_import": res(100, 0, minute),
-            "code_scanning_upload": res(500, 0, reset),
-            "code_scanning_autofix": res(10, 0, minute),
-            "actions_runner_registration": res(10000, 0, reset),
-            "scim": res(15000, 0, reset),
-            "dependency_snapshots": res(100, 0, minute),
-            "dependency_sbom": res(100, 0, minute),
-            "audit_log": res(1750, 0, reset),
-            "audit_log_streaming": res(15, 0, reset),
-            "code_search": res(10, 0, minute)
-        },
-        "rate": core
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// API listener
-// ---------------------------------------------------------------------------------------------
 
 /// What an API route produced, before the common headers, ETag and rate limiting.
 enum ApiOut {
@@ -725,7 +422,7 @@ fn paginate<T>(req: &Request, base: &str, items: &[T], render: impl Fn(&T) -> Re
 }
 
 /// Whether an `If-None-Match` value matches `etag` (weak comparison, lists and `*` allowed).
-fn etag_matches(inm: &str, etag: &str) -> bool {
+pub(super) fn etag_matches(inm: &str, etag: &str) -> bool {
     let strip = |t: &str| t.trim().trim_start_matches("W/").to_string();
     let want = strip(etag);
     inm.split(',').any(|t| t.trim() == "*" || strip(t) == want)
@@ -837,182 +534,10 @@ fn ctx_reset(ctx: &Ctx) -> u64 {
     lock(&ctx.rate).reset
 }
 
-// ---------------------------------------------------------------------------------------------
-// Web listener
-// ---------------------------------------------------------------------------------------------
-
-fn web_not_found() -> Response {
-    Response::new(404, Body::Bytes(b"Not Found".to_vec())).header("content-type", "text/plain; charset=utf-8")
-}
-
-/// Answer a web request: release download URLs redirect to the storage host.
-pub(crate) fn web(ctx: &Ctx, req: &Request) -> Response {
-    if req.method != "GET" && req.method != "HEAD" {
-        return web_not_found();
-    }
-    let Some(segs) = segments(req.path()) else {
-        return web_not_found();
-    };
-    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let (owner, name, tag, file) = match s.as_slice() {
-        [o, r, "releases", "download", tag, file] => (*o, *r, Some(*tag), *file),
-        [o, r, "releases", "latest", "download", file] => (*o, *r, None, *file),
-        _ => return web_not_found(),
-    };
-    let Some(repo) = ctx.store.repo(owner, name) else {
-        return web_not_found();
-    };
-    let Ok(all) = ctx.store.releases(&repo) else {
-        return Response::new(500, Body::Bytes(b"Internal Server Error".to_vec()));
-    };
-    let rel = match tag {
-        Some(t) => all.iter().find(|r| !r.draft && r.tag == t),
-        None => store::latest(&all),
-    };
-    let Some(rel) = rel else {
-        return web_not_found();
-    };
-    if !rel.assets.iter().any(|a| a.name == file) {
-        return web_not_found();
-    }
-    let loc = storage_url(&storage_base_url(ctx.storage_addr, Some(req)), &repo, &rel.tag, file);
-    Response::new(302, Body::Empty)
-        .header("content-type", "text/html; charset=utf-8")
-        .header("cache-control", "no-cache")
-        .header("location", loc)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Storage listener
-// ---------------------------------------------------------------------------------------------
-
-/// A parsed single `Range: bytes=...` request.
-enum RangeReq {
-    /// No usable range: serve the whole file.
-    Full,
-    /// Serve `start..=end`.
-    Part(u64, u64),
-    /// The range cannot be satisfied (start beyond the end).
-    Unsatisfiable,
-}
-
-/// Parse a `Range` header against a file of `size` bytes. Malformed or multi-range headers are
-/// ignored (RFC 9110 §14.2 allows serving the full representation instead).
-fn parse_range(h: &str, size: u64) -> RangeReq {
-    let Some(spec) = h.trim().strip_prefix("bytes=") else {
-        return RangeReq::Full;
-    };
-    if spec.contains(',') {
-        return RangeReq::Full;
-    }
-    let Some((a, b)) = spec.trim().split_once('-') else {
-        return RangeReq::Full;
-    };
-    let (a, b) = (a.trim(), b.trim());
-    if a.is_empty() {
-        // Suffix range: the last N bytes.
-        let Ok(n) = b.parse::<u64>() else {
-            return RangeReq::Full;
-        };
-        if n == 0 || size == 0 {
-            return RangeReq::Unsatisfiable;
-        }
-        return RangeReq::Part(size.saturating_sub(n), size - 1);
-    }
-    let Ok(start) = a.parse::<u64>() else {
-        return RangeReq::Full;
-    };
-    let end = if b.is_empty() {
-        u64::MAX
-    } else {
-        match b.parse::<u64>() {
-            Ok(e) if e >= start => e,
-            _ => return RangeReq::Full,
-        }
-    };
-    if start >= size {
-        return RangeReq::Unsatisfiable;
-    }
-    RangeReq::Part(start, end.min(size - 1))
-}
-
-fn storage_not_found() -> Response {
-    Response::new(404, Body::Bytes(b"Not Found".to_vec())).header("content-type", "text/plain; charset=utf-8")
-}
-
-/// Serve asset bytes: `GET`/`HEAD /<owner>/<repo>/<tag>/<name>`, with single byte ranges.
-pub(crate) fn storage(ctx: &Ctx, req: &Request) -> Response {
-    if req.method != "GET" && req.method != "HEAD" {
-        return storage_not_found();
-    }
-    let Some(parts) = segments(req.path()) else {
-        return storage_not_found();
-    };
-    let Some(path) = ctx.store.storage_file(&parts) else {
-        return storage_not_found();
-    };
-    let Ok(file) = crate::fsutil::open_regular(&path) else {
-        return storage_not_found();
-    };
-    // Size and mtime from the open handle, so headers and bytes describe the same file even if
-    // it is replaced (renamed over) meanwhile.
-    let Ok(meta) = file.metadata() else {
-        return storage_not_found();
-    };
-    let size = meta.len();
-    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-    let nanos = mtime.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    // A cheap validator (no hashing per download) that changes whenever the file does.
-    let etag = format!("\"{size:x}-{nanos:x}\"");
-    let common = |r: Response| {
-        r.header("content-type", "application/octet-stream")
-            .header("accept-ranges", "bytes")
-            .header("etag", etag.clone())
-            .header("last-modified", http_date(mtime))
-            .header("cache-control", "max-age=300")
-    };
-    if let Some(inm) = req.header("if-none-match") {
-        if etag_matches(inm, &etag) {
-            return common(Response::new(304, Body::Empty));
-        }
-    }
-    // `If-Range` with a different validator means the client's partial copy is stale: send
-    // the whole file rather than splicing bytes of two versions.
-    let range_ok = match req.header("if-range") {
-        Some(v) => v.trim() == etag || v.trim() == http_date(mtime),
-        None => true,
-    };
-    let range = match req.header("range") {
-        Some(h) if range_ok => parse_range(h, size),
-        _ => RangeReq::Full,
-    };
-    match range {
-        RangeReq::Full => common(Response::new(
-            200,
-            Body::File {
-                file,
-                offset: 0,
-                len: size,
-            },
-        )),
-        RangeReq::Part(start, end) => common(Response::new(
-            206,
-            Body::File {
-                file,
-                offset: start,
-                len: end - start + 1,
-            },
-        ))
-        .header("content-range", format!("bytes {start}-{end}/{size}")),
-        RangeReq::Unsatisfiable => {
-            common(Response::new(416, Body::Empty)).header("content-range", format!("bytes */{size}"))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serve::download::{RangeReq, parse_range};
 
     #[test]
     fn node_ids_match_githubs_legacy_format() {

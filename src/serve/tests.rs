@@ -11,7 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::ghrelease::Release;
+use crate::remote::ghrelease::Release;
 
 /// Options keeping every request in memory, so tests can look at them.
 fn kept_options(root: impl Into<std::path::PathBuf>) -> ServeOptions {
@@ -996,7 +996,9 @@ fn storage_is_served_under_another_host_name_than_the_api() {
     assert_eq!(api.host_str(), Some("127.0.0.1"));
     assert_eq!(storage.host_str(), Some("localhost"));
     // Both allowed as plain http by the project's own client (loopback only).
-    assert!(crate::ghrelease::client::is_loopback(&api) && crate::ghrelease::client::is_loopback(&storage));
+    assert!(
+        crate::remote::ghrelease::client::is_loopback(&api) && crate::remote::ghrelease::client::is_loopback(&storage)
+    );
 
     let rel = json(
         c.get(format!("{}/repos/o/r/releases/latest", srv.api_url()))

@@ -8,11 +8,29 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flynnrel::checksums::{Checksums, sha512_hex};
-use flynnrel::ghrelease::{Client, ClientOptions};
+use flynnrel::model::checksums::{Checksums, sha512_hex};
+use flynnrel::remote::ghrelease::{Client, ClientOptions};
 use flynnrel::serve::{self, Interceptor, RequestInfo, ServeOptions, Server};
 
 pub const REPO: &str = "flynn/flynn";
+
+/// The `flynnrel` CLI (the workspace member `cli/`), built into the same target directory as
+/// these tests: `cargo test` at the workspace root builds it (the CLI's own tests need it).
+pub fn flynnrel_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/flynnrel
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .join("flynnrel");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the CLI first (`cargo build -p flynnrel-cli`, or run `cargo test` at the workspace root)",
+        bin.display()
+    );
+    bin
+}
 
 /// Writes a release folder `root/OWNER/REPO/TAG/` with `assets`, a `checksums.sha512` over them,
 /// and `.release.json` metadata when `meta` is not null.
@@ -140,7 +158,7 @@ pub fn make_build_tree(dir: &Path, version: &str, layers: &[(&str, Vec<u8>)]) {
     let mut entries = Vec::new();
     for (id, data) in layers {
         std::fs::write(dir.join("layers").join(format!("{id}.squashfs")), data).unwrap();
-        let (len, h) = flynnrel::layers::sha512_256_reader(&data[..], u64::MAX).unwrap();
+        let (len, h) = flynnrel::model::layers::sha512_256_reader(&data[..], u64::MAX).unwrap();
         entries.push(serde_json::json!({
             "id": id, "type": "application/vnd.flynn.image.squashfs.v1", "length": len, "hashes": {"sha512_256": h}
         }));
@@ -188,19 +206,19 @@ pub fn publish_with(
     version: &str,
     created_at: &str,
     layers: &[(&str, Vec<u8>)],
-    adjust: impl FnOnce(&mut flynnrel::package::PackageOptions),
+    adjust: impl FnOnce(&mut flynnrel::ops::package::PackageOptions),
 ) -> PathBuf {
     let build = serve_root.join(format!(".build-{version}"));
     make_build_tree(&build, version, layers);
     let out = serve_root.join(REPO).join(version);
-    let mut o = flynnrel::package::PackageOptions::new(version, REPO);
+    let mut o = flynnrel::ops::package::PackageOptions::new(version, REPO);
     o.build_dir = build.clone();
     o.out_dir = out.clone();
     o.helper = Some(build.join("fake-flynnrel"));
     o.helper_platform = Some(("linux".into(), "amd64".into()));
     o.threads = 2;
     adjust(&mut o);
-    flynnrel::package::package(&o, &mut flynnrel::fetch::no_progress).expect("package");
+    flynnrel::ops::package::package(&o, &mut flynnrel::remote::fetch::no_progress).expect("package");
     std::fs::write(
         out.join(".release.json"),
         format!("{{\"created_at\":\"{created_at}\"}}"),

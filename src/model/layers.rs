@@ -13,8 +13,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha512_256};
 
-use crate::checksums::{eq_hex, hex};
 use crate::error::{Error, ErrorKind, Result};
+use crate::model::checksums::{eq_hex, hex};
 
 /// One layer a release needs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

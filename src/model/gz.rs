@@ -16,8 +16,8 @@ use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha512};
 
-use crate::checksums::hex;
 use crate::error::{Error, ErrorKind, Result};
+use crate::model::checksums::hex;
 
 /// Input bytes per gzip member. Large enough that restarting the dictionary per member costs
 /// well under 0.5% of ratio, small enough to keep every core busy on a single large file.
@@ -284,7 +284,7 @@ mod tests {
         assert_eq!(sa, sb);
         assert_eq!(sa.bytes_in, data.len() as u64);
         assert_eq!(sa.bytes_out, a.len() as u64);
-        assert_eq!(sa.sha512, crate::checksums::sha512_hex(&a));
+        assert_eq!(sa.sha512, crate::model::checksums::sha512_hex(&a));
         let mut out = Vec::new();
         let n = gunzip_capped(&a[..], &mut out, u64::MAX, "x.gz").unwrap();
         assert_eq!(n, data.len() as u64);

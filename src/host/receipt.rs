@@ -16,7 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::fsutil;
-use crate::version::Version;
+use crate::host::layout::{self as hostlayout, HostLayout};
+use crate::model::signature::TrustedKey;
+use crate::model::version::Scheme;
+use crate::model::version::Version;
+use crate::remote::ghrelease::Client;
 
 /// The receipt's file name inside the config directory.
 pub const RECEIPT_FILE: &str = "install-source.json";
@@ -198,9 +202,9 @@ impl InstallSource {
     }
 
     /// The installed version as a release or development build (see
-    /// [`crate::version::Installed`]). Never fails.
-    pub fn installed(&self) -> crate::version::Installed {
-        crate::version::Installed::parse(&self.version)
+    /// [`crate::model::version::Installed`]). Never fails.
+    pub fn installed(&self) -> crate::model::version::Installed {
+        crate::model::version::Installed::parse(&self.version)
     }
 
     /// `highest_seen_version` parsed; `None` when absent or unparsable.
@@ -288,6 +292,83 @@ fn rfc3339_seconds(t: SystemTime) -> String {
     let max = UNIX_EPOCH + Duration::from_secs(253_402_300_799);
     let t = t.clamp(UNIX_EPOCH, max);
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// The command that rotates a host's pinned key (the advice of a key-mismatch refusal).
+pub const ROTATE_KEY_ADVICE: &str = "flynnrel source set --pin-public-key";
+
+/// The key to enforce: the flag/env key, else the receipt's pinned key. A flag key that differs
+/// from a pinned one is refused (rotating the pin is an explicit `source set --pin-public-key`).
+pub fn effective_key(given: Option<&str>, receipt: Option<&InstallSource>) -> Result<Option<TrustedKey>> {
+    let given = given
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(TrustedKey::parse)
+        .transpose()?;
+    let pinned = receipt
+        .and_then(|r| r.public_key.as_deref())
+        .filter(|k| !k.is_empty())
+        .map(TrustedKey::parse)
+        .transpose()?;
+    match (given, pinned) {
+        (Some(g), Some(p)) if g.to_base64() != p.to_base64() => Err(Error::new(
+            ErrorKind::SignatureInvalid,
+            format!(
+                "the install receipt pins public key {} but {} was given; to rotate the key, change the pin \
+                 first with `{ROTATE_KEY_ADVICE} {}`",
+                p.to_base64(),
+                g.to_base64(),
+                g.to_base64()
+            ),
+        )),
+        (Some(g), _) => Ok(Some(g)),
+        (None, p) => Ok(p),
+    }
+}
+
+/// The version scheme a channel must stay in on this host: the receipt's version's, if it has one.
+pub fn receipt_scheme(receipt: Option<&InstallSource>) -> Option<Scheme> {
+    receipt.and_then(|r| crate::host::policy::seen_versions(r).first().map(Version::scheme))
+}
+
+/// True when the host runs `version` from `repo` as recorded in `receipt`.
+pub fn is_installed(layout: &HostLayout, receipt: &InstallSource, repo: &str, version: &str) -> bool {
+    receipt.source == Source::Github
+        && receipt.repository.eq_ignore_ascii_case(repo)
+        && receipt.version == version
+        && hostlayout::linked_version(&layout.bin_dir, "flynn-host").as_deref() == Some(version)
+        && layout.versioned_binary("flynn-host", version).is_file()
+}
+
+/// The receipt after switching to `version` from `client`'s repository: the old receipt's fields
+/// (unknown ones included) with source, repository, version, installed_at, api_url updated,
+/// `highest_seen_version` raised (never lowered: see [`crate::host::policy::next_highest_seen`]), the
+/// public key pinned when one was used.
+pub fn next_receipt(
+    old: Option<InstallSource>,
+    client: &Client,
+    version: &Version,
+    key: Option<&TrustedKey>,
+) -> InstallSource {
+    let repo = client.repository();
+    let now = std::time::SystemTime::now();
+    let highest = crate::host::policy::next_highest_seen(old.as_ref(), version);
+    let mut r = match old {
+        Some(mut r) => {
+            r.source = Source::Github;
+            r.repository = repo;
+            r.version = version.as_str().to_string();
+            r.installed_at = humantime::format_rfc3339_seconds(now).to_string();
+            r
+        }
+        None => InstallSource::new_github(&repo, version.as_str(), now),
+    };
+    r.highest_seen_version = Some(highest);
+    r.api_url = Some(client.options().api_url.clone());
+    if let Some(k) = key {
+        r.public_key = Some(k.to_base64().to_string());
+    }
+    r
 }
 
 #[cfg(test)]

@@ -22,7 +22,9 @@
 //! consistent with its releases) and `GET /rate_limit` (the server's own counting). The folder is re-scanned on every request, so files may be
 //! added or tampered with while the server runs; asset hashes are cached on (path, size, mtime).
 
+mod download;
 mod http;
+mod json;
 mod routes;
 mod store;
 #[cfg(test)]
@@ -339,8 +341,8 @@ fn handler(state: Arc<State>, kind: Listener) -> http::Handler {
         }
         let resp = match kind {
             Listener::Api => routes::api(&state.ctx, req),
-            Listener::Web => routes::web(&state.ctx, req),
-            Listener::Storage => routes::storage(&state.ctx, req),
+            Listener::Web => download::web(&state.ctx, req),
+            Listener::Storage => download::storage(&state.ctx, req),
         };
         state.record(&info, resp.status, false);
         http::Reply::Normal(resp)

@@ -10,8 +10,8 @@
 use std::cmp::Ordering;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::installsource::InstallSource;
-use crate::version::{Installed, Version};
+use crate::host::receipt::InstallSource;
+use crate::model::version::{Installed, Version};
 
 /// How the target was chosen and what the operator allowed.
 #[derive(Debug, Clone, Copy, Default)]

@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::hostlayout::{self, HostLayout};
-use crate::install::{Staged, WrittenFile};
-use crate::installsource::InstallSource;
-use crate::release::{self, COMPONENTS, Role};
+use crate::host::layout::{self as hostlayout, HostLayout};
+use crate::host::receipt::InstallSource;
+use crate::host::staging::{Staged, WrittenFile};
+use crate::model::release::{self, COMPONENTS, Role};
 
 /// The journal file of an interrupted switch.
 pub const JOURNAL_FILE: &str = "update-journal.json";
@@ -290,7 +290,7 @@ pub fn switch(
     // The receipt and channel.txt as they were, to put back if a step after write_receipt fails.
     let mut saved: Vec<(PathBuf, Option<Vec<u8>>)> = Vec::new();
     for p in [
-        crate::installsource::receipt_path(&layout.config_dir),
+        crate::host::receipt::receipt_path(&layout.config_dir),
         layout.config_dir.join(hostlayout::CHANNEL_FILE),
     ] {
         match crate::fsutil::read_regular(&p, MAX_CONFIG_FILE) {
@@ -352,7 +352,7 @@ pub fn switch(
     if let Some(text) = &journal.bootstrap_after {
         files.push(WrittenFile {
             path: bootstrap,
-            sha512: crate::checksums::sha512_hex(text.as_bytes()),
+            sha512: crate::model::checksums::sha512_hex(text.as_bytes()),
         });
     }
     Ok(Applied {
@@ -453,8 +453,8 @@ pub fn reports_version(output: &str, ver: &str) -> bool {
     if first == ver {
         return true;
     }
-    let flynn_date = crate::version::Version::parse(ver)
-        .is_ok_and(|v| v.scheme() == crate::version::Scheme::FlynnDate && !v.is_prerelease());
+    let flynn_date = crate::model::version::Version::parse(ver)
+        .is_ok_and(|v| v.scheme() == crate::model::version::Scheme::FlynnDate && !v.is_prerelease());
     match first.strip_prefix(ver).and_then(|r| r.strip_prefix('-')) {
         Some(commit) if flynn_date => (7..=40).contains(&commit.len()) && commit.bytes().all(|b| b.is_ascii_hexdigit()),
         _ => false,

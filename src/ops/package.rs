@@ -2,7 +2,7 @@
 //!
 //! Everything is built in a staging folder created exclusively next to the output folder and
 //! moved into place only when complete, so an error (or a cancel) changes nothing. Compression
-//! streams through [`crate::gz::ParGzWriter`] (parallel, reproducible, hashed while written);
+//! streams through [`crate::model::gz::ParGzWriter`] (parallel, reproducible, hashed while written);
 //! layers are tarred with fixed headers (sorted, uid/gid 0, mtime 0, mode 0644) and their
 //! sha512/256 is checked against `images.json` while they stream into the archive.
 
@@ -13,17 +13,17 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha512_256};
 
-use crate::checksums::{Checksums, eq_hex, hex, sha512_file, sha512_hex};
 use crate::error::{Error, ErrorKind, Result};
-use crate::fetch::Progress;
-use crate::gz::{self, ParGzWriter};
-use crate::layers::{self, LayerSpec};
-use crate::release::{self, CHECKSUMS_ASSET, COMPONENTS, INSTALL_SCRIPT_ASSET, LAYERS_ASSET, LAYERS_BUILD_DIR};
-use crate::signature::{self, SIGNATURE_ASSET, TrustedKey};
-use crate::version::Version;
+use crate::model::checksums::{Checksums, eq_hex, hex, sha512_file, sha512_hex};
+use crate::model::gz::{self, ParGzWriter};
+use crate::model::layers::{self, LayerSpec};
+use crate::model::release::{self, CHECKSUMS_ASSET, COMPONENTS, INSTALL_SCRIPT_ASSET, LAYERS_ASSET, LAYERS_BUILD_DIR};
+use crate::model::signature::{self, SIGNATURE_ASSET, TrustedKey};
+use crate::model::version::Version;
+use crate::remote::fetch::Progress;
 
 /// The install script, compiled in so that the helper can bake it into any release.
-pub const INSTALL_SCRIPT_TEMPLATE: &str = include_str!("../script/install-flynn-github");
+pub const INSTALL_SCRIPT_TEMPLATE: &str = include_str!("../../script/install-flynn-github");
 
 /// What to package.
 #[derive(Debug, Clone)]
@@ -111,7 +111,7 @@ pub struct PackageReport {
 pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageReport> {
     let version = Version::parse(&opts.version)
         .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("cannot package: {}", e.message())))?;
-    crate::ghrelease::client::validate_repository(&opts.repository)?;
+    crate::remote::ghrelease::client::validate_repository(&opts.repository)?;
     let build = &opts.build_dir;
     if !build.is_dir() {
         return Err(Error::new(

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use super::client::Client;
 use super::types::Release;
 use crate::error::{Error, ErrorKind, Result};
-use crate::version::{Scheme, Version};
+use crate::model::version::{Scheme, Version};
 
 /// An update channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

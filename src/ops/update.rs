@@ -9,14 +9,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::fetch::Progress;
-use crate::ghrelease::{Channel, Client, ClientOptions};
-use crate::hostlayout::{self, HostLayout};
-use crate::install::{self, DEFAULT_MAX_BINARY, Target, WrittenFile};
-use crate::installsource::{InstallSource, Source};
-use crate::policy::{self, Permission, UpdateVerdict};
-use crate::transaction::{self, ApplyOptions, Recovery};
-use crate::version::{Installed, Version};
+use crate::host::layout::{self as hostlayout, HostLayout};
+use crate::host::policy::{self, Permission, UpdateVerdict};
+use crate::host::receipt::{InstallSource, Source};
+use crate::host::staging::{self, DEFAULT_MAX_BINARY, WrittenFile};
+use crate::host::switch::{self, ApplyOptions, Recovery};
+use crate::host::{lock, receipt};
+use crate::model::version::{Installed, Version};
+use crate::ops::install::{self, Target};
+use crate::remote::fetch::Progress;
+use crate::remote::ghrelease::{Channel, Client, ClientOptions};
 
 /// The TUF repository of a legacy install that has no receipt, unless the caller names another.
 pub const DEFAULT_TUF_REPOSITORY: &str = "https://dl.flynn.io/tuf";
@@ -48,9 +50,9 @@ pub struct UpdateOptions {
     pub tuf_repository: String,
     /// How long `flynn-host.<ver> version` may take.
     pub smoke_timeout: Duration,
-    /// Report the sha512 of every file written (see [`crate::install::InstallOptions`]).
+    /// Report the sha512 of every file written (see [`crate::ops::install::InstallOptions`]).
     pub report_sha512: bool,
-    /// Test-only failpoints (ignored in release builds); see [`crate::transaction`].
+    /// Test-only failpoints (ignored in release builds); see [`crate::host::switch`].
     #[doc(hidden)]
     pub failpoint: Option<String>,
 }
@@ -150,7 +152,7 @@ fn probe_installed_version(layout: &HostLayout) -> Option<String> {
     }
     let printed = run(&["version"])?;
     match printed.rsplit_once('-') {
-        Some((release, commit)) if transaction::reports_version(&printed, release) && !commit.is_empty() => {
+        Some((release, commit)) if switch::reports_version(&printed, release) && !commit.is_empty() => {
             Some(release.to_string())
         }
         _ => Some(printed),
@@ -161,8 +163,8 @@ fn probe_installed_version(layout: &HostLayout) -> Option<String> {
 /// Enterprise's `https://HOST/api/v3`, else `fallback`.
 pub fn web_url_for(api_url: &str, fallback: &str) -> String {
     let trimmed = api_url.trim_end_matches('/');
-    if trimmed == crate::ghrelease::client::DEFAULT_API_URL {
-        return crate::ghrelease::client::DEFAULT_WEB_URL.to_string();
+    if trimmed == crate::remote::ghrelease::client::DEFAULT_API_URL {
+        return crate::remote::ghrelease::client::DEFAULT_WEB_URL.to_string();
     }
     match trimmed.strip_suffix("/api/v3") {
         Some(host) => host.to_string(),
@@ -184,7 +186,7 @@ pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>
     let (mut locked, receipt) = if opts.check || !layout.config_dir.is_dir() {
         (None, InstallSource::load(&layout.config_dir)?)
     } else {
-        let mut l = install::lock_and_load(layout)?;
+        let mut l = lock::lock_and_load(layout)?;
         let r = l.receipt.take();
         (Some(l), r)
     };
@@ -224,7 +226,7 @@ pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>
     match &opts.repository {
         Some(r) => copts.repository = r.clone(),
         None if from_github => {
-            crate::ghrelease::client::validate_repository(&effective.repository)
+            crate::remote::ghrelease::client::validate_repository(&effective.repository)
                 .map_err(|e| InstallSource::field_error(&layout.config_dir, "repository", &e))?;
             copts.repository = effective.repository.clone();
         }
@@ -237,7 +239,7 @@ pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>
         .or_else(|| if from_github { effective.api_url.clone() } else { None })
     {
         if api_from_receipt {
-            crate::ghrelease::client::parse_allowed_url(a.trim_end_matches('/'), "API URL")
+            crate::remote::ghrelease::client::parse_allowed_url(a.trim_end_matches('/'), "API URL")
                 .map_err(|e| InstallSource::field_error(&layout.config_dir, "api_url", &e))?;
         }
         copts.web_url = web_url_for(&a, &copts.web_url);
@@ -260,7 +262,7 @@ pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>
     let repository = client.repository();
     let current_name = current.to_string();
 
-    // The version policy (docs/verification.md#anti-rollback), decided once in crate::policy.
+    // The version policy (docs/verification.md#anti-rollback), decided once in crate::host::policy.
     let perm = Permission {
         explicit: opts.version.is_some(),
         allow_downgrade: opts.allow_downgrade,
@@ -288,23 +290,23 @@ pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>
 
     let mut locked = match locked.take() {
         Some(l) => l,
-        None => install::lock_and_load(layout)?,
+        None => lock::lock_and_load(layout)?,
     };
     let recovered = locked.recovered.clone();
-    let key = install::effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
-    let mut staged = install::stage(
+    let key = receipt::effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
+    let mut staged = staging::stage(
         &client,
         layout,
         &rel,
         &target,
         key.as_ref(),
-        install::StageLimits {
+        staging::StageLimits {
             max_binary: DEFAULT_MAX_BINARY,
             report_sha512: opts.report_sha512,
         },
         progress,
     )?;
-    let mut new = install::next_receipt(receipt, &client, &target, key.as_ref());
+    let mut new = receipt::next_receipt(receipt, &client, &target, key.as_ref());
     if new.channel.is_none() {
         new.channel = Some(Channel::Stable.as_str().to_string());
     }
@@ -321,7 +323,7 @@ pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>
         smoke_timeout: Some(opts.smoke_timeout),
         failpoint: opts.failpoint.clone(),
     };
-    let applied = transaction::apply(&mut staged, layout, &apply_opts, &mut write)?;
+    let applied = switch::apply(&mut staged, layout, &apply_opts, &mut write)?;
     staged.keep_dirs();
     locked.held.dirs.commit();
     let keep: Vec<&str> = [Some(target.as_str()), applied.previous_version.as_deref()]
@@ -345,10 +347,10 @@ pub fn update(base: &ClientOptions, opts: &UpdateOptions, progress: Progress<'_>
 /// a file that cannot be removed stays. Returns the removed paths.
 pub fn prune_versions(layout: &HostLayout, keep: &[&str]) -> Vec<String> {
     let mut removed = Vec::new();
-    let names: Vec<&str> = crate::release::COMPONENTS
+    let names: Vec<&str> = crate::model::release::COMPONENTS
         .iter()
         .filter_map(|c| match c.role {
-            crate::release::Role::HostBinary(n) => Some(n),
+            crate::model::release::Role::HostBinary(n) => Some(n),
             _ => None,
         })
         .collect();
@@ -406,7 +408,7 @@ pub struct RollbackOutcome {
 /// Switches back to the version before the last update (symlinks and receipt; the bootstrap
 /// manifest is left as it is). Refuses when the receipt records none or its files are gone.
 pub fn rollback(layout: &HostLayout, smoke_timeout: Duration, failpoint: Option<String>) -> Result<RollbackOutcome> {
-    let install::Locked { mut held, receipt, .. } = install::lock_and_load(layout)?;
+    let lock::Locked { mut held, receipt, .. } = lock::lock_and_load(layout)?;
     let receipt = receipt.ok_or_else(|| {
         Error::new(
             ErrorKind::NotFound,
@@ -452,7 +454,7 @@ pub fn rollback(layout: &HostLayout, smoke_timeout: Duration, failpoint: Option<
         smoke_timeout: Some(smoke_timeout),
         failpoint,
     };
-    transaction::switch(layout, &previous, None, Vec::new(), &opts, &mut write)?;
+    switch::switch(layout, &previous, None, Vec::new(), &opts, &mut write)?;
     held.dirs.commit();
     Ok(RollbackOutcome { from, to: previous })
 }
@@ -495,20 +497,20 @@ pub struct SourceSetOutcome {
 /// beside it as `install-source.json.unreadable-<unix time>`, and its pins are gone (re-pin a key
 /// with `public_key`). Otherwise the error says so.
 pub fn source_set(layout: &HostLayout, edit: &SourceEdit, tuf_repository: &str) -> Result<SourceSetOutcome> {
-    let mut held = install::lock(layout)?;
-    transaction::recover(layout)?;
+    let mut held = lock::lock(layout)?;
+    switch::recover(layout)?;
     let mut kept_unreadable = None;
     let receipt = match InstallSource::load(&layout.config_dir) {
         Ok(r) => r,
         Err(e) if e.kind() == ErrorKind::InvalidReceipt && edit.source.is_some() && edit.repository.is_some() => {
-            let path = crate::installsource::receipt_path(&layout.config_dir);
+            let path = crate::host::receipt::receipt_path(&layout.config_dir);
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
             let kept = layout
                 .config_dir
-                .join(format!("{}.unreadable-{now}", crate::installsource::RECEIPT_FILE));
+                .join(format!("{}.unreadable-{now}", crate::host::receipt::RECEIPT_FILE));
             std::fs::rename(&path, &kept).map_err(|e| Error::io("keep the unreadable receipt as", &kept, e))?;
             kept_unreadable = Some(kept);
             None
@@ -529,19 +531,19 @@ pub fn source_set(layout: &HostLayout, edit: &SourceEdit, tuf_repository: &str) 
         r.public_key = if k.trim().is_empty() {
             None
         } else {
-            Some(crate::signature::TrustedKey::parse(k)?.to_base64().to_string())
+            Some(crate::model::signature::TrustedKey::parse(k)?.to_base64().to_string())
         };
     }
     if let Some(a) = &edit.api_url {
-        crate::ghrelease::client::parse_allowed_url(a, "API URL")?;
+        crate::remote::ghrelease::client::parse_allowed_url(a, "API URL")?;
         r.api_url = Some(a.clone());
     }
     match r.source {
         Source::Github => {
-            crate::ghrelease::client::validate_repository(&r.repository)?;
+            crate::remote::ghrelease::client::validate_repository(&r.repository)?;
         }
         Source::Tuf => {
-            crate::ghrelease::client::parse_allowed_url(&r.repository, "TUF repository URL").map_err(|e| {
+            crate::remote::ghrelease::client::parse_allowed_url(&r.repository, "TUF repository URL").map_err(|e| {
                 Error::new(
                     ErrorKind::InvalidArgument,
                     format!(
@@ -555,7 +557,7 @@ pub fn source_set(layout: &HostLayout, edit: &SourceEdit, tuf_repository: &str) 
     if let Err(e) = r.save(&layout.config_dir) {
         // Put the unreadable file back: a failed repair changes nothing.
         if let Some(kept) = &kept_unreadable {
-            let _ = std::fs::rename(kept, crate::installsource::receipt_path(&layout.config_dir));
+            let _ = std::fs::rename(kept, crate::host::receipt::receipt_path(&layout.config_dir));
         }
         return Err(e);
     }
@@ -574,7 +576,7 @@ pub fn source_set(layout: &HostLayout, edit: &SourceEdit, tuf_repository: &str) 
 /// awaits recovery (its journal is present): run an install or update first.
 pub fn receipt_replace(config_dir: &Path, mut new: InstallSource) -> Result<InstallSource> {
     let _lock = hostlayout::ConfigLock::acquire(config_dir)?;
-    let journal = config_dir.join(transaction::JOURNAL_FILE);
+    let journal = config_dir.join(switch::JOURNAL_FILE);
     if std::fs::symlink_metadata(&journal).is_ok() {
         return Err(Error::new(
             ErrorKind::Locked,
@@ -585,13 +587,13 @@ pub fn receipt_replace(config_dir: &Path, mut new: InstallSource) -> Result<Inst
             ),
         ));
     }
-    let path = crate::installsource::receipt_path(config_dir);
+    let path = crate::host::receipt::receipt_path(config_dir);
     if let Some(old) = InstallSource::load(config_dir)? {
         let old_pin = old.public_key.as_deref().filter(|k| !k.trim().is_empty());
         let new_pin = new.public_key.as_deref().filter(|k| !k.trim().is_empty());
         if let Some(pin) = old_pin {
-            let same =
-                new_pin.is_some_and(|k| crate::signature::TrustedKey::parse(k).is_ok_and(|k| k.to_base64() == pin));
+            let same = new_pin
+                .is_some_and(|k| crate::model::signature::TrustedKey::parse(k).is_ok_and(|k| k.to_base64() == pin));
             if !same {
                 return Err(Error::new(
                     ErrorKind::SignatureInvalid,
@@ -628,7 +630,7 @@ pub fn receipt_replace(config_dir: &Path, mut new: InstallSource) -> Result<Inst
         }
     }
     if let Some(k) = new.public_key.as_deref().filter(|k| !k.trim().is_empty()) {
-        new.public_key = Some(crate::signature::TrustedKey::parse(k)?.to_base64().to_string());
+        new.public_key = Some(crate::model::signature::TrustedKey::parse(k)?.to_base64().to_string());
     }
     new.save(config_dir)?;
     Ok(new)

@@ -16,9 +16,9 @@ use std::time::Instant;
 use sha2::{Digest, Sha256, Sha512};
 use tempfile::NamedTempFile;
 
-use crate::checksums::{eq_hex, hex};
 use crate::error::{Error, ErrorKind, Result};
-use crate::ghrelease::{Asset, Client};
+use crate::model::checksums::{eq_hex, hex};
+use crate::remote::ghrelease::{Asset, Client};
 
 /// A progress callback: `(phase, done, total) -> keep_going`. Returning `false` cancels the
 /// operation cleanly (`ErrorKind::Cancelled`, nothing left behind).

@@ -12,10 +12,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use flynnrel::ghrelease::{self, Channel, Client, ClientOptions};
-use flynnrel::hostlayout::HostLayout;
-use flynnrel::install::{InstallOptions, Target};
-use flynnrel::update::{UpdateOptions, UpdateOutcome};
+use flynnrel::host::layout::HostLayout;
+use flynnrel::ops::install::{InstallOptions, Target};
+use flynnrel::ops::update::{UpdateOptions, UpdateOutcome};
+use flynnrel::remote::ghrelease::{self, Channel, Client, ClientOptions};
 
 /// The repository when neither --repo nor FLYNN_GITHUB_REPO (nor, for update, a receipt) says.
 const DEFAULT_REPO: &str = "flynn/flynn";
@@ -65,7 +65,7 @@ fn repo_value(s: &str) -> std::result::Result<String, String> {
 
 /// Validates a version with the core's parser (usage error, exit 2).
 fn version_value(s: &str) -> std::result::Result<String, String> {
-    flynnrel::version::Version::parse(s)
+    flynnrel::model::version::Version::parse(s)
         .map(|_| s.to_string())
         .map_err(|e| e.message().to_string())
 }
@@ -76,7 +76,7 @@ fn channel_value(s: &str) -> std::result::Result<Channel, String> {
 }
 
 /// Validates an install source name with the core's parser (usage error, exit 2).
-fn source_value(s: &str) -> std::result::Result<flynnrel::installsource::Source, String> {
+fn source_value(s: &str) -> std::result::Result<flynnrel::host::receipt::Source, String> {
     s.parse().map_err(|e: Error| e.message().to_string())
 }
 
@@ -217,7 +217,7 @@ enum SourceAction {
     /// Print the receipt (or the legacy TUF source when there is none).
     Show {
         /// The TUF repository of a legacy install without a receipt.
-        #[arg(long, default_value = flynnrel::update::DEFAULT_TUF_REPOSITORY)]
+        #[arg(long, default_value = flynnrel::ops::update::DEFAULT_TUF_REPOSITORY)]
         tuf_repository: String,
         #[command(flatten)]
         dirs: DirArgs,
@@ -229,7 +229,7 @@ enum SourceAction {
     Set {
         /// github or tuf.
         #[arg(long, value_parser = source_value)]
-        source: Option<flynnrel::installsource::Source>,
+        source: Option<flynnrel::host::receipt::Source>,
         /// OWNER/NAME for github, the TUF repository URL for tuf.
         #[arg(long)]
         repository: Option<String>,
@@ -246,7 +246,7 @@ enum SourceAction {
         #[arg(long = "api-url", alias = "set-api-url", value_name = "URL")]
         record_api_url: Option<String>,
         /// The TUF repository of a legacy install without a receipt.
-        #[arg(long, default_value = flynnrel::update::DEFAULT_TUF_REPOSITORY)]
+        #[arg(long, default_value = flynnrel::ops::update::DEFAULT_TUF_REPOSITORY)]
         tuf_repository: String,
         #[command(flatten)]
         dirs: DirArgs,
@@ -294,12 +294,12 @@ enum Command {
         version: Option<String>,
         /// Override the receipt's source (github or tuf).
         #[arg(long, value_parser = source_value)]
-        source: Option<flynnrel::installsource::Source>,
+        source: Option<flynnrel::host::receipt::Source>,
         /// With --version, allow installing a lower version or another version scheme.
         #[arg(long)]
         allow_downgrade: bool,
         /// The TUF repository of a legacy install without a receipt.
-        #[arg(long, default_value = flynnrel::update::DEFAULT_TUF_REPOSITORY)]
+        #[arg(long, default_value = flynnrel::ops::update::DEFAULT_TUF_REPOSITORY)]
         tuf_repository: String,
         /// Seconds `flynn-host.<ver> version` may take before the switch is rolled back.
         #[arg(long, default_value_t = 30)]
@@ -356,7 +356,7 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         threads: usize,
         /// Compression level, 1-12.
-        #[arg(long, default_value_t = flynnrel::gz::DEFAULT_LEVEL)]
+        #[arg(long, default_value_t = flynnrel::model::gz::DEFAULT_LEVEL)]
         level: i32,
         #[command(flatten)]
         repo: RepoArg,
@@ -466,11 +466,11 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             ..
         } => {
             let repo = g.repo.repo.clone().unwrap_or_else(|| DEFAULT_REPO.to_string());
-            let mut opts = flynnrel::package::PackageOptions::new(version.clone(), repo);
+            let mut opts = flynnrel::ops::package::PackageOptions::new(version.clone(), repo);
             opts.build_dir = build_dir.clone();
             opts.out_dir = out_dir.clone();
             opts.sign_key = sign_key.clone();
-            opts.sign_password = std::env::var(flynnrel::signature::SIGN_PASSWORD_ENV).ok();
+            opts.sign_password = std::env::var(flynnrel::model::signature::SIGN_PASSWORD_ENV).ok();
             opts.public_key = g.key.public_key.clone();
             opts.helper = helper.clone();
             opts.helper_platform = match helper_platform {
@@ -523,7 +523,8 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             update_cmd(g, out, &opts)
         }
         Command::Rollback { .. } => {
-            let r = flynnrel::update::rollback(&layout(g)?, std::time::Duration::from_secs(30), failpoint_from_env())?;
+            let r =
+                flynnrel::ops::update::rollback(&layout(g)?, std::time::Duration::from_secs(30), failpoint_from_env())?;
             out.line(&[("rolled_back_from", r.from.clone()), ("to", r.to.clone())]);
             out.json(&serde_json::to_value(&r).map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?);
             Ok(0)
@@ -575,7 +576,7 @@ fn client_options(g: &Global, out: Out) -> ClientOptions {
     }
     opts.web_url = match &g.api.web_url {
         Some(w) => w.clone(),
-        None => flynnrel::update::web_url_for(&opts.api_url, ghrelease::client::DEFAULT_WEB_URL),
+        None => flynnrel::ops::update::web_url_for(&opts.api_url, ghrelease::client::DEFAULT_WEB_URL),
     };
     opts.token = ghrelease::token_from_env();
     if out.verbose {
@@ -590,7 +591,7 @@ fn client(g: &Global, out: Out) -> Result<Client> {
     Client::new(client_options(g, out))
 }
 
-/// Test-only failpoints (see flynnrel::transaction); release builds ignore the variable.
+/// Test-only failpoints (see flynnrel::host::switch); release builds ignore the variable.
 fn failpoint_from_env() -> Option<String> {
     if cfg!(debug_assertions) {
         std::env::var("FLYNN_RELEASE_FAILPOINT").ok()
@@ -602,7 +603,7 @@ fn failpoint_from_env() -> Option<String> {
 fn update_cmd(g: &Global, out: Out, opts: &UpdateOptions) -> Result<u8> {
     let mut reporter = progress::Reporter::new(out);
     let mut cb = |p: &str, d: u64, t: u64| reporter.report(p, d, t);
-    let outcome = flynnrel::update::update(&client_options(g, out), opts, &mut cb)?;
+    let outcome = flynnrel::ops::update::update(&client_options(g, out), opts, &mut cb)?;
     drop(reporter);
     let code = match &outcome {
         UpdateOutcome::UpToDate {
@@ -641,7 +642,7 @@ fn update_cmd(g: &Global, out: Out, opts: &UpdateOptions) -> Result<u8> {
             recovered,
             ..
         } => {
-            if *recovered != flynnrel::transaction::Recovery::Clean {
+            if *recovered != flynnrel::host::switch::Recovery::Clean {
                 out.line(&[("recovered", format!("{recovered:?}"))]);
             }
             if out.verbose {
@@ -678,7 +679,7 @@ fn update_cmd(g: &Global, out: Out, opts: &UpdateOptions) -> Result<u8> {
 fn source_cmd(g: &Global, out: Out, action: &SourceAction, key_on_command_line: bool) -> Result<u8> {
     let layout = layout(g)?;
     let (receipt, legacy) = match action {
-        SourceAction::Show { tuf_repository, .. } => flynnrel::update::source_show(&layout, tuf_repository)?,
+        SourceAction::Show { tuf_repository, .. } => flynnrel::ops::update::source_show(&layout, tuf_repository)?,
         SourceAction::Set {
             source,
             repository,
@@ -697,7 +698,7 @@ fn source_cmd(g: &Global, out: Out, action: &SourceAction, key_on_command_line: 
                     "`source set` does not use --public-key; to pin a key pass --pin-public-key KEY",
                 ));
             }
-            let edit = flynnrel::update::SourceEdit {
+            let edit = flynnrel::ops::update::SourceEdit {
                 source: *source,
                 repository: repository.clone(),
                 channel: *channel,
@@ -708,7 +709,7 @@ fn source_cmd(g: &Global, out: Out, action: &SourceAction, key_on_command_line: 
                 },
                 api_url: record_api_url.clone(),
             };
-            let done = flynnrel::update::source_set(&layout, &edit, tuf_repository)?;
+            let done = flynnrel::ops::update::source_set(&layout, &edit, tuf_repository)?;
             if let Some(kept) = &done.kept_unreadable {
                 out.line(&[("kept_unreadable_receipt", kept.display().to_string())]);
             }
@@ -796,9 +797,9 @@ fn install_cmd(g: &Global, out: Out, target: Target, receipt: bool) -> Result<u8
     let mut reporter = progress::Reporter::new(out);
     let mut cb = |p: &str, d: u64, t: u64| reporter.report(p, d, t);
     let report = if receipt {
-        flynnrel::install::install(&client, &opts, &mut cb)?
+        flynnrel::ops::install::install(&client, &opts, &mut cb)?
     } else {
-        flynnrel::install::download(&client, &opts, &mut cb)?
+        flynnrel::ops::install::download(&client, &opts, &mut cb)?
     };
     drop(reporter);
     // The list of files written is detail: -v (or the --json document) shows it.
@@ -848,10 +849,10 @@ fn install_cmd(g: &Global, out: Out, target: Target, receipt: bool) -> Result<u8
     Ok(0)
 }
 
-fn package_cmd(out: Out, opts: &flynnrel::package::PackageOptions) -> Result<u8> {
+fn package_cmd(out: Out, opts: &flynnrel::ops::package::PackageOptions) -> Result<u8> {
     let mut reporter = progress::Reporter::new(out);
     let mut cb = |p: &str, d: u64, t: u64| reporter.report(p, d, t);
-    let report = flynnrel::package::package(opts, &mut cb)?;
+    let report = flynnrel::ops::package::package(opts, &mut cb)?;
     drop(reporter);
     for s in &report.skipped {
         if !out.quiet && !out.json {
@@ -882,10 +883,10 @@ fn verify_cmd(g: &Global, out: Out, dir: &std::path::Path, version: Option<&str>
         .key
         .public_key
         .as_deref()
-        .map(flynnrel::signature::TrustedKey::parse)
+        .map(flynnrel::model::signature::TrustedKey::parse)
         .transpose()?;
     let repo = g.repo.repo.clone().unwrap_or_else(|| DEFAULT_REPO.to_string());
-    let report = flynnrel::package::verify_dir(dir, key.as_ref(), Some(&repo), version)?;
+    let report = flynnrel::ops::package::verify_dir(dir, key.as_ref(), Some(&repo), version)?;
     out.line(&[
         ("verified", report.dir.display().to_string()),
         ("assets", report.assets.len().to_string()),

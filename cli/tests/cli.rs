@@ -1,5 +1,6 @@
 //! The `flynnrel` binary: output formats, exit codes and error messages.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::{Command, Stdio};

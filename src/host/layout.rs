@@ -89,7 +89,7 @@ impl HostLayout {
 
     /// `<layer>/<id>.squashfs`.
     pub fn layer_file(&self, id: &str) -> PathBuf {
-        self.layer_dir.join(crate::layers::layer_file_name(id))
+        self.layer_dir.join(crate::model::layers::layer_file_name(id))
     }
 }
 

@@ -1,0 +1,402 @@
+//! The I/O of staging: small assets into memory, binaries and manifests through a capped gunzip
+//! into temp files, layers out of `layers.tar.gz` by exact name, each hashed while it streams.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use sha2::{Digest, Sha512_256};
+use tempfile::NamedTempFile;
+
+use super::{MAX_SMALL_ASSET, Ready, StageCtx};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::checksums::{Checksums, eq_hex, hex};
+use crate::model::layers::{self, LayerSpec};
+use crate::model::release::CHECKSUMS_ASSET;
+use crate::model::signature::{self, SIGNATURE_ASSET, TrustedKey};
+use crate::model::version::Version;
+use crate::remote::fetch::{self};
+use crate::remote::ghrelease::{Asset, Client, Release};
+
+/// Refuses a release whose `tag_name` is not exactly `version`: an API that answers
+/// `/releases/tags/B` with release A would otherwise have A's (validly signed) bytes installed
+/// under B's name.
+pub fn check_release_is(client: &Client, rel: &Release, version: &Version) -> Result<()> {
+    if rel.tag_name != version.as_str() {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "{} was asked for release {version} of {} and answered with release {:?}; the API is wrong or \
+                 hostile: nothing was installed",
+                client.options().api_url,
+                client.repository(),
+                rel.tag_name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn asset<'r>(rel: &'r Release, name: &str) -> Result<&'r Asset> {
+    rel.asset(name).ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "release {} has no asset {name}; it is incomplete: re-publish it",
+                rel.tag_name
+            ),
+        )
+    })
+}
+
+/// Downloads a small asset (checksums, signature) into memory, capped.
+pub(crate) fn fetch_small(client: &Client, a: &Asset) -> Result<Vec<u8>> {
+    if a.size > MAX_SMALL_ASSET {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!(
+                "{} is {} bytes; more than the {MAX_SMALL_ASSET}-byte limit",
+                a.name, a.size
+            ),
+        ));
+    }
+    let mut dl = client.open_asset(a, 0)?;
+    let mut buf = Vec::new();
+    (&mut dl.response)
+        .take(MAX_SMALL_ASSET + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Network,
+                format!("reading {} from {} failed: {e}", a.name, dl.url),
+            )
+        })?;
+    if buf.len() as u64 > MAX_SMALL_ASSET {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!("{} from {} is larger than {MAX_SMALL_ASSET} bytes", a.name, dl.url),
+        ));
+    }
+    if buf.len() as u64 != a.size {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "{} from {} is {} bytes but the release says {}; try again",
+                a.name,
+                dl.url,
+                buf.len(),
+                a.size
+            ),
+        ));
+    }
+    if let Some(want) = a.sha256_digest() {
+        let got = hex(&sha2::Sha256::digest(&buf));
+        if !eq_hex(&got, want) {
+            return Err(Error::new(
+                ErrorKind::ChecksumMismatch,
+                format!(
+                    "sha256 of {} from {} is {got}, but GitHub's asset digest says {want}; do not install this release",
+                    a.name, dl.url
+                ),
+            ));
+        }
+    }
+    Ok(buf)
+}
+
+/// Fetches and checks `checksums.sha512` (and its signature when `key` is given) of `rel`, whose
+/// tag must be `version`; the signature's trusted comment must name that same version.
+pub fn fetch_checksums(
+    client: &Client,
+    rel: &Release,
+    version: &Version,
+    key: Option<&TrustedKey>,
+) -> Result<(Checksums, bool)> {
+    check_release_is(client, rel, version)?;
+    let sums_asset = asset(rel, CHECKSUMS_ASSET).map_err(|_| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "release {} of {} has no {CHECKSUMS_ASSET}; refusing to install an unverifiable release",
+                rel.tag_name,
+                client.repository()
+            ),
+        )
+    })?;
+    let bytes = fetch_small(client, sums_asset)?;
+    let source = sums_asset.browser_download_url.clone();
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::new(ErrorKind::InvalidData, format!("{source} is not UTF-8 text")))?;
+    let mut verified = false;
+    if let Some(key) = key {
+        let sig_asset = rel.asset(SIGNATURE_ASSET).ok_or_else(|| {
+            Error::new(
+                ErrorKind::SignatureInvalid,
+                format!(
+                    "release {} has no {SIGNATURE_ASSET} but a public key is configured; refusing an unsigned release",
+                    rel.tag_name
+                ),
+            )
+        })?;
+        let sig = fetch_small(client, sig_asset)?;
+        let sig = String::from_utf8(sig).map_err(|_| {
+            Error::new(
+                ErrorKind::SignatureInvalid,
+                format!("{} is not text", sig_asset.browser_download_url),
+            )
+        })?;
+        signature::verify_checksums(
+            key,
+            text.as_bytes(),
+            &sig,
+            &sig_asset.browser_download_url,
+            &client.repository(),
+            version.as_str(),
+        )?;
+        verified = true;
+    }
+    Ok((Checksums::parse(&text, &source)?, verified))
+}
+
+/// A writer that hashes with sha512 what it writes.
+struct HashingWriter<'a> {
+    inner: &'a mut std::fs::File,
+    hasher: Option<sha2::Sha512>,
+}
+
+impl Write for HashingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Downloads `a` (verified against `sha512`) beside `dir` and decompresses it into a new temp file
+/// in `dir`, capped at `cap` bytes. The compressed temp file is removed either way.
+pub(super) fn fetch_and_gunzip(
+    client: &Client,
+    a: &Asset,
+    sha512: &str,
+    dir: &Path,
+    cap: u64,
+    shared: &StageCtx<'_>,
+) -> Result<Ready> {
+    let mut cb = |p: &str, d: u64, t: u64| shared.report(p, d, t);
+    let fetched = fetch::fetch_asset(client, a, dir, sha512, &mut cb)?;
+    let input = fetched.reopen()?;
+    let stem = a.name.trim_end_matches(".gz");
+    let mut out = tempfile::Builder::new()
+        .prefix(&format!(".{stem}."))
+        .suffix(".new")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create a temp file in", dir, e))?;
+    let mut w = HashingWriter {
+        inner: out.as_file_mut(),
+        hasher: shared.report_sha512.then(sha2::Sha512::new),
+    };
+    crate::model::gz::gunzip_capped(input, &mut w, cap, &a.name)?;
+    let sha512 = w.hasher.map(|h| hex(&h.finalize())).unwrap_or_default();
+    out.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("fsync", out.path(), e))?;
+    drop(fetched);
+    Ok(Ready { file: out, sha512 })
+}
+
+/// Downloads `layers.tar.gz` and extracts exactly the `needed` layers into temp files in
+/// `layer_dir`, each checked against its length and sha512/256. Every other kind of entry
+/// (links, devices, directories, absolute or `..` paths, unknown or repeated names) is refused.
+pub(super) fn fetch_layers(
+    client: &Client,
+    a: &Asset,
+    sha512: &str,
+    layer_dir: &Path,
+    needed: &[LayerSpec],
+    shared: &StageCtx<'_>,
+) -> Result<Vec<(LayerSpec, Ready)>> {
+    let mut cb = |p: &str, d: u64, t: u64| shared.report(p, d, t);
+    let fetched = fetch::fetch_asset(client, a, layer_dir, sha512, &mut cb)?;
+    let source = a.browser_download_url.as_str();
+    // The archive holds every layer of the release; cap the decompressed stream at what those
+    // layers can take (plus tar headers and padding).
+    let all_cap: u64 = needed.iter().map(|s| s.length + 1024).sum::<u64>();
+    let input = fetched.reopen()?;
+    let decoder = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(256 << 10, input));
+    // The archive may also hold layers we skip; allow for them with a generous fixed margin, and
+    // rely on the per-entry size checks for the rest.
+    let capped = CappedReader {
+        inner: decoder,
+        left: all_cap.saturating_add(a.size.saturating_mul(4)).saturating_add(1 << 20),
+        source: source.to_string(),
+    };
+    let mut archive = tar::Archive::new(capped);
+    let wanted: BTreeSet<String> = needed.iter().map(|s| s.file_name()).collect();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut out = Vec::new();
+    let entries = archive.entries().map_err(|e| tar_err(source, e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| tar_err(source, e))?;
+        let raw = entry.path_bytes().into_owned();
+        let name = layers::flat_entry_name(&raw)
+            .ok_or_else(|| {
+                bad_entry(
+                    source,
+                    &format!(
+                        "the path {:?} (only flat <layer-id>.squashfs names are allowed)",
+                        String::from_utf8_lossy(&raw)
+                    ),
+                )
+            })?
+            .to_string();
+        let kind = entry.header().entry_type();
+        if kind != tar::EntryType::Regular {
+            return Err(bad_entry(
+                source,
+                &format!("{name:?} of type {kind:?} (only regular files are allowed)"),
+            ));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(bad_entry(source, &format!("{name:?} twice")));
+        }
+        let Some(spec) = needed.iter().find(|s| s.file_name() == name) else {
+            // A layer of the release that is already present and valid here: skip its bytes.
+            if name.ends_with(".squashfs") && layers::validate_layer_id(name.trim_end_matches(".squashfs")) {
+                continue;
+            }
+            return Err(bad_entry(source, &format!("the unexpected name {name:?}")));
+        };
+        let size = entry.header().size().map_err(|e| tar_err(source, e))?;
+        if size != spec.length {
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "{source}: layer {name} is {size} bytes but images.json says {}; the release is corrupt",
+                    spec.length
+                ),
+            ));
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".new")
+            .tempfile_in(layer_dir)
+            .map_err(|e| Error::io("create a temp file in", layer_dir, e))?;
+        let mut h = Sha512_256::new();
+        let mut h512 = shared.report_sha512.then(sha2::Sha512::new);
+        let mut buf = vec![0u8; 256 << 10];
+        let mut got = 0u64;
+        let phase = "extract layers";
+        loop {
+            let n = entry.read(&mut buf).map_err(|e| tar_err(source, e))?;
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+            h.update(&buf[..n]);
+            if let Some(h) = &mut h512 {
+                h.update(&buf[..n]);
+            }
+            tmp.write_all(&buf[..n])
+                .map_err(|e| Error::io("write", tmp.path(), e))?;
+            if !shared.report(phase, got, spec.length) {
+                return Err(Error::new(
+                    ErrorKind::Cancelled,
+                    "install cancelled; nothing was changed",
+                ));
+            }
+        }
+        let digest = hex(&h.finalize());
+        if got != spec.length || !eq_hex(&digest, &spec.sha512_256) {
+            return Err(Error::new(
+                ErrorKind::ChecksumMismatch,
+                format!(
+                    "layer {name} from {source} has sha512_256 {digest} ({got} bytes), but images.json says {} ({} bytes); \
+                     the release is corrupt or tampered: nothing was installed",
+                    spec.sha512_256, spec.length
+                ),
+            ));
+        }
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io("fsync", tmp.path(), e))?;
+        out.push((
+            spec.clone(),
+            Ready {
+                file: tmp,
+                sha512: h512.map(|h| hex(&h.finalize())).unwrap_or_default(),
+            },
+        ));
+    }
+    let missing: Vec<&String> = wanted.iter().filter(|n| !seen.contains(*n)).collect();
+    if !missing.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("{source} lacks layers {missing:?} that images.json lists; the release is incomplete"),
+        ));
+    }
+    Ok(out)
+}
+
+fn bad_entry(source: &str, what: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidData,
+        format!("{source} has {what}; refusing the archive: the release is corrupt or malicious"),
+    )
+}
+
+fn tar_err(source: &str, e: std::io::Error) -> Error {
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+        return Error::new(inner.kind(), inner.message().to_string());
+    }
+    Error::new(
+        ErrorKind::InvalidData,
+        format!("{source} is not a valid layers archive: {e}"),
+    )
+}
+
+/// A reader that fails with `TooLarge` past `left` bytes (a gzip bomb inside the tar stream).
+struct CappedReader<R> {
+    inner: R,
+    left: u64,
+    source: String,
+}
+
+impl<R: Read> Read for CappedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            return Err(std::io::Error::other(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "{} decompresses to more than its layers can take; refusing it as a possible gzip bomb",
+                    self.source
+                ),
+            )));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// An empty temp file standing in for a field that was moved out.
+pub(super) fn placeholder(dir: &Path) -> Result<NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(".placeholder.")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create a temp file in", dir, e))
+}
+
+pub(super) fn persist(tmp: NamedTempFile, dest: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("set permissions on", tmp.path(), e))?;
+    // rename(2) replaces whatever is at dest — including a planted symlink — without following it.
+    tmp.persist(dest)
+        .map_err(|e| Error::io("rename into place", dest, e.error))?;
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! The operations front-ends call: install and download, update and rollback (with the
+//! receipt's source routing), and packaging a release folder.
+
+pub mod install;
+pub mod package;
+pub mod update;
