@@ -20,14 +20,14 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use flynnrel::ErrorKind;
-use flynnrel::checksums::{Checksums, sha512_hex, validate_asset_name};
 use flynnrel::ffi;
-use flynnrel::ghrelease::link::find_rel;
-use flynnrel::ghrelease::{Channel, Release, select_channel};
-use flynnrel::installsource::{InstallSource, receipt_path};
-use flynnrel::layers::{flat_entry_name, layers_from_images_json, validate_layer_id};
-use flynnrel::signature::{TrustedKey, verify_checksums};
-use flynnrel::version::{Installed, Scheme, Version, newest};
+use flynnrel::host::receipt::{InstallSource, receipt_path};
+use flynnrel::model::checksums::{Checksums, sha512_hex, validate_asset_name};
+use flynnrel::model::layers::{flat_entry_name, layers_from_images_json, validate_layer_id};
+use flynnrel::model::signature::{TrustedKey, verify_checksums};
+use flynnrel::model::version::{Installed, Scheme, Version, newest};
+use flynnrel::remote::ghrelease::link::find_rel;
+use flynnrel::remote::ghrelease::{Channel, Release, select_channel};
 
 /// The structured-input mode byte (never the first byte of UTF-8 text).
 const STRUCTURED: u8 = 0xFF;
@@ -69,7 +69,7 @@ fn fields(data: &[u8]) -> Vec<&str> {
 
 // ---- version ------------------------------------------------------------------------------------
 
-/// `flynnrel::version`: the whole input and up to three lines of it as versions. Invariants:
+/// `flynnrel::model::version`: the whole input and up to three lines of it as versions. Invariants:
 /// `parse(display(v)) == v` (same string, scheme, pre-release flag; serde too), the leading `v`
 /// is optional, `Installed::parse` agrees, and the order is a total order within a scheme
 /// (antisymmetric, transitive, consistent with `==` and `partial_cmp`, errors across schemes),
@@ -1290,13 +1290,13 @@ pub fn serve_http(data: &[u8]) {
 /// The cap of the fuzzed decompression.
 pub const GZIP_CAP: u64 = 1 << 20;
 
-/// `flynnrel::gz`: the input as a gzip stream, decompressed with a cap: never more than the cap
+/// `flynnrel::model::gz`: the input as a gzip stream, decompressed with a cap: never more than the cap
 /// (`TooLarge` beyond it), the count returned equals the bytes written, errors are `InvalidData`
 /// or `TooLarge`, and a cap of one byte less than the output is refused. The input as data:
 /// `ParGzWriter` output is identical for 1 and 2 threads (levels 0, 4, 8, 12), its summary is right, and
 /// `gunzip_capped` gives the input back (within a cap of exactly its length).
 pub fn gzip(data: &[u8]) {
-    use flynnrel::gz::{ParGzWriter, gunzip_capped};
+    use flynnrel::model::gz::{ParGzWriter, gunzip_capped};
     let mut out = Vec::new();
     match gunzip_capped(data, &mut out, GZIP_CAP, "fuzz.gz") {
         Ok(n) => {
