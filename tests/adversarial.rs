@@ -419,7 +419,7 @@ fn redirect_loop() {
 fn redirect_from_https_to_http() {
     let from = reqwest::Url::parse("https://api.github.com/repos/flynn/flynn/releases/assets/1").unwrap();
     let err =
-        flynnrel::remote::ghrelease::client::redirect_target(&from, "http://objects.example.com/asset").unwrap_err();
+        flynnrel::remote::ghrelease::options::redirect_target(&from, "http://objects.example.com/asset").unwrap_err();
     expect(&err, ErrorKind::InsecureUrl, &["non-https"]);
 }
 

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 
 use common::*;
 use flynnrel::ErrorKind;
-use flynnrel::ops::package::{PackageOptions, package, verify_dir};
+use flynnrel::ops::package::{PackageOptions, package};
+use flynnrel::ops::verify::verify_dir;
 
 /// Options using a small stand-in helper binary (the debug build of flynnrel is large; one
 /// test packages the real one).

@@ -313,11 +313,11 @@ fn a_key_pinned_while_an_install_resolves_is_not_erased() {
     let (go, t, _server) = install_paused_at_resolution(&w, "v2024.01.27.2", None);
     // Meanwhile the operator pins a release key.
     let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
-    let edit = flynnrel::ops::update::SourceEdit {
+    let edit = flynnrel::ops::source::SourceEdit {
         public_key: Some(kp.pk.to_base64()),
         ..Default::default()
     };
-    let pinned = flynnrel::ops::update::source_set(&w.layout(), &edit, flynnrel::ops::update::DEFAULT_TUF_REPOSITORY);
+    let pinned = flynnrel::ops::source::source_set(&w.layout(), &edit, flynnrel::ops::update::DEFAULT_TUF_REPOSITORY);
     go.send(()).unwrap();
     let installed = t.join().unwrap();
     match pinned {
@@ -615,7 +615,7 @@ fn a_receipt_save_cannot_lower_highest_seen_or_swap_the_pin() {
     let before = snapshot(&w.root);
     let mut lower = w.receipt();
     lower.highest_seen_version = Some("v2024.01.27.1".into());
-    let err = flynnrel::ops::update::receipt_replace(&cfg, lower).unwrap_err();
+    let err = flynnrel::ops::source::receipt_replace(&cfg, lower).unwrap_err();
     expect(
         &err,
         ErrorKind::DowngradeRefused,
@@ -624,15 +624,15 @@ fn a_receipt_save_cannot_lower_highest_seen_or_swap_the_pin() {
     let other = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
     let mut swapped = w.receipt();
     swapped.public_key = Some(other.pk.to_base64());
-    let err = flynnrel::ops::update::receipt_replace(&cfg, swapped).unwrap_err();
+    let err = flynnrel::ops::source::receipt_replace(&cfg, swapped).unwrap_err();
     expect(&err, ErrorKind::SignatureInvalid, &["--pin-public-key"]);
     let mut unpinned = w.receipt();
     unpinned.public_key = None;
-    let err = flynnrel::ops::update::receipt_replace(&cfg, unpinned).unwrap_err();
+    let err = flynnrel::ops::source::receipt_replace(&cfg, unpinned).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SignatureInvalid);
     // Held lock: refused, not raced.
     let lock = flynnrel::host::layout::ConfigLock::acquire(&cfg).unwrap();
-    let err = flynnrel::ops::update::receipt_replace(&cfg, w.receipt()).unwrap_err();
+    let err = flynnrel::ops::source::receipt_replace(&cfg, w.receipt()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked);
     drop(lock);
     assert_eq!(snapshot(&w.root), before);
@@ -640,7 +640,7 @@ fn a_receipt_save_cannot_lower_highest_seen_or_swap_the_pin() {
     let mut ok = w.receipt();
     ok.channel = Some("nightly".into());
     ok.highest_seen_version = None;
-    flynnrel::ops::update::receipt_replace(&cfg, ok).unwrap();
+    flynnrel::ops::source::receipt_replace(&cfg, ok).unwrap();
     assert_eq!(w.receipt().channel.as_deref(), Some("nightly"));
     assert_eq!(w.receipt().highest_seen_version.as_deref(), Some("v2024.01.27.2"));
 }
@@ -704,7 +704,7 @@ fn a_fifo_at_the_receipt_gives_errors_not_hangs() {
     expect(&err, ErrorKind::Io, &["install-source.json", "FIFO"]);
     let layout = w.layout();
     let err = within("source show", move || {
-        flynnrel::ops::update::source_show(&layout, flynnrel::ops::update::DEFAULT_TUF_REPOSITORY).unwrap_err()
+        flynnrel::ops::source::source_show(&layout, flynnrel::ops::update::DEFAULT_TUF_REPOSITORY).unwrap_err()
     });
     expect(&err, ErrorKind::Io, &["install-source.json", "FIFO"]);
     let layout = w.layout();
@@ -820,7 +820,7 @@ fn the_core_allows_plain_http_exactly_to_the_loopback_urls_of_the_shared_table()
     let mut n = 0;
     for line in table.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         let (url, verdict) = line.split_once('\t').unwrap();
-        let got = flynnrel::remote::ghrelease::client::parse_allowed_url(url, "URL").is_ok();
+        let got = flynnrel::remote::ghrelease::options::parse_allowed_url(url, "URL").is_ok();
         assert_eq!(got, verdict == "allow", "{url}");
         n += 1;
     }

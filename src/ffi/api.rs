@@ -152,7 +152,7 @@ pub extern "C" fn flynnrel_receipt_save(
         let mut r: InstallSource = serde_json::from_str(text)
             .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("invalid receipt JSON: {e}")))?;
         r.extra.remove("legacy");
-        crate::ops::update::receipt_replace(&dir, r).map(|_| ())
+        crate::ops::source::receipt_replace(&dir, r).map(|_| ())
     })
 }
 
@@ -203,7 +203,7 @@ pub extern "C" fn flynnrel_client_new(
         }
         o.web_url = j
             .web_url
-            .unwrap_or_else(|| crate::ops::update::web_url_for(&o.api_url, &o.web_url));
+            .unwrap_or_else(|| crate::remote::ghrelease::options::web_url_for(&o.api_url, &o.web_url));
         o.token = j.token.or_else(|| {
             if j.token_from_env {
                 crate::remote::ghrelease::token_from_env()
@@ -557,7 +557,7 @@ pub extern "C" fn flynnrel_verify(
         let repo = j.repository.unwrap_or_else(|| "flynn/flynn".into());
         put_json(
             json_out,
-            &crate::ops::package::verify_dir(&dir, key.as_ref(), Some(&repo), j.version.as_deref())?,
+            &crate::ops::verify::verify_dir(&dir, key.as_ref(), Some(&repo), j.version.as_deref())?,
         )
     })
 }

@@ -3,4 +3,6 @@
 
 pub mod install;
 pub mod package;
+pub mod source;
 pub mod update;
+pub mod verify;

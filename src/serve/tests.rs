@@ -997,7 +997,8 @@ fn storage_is_served_under_another_host_name_than_the_api() {
     assert_eq!(storage.host_str(), Some("localhost"));
     // Both allowed as plain http by the project's own client (loopback only).
     assert!(
-        crate::remote::ghrelease::client::is_loopback(&api) && crate::remote::ghrelease::client::is_loopback(&storage)
+        crate::remote::ghrelease::options::is_loopback(&api)
+            && crate::remote::ghrelease::options::is_loopback(&storage)
     );
 
     let rel = json(

@@ -5,8 +5,10 @@
 pub mod channel;
 pub mod client;
 pub mod link;
+pub mod options;
 pub mod types;
 
 pub use channel::{Channel, select_channel};
-pub use client::{Client, ClientOptions, Download, token_from_env};
+pub use client::{Client, Download};
+pub use options::{ClientOptions, token_from_env};
 pub use types::{Asset, Release};
