@@ -90,6 +90,7 @@ fn requests_have_one_shape_and_decode_back() {
         public_key: Some("RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3".into()),
         no_receipt: true,
         report_sha512: Some(true),
+        max_binary_bytes: Some(512 << 20),
     };
     let update = UpdateRequest {
         root: Some("/tmp/root".into()),

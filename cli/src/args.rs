@@ -251,6 +251,9 @@ pub(super) enum Command {
         /// The channel whose newest release to install (default stable).
         #[arg(long, value_parser = channel_value)]
         channel: Option<Channel>,
+        /// Refuse a binary that decompresses to more than this many bytes (default 1 GiB).
+        #[arg(long)]
+        max_binary_bytes: Option<u64>,
         #[command(flatten)]
         host: HostArgs,
     },
@@ -259,6 +262,9 @@ pub(super) enum Command {
         /// The version (tag) to download.
         #[arg(long, value_parser = version_value)]
         version: String,
+        /// Refuse a binary that decompresses to more than this many bytes (default 1 GiB).
+        #[arg(long)]
+        max_binary_bytes: Option<u64>,
         #[command(flatten)]
         host: HostArgs,
     },

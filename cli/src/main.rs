@@ -109,20 +109,31 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             opts.level = *level;
             package_cmd(out, &opts)
         }
-        Command::Install { version, channel, .. } => install_cmd(
+        Command::Install {
+            version,
+            channel,
+            max_binary_bytes,
+            ..
+        } => install_cmd(
             g,
             out,
             InstallRequest {
                 version: version.clone(),
                 channel: channel.map(|c| c.as_str().to_string()),
+                max_binary_bytes: *max_binary_bytes,
                 ..install_request(g, out)
             },
         ),
-        Command::Download { version, .. } => install_cmd(
+        Command::Download {
+            version,
+            max_binary_bytes,
+            ..
+        } => install_cmd(
             g,
             out,
             InstallRequest {
                 version: Some(version.clone()),
+                max_binary_bytes: *max_binary_bytes,
                 no_receipt: true,
                 ..install_request(g, out)
             },

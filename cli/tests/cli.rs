@@ -386,3 +386,29 @@ fn a_missing_repository_is_reported_as_such() {
     assert!(err.contains("repository nobody/missing not found"), "{err}");
     assert!(!err.contains("check the version"), "{err}");
 }
+
+#[test]
+fn max_binary_bytes_caps_what_install_and_download_decompress() {
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = tmp.path().join("releases");
+    std::fs::create_dir(&serve).unwrap();
+    publish(&serve, "v2024.01.27.1", "2024-01-27T01:00:00Z", &[]);
+    let server = start(&serve);
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    for cmd in ["install", "download"] {
+        let (code, _, err) = run(helper()
+            .args([cmd, "--version", "v2024.01.27.1", "--max-binary-bytes", "16"])
+            .args(["--root", root.to_str().unwrap(), "--api-url", &server.api_url()])
+            .args(["--web-url", &server.web_url()]));
+        assert_eq!(code, 1, "{cmd}: {err}");
+        assert!(err.contains("16-byte") || err.contains("16 bytes"), "{cmd}: {err}");
+        assert_eq!(snapshot(&root), Default::default(), "{cmd} left files behind");
+    }
+    // Without the cap the same install succeeds.
+    let (code, _, err) = run(helper()
+        .args(["install", "--version", "v2024.01.27.1"])
+        .args(["--root", root.to_str().unwrap(), "--api-url", &server.api_url()])
+        .args(["--web-url", &server.web_url()]));
+    assert_eq!(code, 0, "{err}");
+}

@@ -398,6 +398,8 @@ type InstallOptions struct {
 	NoReceipt bool `json:"no_receipt,omitempty"`
 	// ReportSHA512 set to false skips hashing the files written for the report (nil = true).
 	ReportSHA512 *bool `json:"report_sha512,omitempty"`
+	// MaxBinaryBytes refuses a binary that decompresses to more (0 = 1 GiB).
+	MaxBinaryBytes uint64 `json:"max_binary_bytes,omitempty"`
 	// Progress, when set, receives progress and may cancel.
 	Progress ProgressFunc `json:"-"`
 }

@@ -127,6 +127,8 @@ pub struct InstallRequest {
     /// Report the sha512 of every file written (default true; off saves a third of the CPU time,
     /// verification is the same either way).
     pub report_sha512: Option<bool>,
+    /// Refuse a binary that decompresses to more than this many bytes (default 1 GiB).
+    pub max_binary_bytes: Option<u64>,
 }
 
 impl InstallRequest {
@@ -162,6 +164,7 @@ impl InstallRequest {
         if let Some(r) = self.report_sha512 {
             o.report_sha512 = r;
         }
+        o.max_binary = self.max_binary_bytes.unwrap_or(o.max_binary);
         Ok(o)
     }
 }
