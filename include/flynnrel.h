@@ -298,9 +298,9 @@ flynnrel_status flynnrel_client_update(const flynnrel_client *client,
  Downloads, verifies and lays out a release, and (unless `"no_receipt": true`) writes the
  receipt. `options_json` is an install request (docs/c-abi.md#requests-and-outcomes):
  `{"root", "bin_dir", "config_dir", "layer_dir", "version": "v…" | "channel":
- "stable"|"nightly", "public_key": null, "no_receipt": false, "report_sha512": true}`. `*json_out` receives the report
- (`version`, `files` with sha512, `skipped_layers`, `already_installed`). Nothing changes on
- error or cancel.
+ "stable"|"nightly", "public_key": null, "no_receipt": false, "report_sha512": true,
+ "max_binary_bytes": null}`. `*json_out` receives the report (`version`, `files` with sha512
+ and kind, `skipped_layers`, `already_installed`). Nothing changes on error or cancel.
  */
 flynnrel_status flynnrel_client_install(const flynnrel_client *client,
                                         const char *options_json,

@@ -73,9 +73,9 @@ func (h *Host) FlynnUpdate(args *docopt.Args, tuf FlynnTUF) error {
 	if args.Bool["--is-latest"] {
 		return h.flynnTUFUpdate(args, "", tuf)
 	}
-	src := args.String["--source"]
-	if src != "" && src != "github" && src != "tuf" {
-		return &UsageError{Err: fmt.Errorf("flynn-host update: --source must be github or tuf, not %q", src)}
+	src, err := sourceFlag(args)
+	if err != nil {
+		return &UsageError{Err: fmt.Errorf("flynn-host update: %v", err)}
 	}
 	opts := flynnrel.UpdateOptions{
 		Layout:         layout(args),
@@ -86,16 +86,11 @@ func (h *Host) FlynnUpdate(args *docopt.Args, tuf FlynnTUF) error {
 		Source:         src,
 		TUFRepository:  args.String["--repository"],
 	}
-	c, err := h.client(h.defaultRepo())
+	c, check, err := h.checkRoute(h.defaultRepo(), opts)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	// A check changes nothing and takes no lock, so it can route any install.
-	check, err := c.CheckForUpdate(opts)
-	if err != nil {
-		return err
-	}
 	if check.Status == flynnrel.UpdateTUF {
 		if args.Bool["--check"] {
 			return h.flynnTUFCheck(args, check.Repository, tuf)

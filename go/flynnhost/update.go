@@ -48,9 +48,9 @@ Options:
 // runs (this package never updates a TUF install); with github the update is checked for or
 // applied through flynnrel. `--check` returns *UpdateAvailableError when an update is available.
 func (h *Host) Update(args *docopt.Args) error {
-	src := args.String["--source"]
-	if src != "" && src != "github" && src != "tuf" {
-		return &UsageError{Usage: updateUsage, Err: fmt.Errorf("--source must be github or tuf, not %q", src)}
+	src, err := sourceFlag(args)
+	if err != nil {
+		return &UsageError{Usage: updateUsage, Err: err}
 	}
 	opts := flynnrel.UpdateOptions{
 		Layout:        layout(args),
@@ -80,18 +80,37 @@ func (h *Host) GitHubUpdate(args *docopt.Args) error {
 	return h.update(repo, opts, args)
 }
 
-func (h *Host) update(repo string, opts flynnrel.UpdateOptions, args *docopt.Args) error {
+// sourceFlag is --source: "", "github" or "tuf".
+func sourceFlag(args *docopt.Args) (string, error) {
+	src := args.String["--source"]
+	if src != "" && src != "github" && src != "tuf" {
+		return "", fmt.Errorf("--source must be github or tuf, not %q", src)
+	}
+	return src, nil
+}
+
+// checkRoute opens a client for repo and checks for an update. The check changes nothing (no
+// lock file either), so it routes any install without touching it: the library decides the
+// route from the receipt (UpdateTUF for a TUF install). The caller closes the client.
+func (h *Host) checkRoute(repo string, opts flynnrel.UpdateOptions) (*flynnrel.Client, *flynnrel.UpdateResult, error) {
 	c, err := h.client(repo)
+	if err != nil {
+		return nil, nil, err
+	}
+	check, err := c.CheckForUpdate(opts)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, check, nil
+}
+
+func (h *Host) update(repo string, opts flynnrel.UpdateOptions, args *docopt.Args) error {
+	c, check, err := h.checkRoute(repo, opts)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	// The check changes nothing (no lock file either), so it routes a TUF install without
-	// touching it; the library decides the route from the receipt.
-	check, err := c.CheckForUpdate(opts)
-	if err != nil {
-		return err
-	}
 	if check.Status == flynnrel.UpdateTUF {
 		return h.runTUF(check, args)
 	}

@@ -334,26 +334,8 @@ type UpdateResult struct {
 // repository and API base come from the receipt; the client supplies the token and timeouts. A
 // TUF install gives UpdateTUF.
 func (c *Client) CheckForUpdate(opts UpdateOptions) (*UpdateResult, error) {
-	opts.Check = true
-	doc, err := cjson(opts)
-	if err != nil {
-		return nil, err
-	}
-	defer C.free(unsafe.Pointer(doc))
-	var r UpdateResult
-	err = c.use(func(p *C.flynnrel_client) error {
-		var out *C.char
-		if err := call(func(e **C.flynnrel_error) C.flynnrel_status {
-			return C.flynnrel_client_check_for_update(p, doc, &out, e)
-		}); err != nil {
-			return err
-		}
-		return decodeStrict(out, "update outcome", &r)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &r, nil
+	opts.Check, opts.Progress = true, nil
+	return c.Update(opts)
 }
 
 // Update checks for (opts.Check) or applies an update, all or nothing: on any error, including

@@ -241,6 +241,31 @@ pub extern "C" fn flynnrel_client_releases(
     })
 }
 
+/// The one shape of the request-taking calls: decode the caller's JSON as the core's request
+/// type `R` (unknown fields refused), let `adjust` force what the call implies, run `op` with the
+/// caller's progress callback, and hand the outcome back as JSON.
+#[allow(clippy::too_many_arguments)]
+fn run_request<R: serde::de::DeserializeOwned, O: serde::Serialize>(
+    client: *const flynnrel_client,
+    options_json: *const c_char,
+    progress: flynnrel_progress_cb,
+    user: *mut c_void,
+    json_out: *mut *mut c_char,
+    err_out: *mut *mut flynnrel_error,
+    adjust: impl FnOnce(&mut R),
+    op: impl FnOnce(&Client, &R, crate::remote::fetch::Progress<'_>) -> crate::Result<O>,
+) -> flynnrel_status {
+    guard(err_out, || {
+        let c = client_ref(client)?;
+        let mut req: R = parse_options(options_json, "options_json")?;
+        out_ptr(json_out, "json_out")?;
+        adjust(&mut req);
+        let p = CProgress::new(progress, user);
+        let mut cb = move |ph: &str, d: u64, t: u64| p.call(ph, d, t);
+        put_json(json_out, &op(&c.client, &req, &mut cb)?)
+    })
+}
+
 /// Checks for an update without changing anything. `options_json` as for `flynnrel_client_update`
 /// (`check` is forced on). `*json_out` receives `{"status": "up_to_date"|"available"|"tuf", ...}`
 /// with `current` and `target`. The client supplies the token, timeouts and defaults; the
@@ -252,14 +277,17 @@ pub extern "C" fn flynnrel_client_check_for_update(
     json_out: *mut *mut c_char,
     err_out: *mut *mut flynnrel_error,
 ) -> flynnrel_status {
-    guard(err_out, || {
-        let c = client_ref(client)?;
-        let mut req: UpdateRequest = parse_options(options_json, "options_json")?;
-        out_ptr(json_out, "json_out")?;
-        req.check = true;
-        let outcome = request::update(&c.client, &req, &mut crate::remote::fetch::no_progress)?;
-        put_json(json_out, &outcome)
-    })
+    let check = |r: &mut UpdateRequest| r.check = true;
+    run_request(
+        client,
+        options_json,
+        None,
+        std::ptr::null_mut(),
+        json_out,
+        err_out,
+        check,
+        request::update,
+    )
 }
 
 /// Checks for or applies an update. `options_json`: `{"root", "bin_dir", "config_dir",
@@ -278,23 +306,24 @@ pub extern "C" fn flynnrel_client_update(
     json_out: *mut *mut c_char,
     err_out: *mut *mut flynnrel_error,
 ) -> flynnrel_status {
-    guard(err_out, || {
-        let c = client_ref(client)?;
-        let req: UpdateRequest = parse_options(options_json, "options_json")?;
-        out_ptr(json_out, "json_out")?;
-        let p = CProgress::new(progress, user);
-        let mut cb = move |ph: &str, d: u64, t: u64| p.call(ph, d, t);
-        let outcome = request::update(&c.client, &req, &mut cb)?;
-        put_json(json_out, &outcome)
-    })
+    run_request(
+        client,
+        options_json,
+        progress,
+        user,
+        json_out,
+        err_out,
+        |_: &mut UpdateRequest| (),
+        request::update,
+    )
 }
 
 /// Downloads, verifies and lays out a release, and (unless `"no_receipt": true`) writes the
 /// receipt. `options_json` is an install request (docs/c-abi.md#requests-and-outcomes):
 /// `{"root", "bin_dir", "config_dir", "layer_dir", "version": "v…" | "channel":
-/// "stable"|"nightly", "public_key": null, "no_receipt": false, "report_sha512": true}`. `*json_out` receives the report
-/// (`version`, `files` with sha512, `skipped_layers`, `already_installed`). Nothing changes on
-/// error or cancel.
+/// "stable"|"nightly", "public_key": null, "no_receipt": false, "report_sha512": true,
+/// "max_binary_bytes": null}`. `*json_out` receives the report (`version`, `files` with sha512
+/// and kind, `skipped_layers`, `already_installed`). Nothing changes on error or cancel.
 #[unsafe(no_mangle)]
 pub extern "C" fn flynnrel_client_install(
     client: *const flynnrel_client,
@@ -304,15 +333,16 @@ pub extern "C" fn flynnrel_client_install(
     json_out: *mut *mut c_char,
     err_out: *mut *mut flynnrel_error,
 ) -> flynnrel_status {
-    guard(err_out, || {
-        let c = client_ref(client)?;
-        let req: InstallRequest = parse_options(options_json, "options_json")?;
-        out_ptr(json_out, "json_out")?;
-        let p = CProgress::new(progress, user);
-        let mut cb = move |ph: &str, d: u64, t: u64| p.call(ph, d, t);
-        let report = request::install(&c.client, &req, &mut cb)?;
-        put_json(json_out, &report)
-    })
+    run_request(
+        client,
+        options_json,
+        progress,
+        user,
+        json_out,
+        err_out,
+        |_: &mut InstallRequest| (),
+        request::install,
+    )
 }
 
 /// Downloads one asset of release `tag` into `dest_dir/<asset>`, verified against the release's
