@@ -175,23 +175,13 @@ static inline char *run_capture(const char *cmd) {
 }
 
 /*
- * A listing of everything under `dir` (type, mode, size, path, symlink target, and the sha512
- * of every regular file), sorted: equal snapshots mean nothing changed. "(absent)" when `dir`
- * does not exist. malloc'd; the caller frees.
+ * The snapshot of `dir` in the one tree-snapshot format ($FIXTURE_SNAPSHOT, script/lib/snapshot:
+ * a sorted line per entry with type, mode, size, sha256 and symlink target; empty when `dir`
+ * does not exist): equal snapshots mean nothing changed. malloc'd; the caller frees.
  */
 static inline char *snapshot(const char *dir) {
     char cmd[4096];
-    if (!exists(dir)) {
-        char *s = malloc(sizeof "(absent)");
-        if (s != NULL) {
-            memcpy(s, "(absent)", sizeof "(absent)");
-        }
-        return s;
-    }
-    snprintf(cmd, sizeof cmd,
-             "cd '%s' && { find . -printf '%%y %%m %%s %%p %%l\\n'; "
-             "find . -type f -exec sha512sum {} +; } | LC_ALL=C sort",
-             dir);
+    snprintf(cmd, sizeof cmd, "'%s' '%s'", need_env("FIXTURE_SNAPSHOT"), dir);
     return run_capture(cmd);
 }
 

@@ -7,16 +7,16 @@
 
 #include <pthread.h>
 
-static const char *v1, *v2, *bad;
+static const char *v1, *v2, *bad, *latest_tag; /* latest_tag: GitHub's latest (a backport: V1) */
 
 static flynnrel_client *new_client(void) {
     char opts[2048];
     flynnrel_client *client = NULL;
     flynnrel_error *err = NULL;
     snprintf(opts, sizeof opts,
-             "{\"repository\":\"flynn/flynn\",\"api_url\":\"%s\",\"web_url\":\"%s\",\"token_from_env\":false,"
+             "{\"repository\":\"%s\",\"api_url\":\"%s\",\"web_url\":\"%s\",\"token_from_env\":false,"
              "\"retry_delay_ms\":5,\"timeout_secs\":20}",
-             need_env("FFI_API_URL"), need_env("FFI_WEB_URL"));
+             need_env("FIXTURE_REPO"), need_env("FIXTURE_API_URL"), need_env("FIXTURE_WEB_URL"));
     CHECK_STATUS(flynnrel_client_new(opts, &client, &err), FLYNNREL_STATUS_OK, err);
     flynnrel_error_free(err);
     if (client == NULL) {
@@ -31,7 +31,7 @@ static void test_releases(flynnrel_client *client) {
     flynnrel_error *err = NULL;
 
     CHECK_STATUS(flynnrel_client_latest_release(client, &json, &err), FLYNNREL_STATUS_OK, err);
-    CHECK(json_has(json, "tag_name", v2));
+    CHECK(json_has(json, "tag_name", latest_tag));
     CHECK(json != NULL && json[0] == '{');
     flynnrel_string_free(json);
 
@@ -48,12 +48,20 @@ static void test_releases(flynnrel_client *client) {
     CHECK(json_has(json, "tag_name", v1));
     CHECK(json_has(json, "tag_name", v2));
     CHECK(json_has(json, "tag_name", bad));
-    /* Exactly the three served releases. */
-    int n = 0;
+    /* Exactly the served releases (FIXTURE_REPO_TAGS, space-separated), each listed. */
+    int n = 0, served = 1;
     for (const char *p = json; p != NULL && (p = strstr(p, "\"tag_name\":")) != NULL; p++) {
         n++;
     }
-    CHECK(n == 3);
+    for (const char *p = need_env("FIXTURE_REPO_TAGS"); (p = strchr(p, ' ')) != NULL; p++) {
+        served++;
+    }
+    CHECK(n == served);
+    char tags[4096];
+    snprintf(tags, sizeof tags, "%s", need_env("FIXTURE_REPO_TAGS"));
+    for (char *save = NULL, *tag = strtok_r(tags, " ", &save); tag != NULL; tag = strtok_r(NULL, " ", &save)) {
+        CHECK(json_has(json, "tag_name", tag));
+    }
     flynnrel_string_free(json);
 
     /* An unknown tag: NOT_FOUND naming it; the out-param is untouched. */
@@ -70,7 +78,7 @@ static void test_releases(flynnrel_client *client) {
     flynnrel_client *other = NULL;
     char opts[2048];
     snprintf(opts, sizeof opts, "{\"repository\":\"nobody/nothing\",\"api_url\":\"%s\",\"token_from_env\":false}",
-             need_env("FFI_API_URL"));
+             need_env("FIXTURE_API_URL"));
     CHECK_STATUS(flynnrel_client_new(opts, &other, NULL), FLYNNREL_STATUS_OK, NULL);
     json = &sentinel;
     err = NULL;
@@ -109,7 +117,8 @@ static void test_download_asset(flynnrel_client *client) {
     CHECK(contains(json, size_field));
     /* The bytes are the served asset's. */
     char served[4300];
-    snprintf(served, sizeof served, "%s/%s/%s", need_env("FFI_SERVE"), v1, asset);
+    snprintf(served, sizeof served, "%s/%s/%s/%s", need_env("FIXTURE_SERVE_DIR"), need_env("FIXTURE_REPO"), v1,
+             asset);
     char *served_sum = sha512sum(served);
     CHECK(sum != NULL && served_sum != NULL && strcmp(sum, served_sum) == 0);
     CHECK(prog.calls > 0);
@@ -183,7 +192,7 @@ static void *worker(void *arg) {
         char *json = NULL;
         flynnrel_error *err = NULL;
         flynnrel_status st = flynnrel_client_latest_release(w->client, &json, &err);
-        if (st == FLYNNREL_STATUS_OK && json_has(json, "tag_name", v2)) {
+        if (st == FLYNNREL_STATUS_OK && json_has(json, "tag_name", latest_tag)) {
             w->ok_latest++;
         } else {
             w->failures++;
@@ -239,9 +248,10 @@ static void test_threads(flynnrel_client *client) {
 }
 
 int main(void) {
-    v1 = need_env("FFI_V1");
-    v2 = need_env("FFI_V2");
-    bad = need_env("FFI_TAG_BAD");
+    v1 = need_env("FIXTURE_V1");
+    v2 = need_env("FIXTURE_V2");
+    bad = need_env("FIXTURE_TAG_BAD_COMPONENT");
+    latest_tag = need_env("FIXTURE_LATEST");
     flynnrel_client *client = new_client();
     test_releases(client);
     test_download_asset(client);

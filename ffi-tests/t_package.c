@@ -6,8 +6,8 @@
 #include "check.h"
 
 static void test_package_and_verify(void) {
-    const char *build = need_env("FFI_BUILD_DIR");
-    const char *version = need_env("FFI_PKG_VERSION");
+    const char *build = need_env("FIXTURE_PKG_BUILD_DIR");
+    const char *version = need_env("FIXTURE_PKG_VERSION");
     const char *helper = need_env("FFI_HELPER");
     char work[4096], out[4200], opts[16384], path[4400], cmd[20000];
     char *json = NULL;

@@ -15,7 +15,7 @@ static flynnrel_client *new_client(void) {
     snprintf(opts, sizeof opts,
              "{\"api_url\":\"%s\",\"web_url\":\"%s\",\"token_from_env\":false,\"retry_delay_ms\":5,"
              "\"timeout_secs\":20}",
-             need_env("FFI_API_URL"), need_env("FFI_WEB_URL"));
+             need_env("FIXTURE_API_URL"), need_env("FIXTURE_WEB_URL"));
     CHECK_STATUS(flynnrel_client_new(opts, &client, &err), FLYNNREL_STATUS_OK, err);
     flynnrel_error_free(err);
     if (client == NULL) {
@@ -87,7 +87,7 @@ static void test_install_update_cycle(flynnrel_client *client) {
     CHECK(json_has(json, "source", "github"));
     CHECK(json_has(json, "repository", "flynn/flynn"));
     CHECK(json_has(json, "version", v1));
-    CHECK(json_has(json, "api_url", need_env("FFI_API_URL")));
+    CHECK(json_has(json, "api_url", need_env("FIXTURE_API_URL")));
     CHECK(contains(json, "\"legacy\":false"));
     flynnrel_string_free(json);
 
@@ -313,9 +313,9 @@ static void test_tuf_receipt(flynnrel_client *client) {
 }
 
 int main(void) {
-    v1 = need_env("FFI_V1");
-    v2 = need_env("FFI_V2");
-    bad = need_env("FFI_TAG_BAD");
+    v1 = need_env("FIXTURE_V1");
+    v2 = need_env("FIXTURE_V2");
+    bad = need_env("FIXTURE_TAG_BAD_COMPONENT");
     flynnrel_client *client = new_client();
     test_install_update_cycle(client);
     test_install_failures(client);

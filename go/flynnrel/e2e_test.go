@@ -92,11 +92,19 @@ func TestReleases(t *testing.T) {
 	for _, r := range rs {
 		tags[r.TagName] = true
 	}
-	if len(rs) != 2 || !tags[testrelease.V1] || !tags[testrelease.V2] {
-		t.Fatalf("Releases() tags = %v", tags)
+	// Exactly the served releases (V1, V2 and the fixture's tampered copies), each once.
+	served := server(t).Repos[testrelease.Repo]
+	for _, tag := range served {
+		if !tags[tag] {
+			t.Fatalf("Releases() tags = %v, missing %s", tags, tag)
+		}
 	}
+	if len(rs) != len(served) || len(tags) != len(served) || !tags[testrelease.V1] || !tags[testrelease.V2] {
+		t.Fatalf("Releases() tags = %v, want %v", tags, served)
+	}
+	// GitHub's latest is the fixture's backport (V1, published after V2).
 	latest, err := c.LatestRelease()
-	if err != nil || latest.TagName != testrelease.V2 || latest.CreatedAt.IsZero() {
+	if err != nil || latest.TagName != testrelease.Latest || latest.CreatedAt.IsZero() {
 		t.Fatalf("LatestRelease() = %+v, %v", latest, err)
 	}
 	r, err := c.ReleaseByTag(testrelease.V1)

@@ -6,7 +6,7 @@
 load helpers
 
 setup_file() { e2e_setup_file; }
-teardown_file() { stop_server; }
+teardown_file() { e2e_teardown_file; }
 setup() { e2e_setup; }
 
 @test "install --version --root: exact files, modes, symlinks, layers, receipt; nothing outside the root" {
@@ -327,7 +327,7 @@ setup() { e2e_setup; }
   new_root_with_marker
   local before
   before=$(snapshot "$ROOT")
-  run install_flynn --repo "$SIGNED_REPO" --root "$ROOT" --version v2024.01.27.5 --public-key "$SIGN_PUB"
+  run install_flynn --repo "$SIGNED_REPO" --root "$ROOT" --version "$TAG_UNSIGNED" --public-key "$SIGN_PUB"
   assert_failure_with "checksums.sha512.minisig"
   assert_snapshot_equal "$before" "$(snapshot "$ROOT")"
   assert_nothing_outside
@@ -346,8 +346,8 @@ setup() { e2e_setup; }
   new_root_with_marker
   local before
   before=$(snapshot "$ROOT")
-  run install_flynn --repo "$SIGNED_REPO" --root "$ROOT" --version v2024.01.27.6 --public-key "$SIGN_PUB"
-  assert_failure_with "does not name version=v2024.01.27.6"
+  run install_flynn --repo "$SIGNED_REPO" --root "$ROOT" --version "$TAG_FOREIGN_SIGNATURE" --public-key "$SIGN_PUB"
+  assert_failure_with "does not name version=$TAG_FOREIGN_SIGNATURE"
   assert_snapshot_equal "$before" "$(snapshot "$ROOT")"
 }
 

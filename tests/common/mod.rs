@@ -106,8 +106,11 @@ pub fn raw(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Option<Box<dy
     Some(Box::new(std::io::Cursor::new(bytes)))
 }
 
-/// Every file under `dir` with its bytes, and every symlink with its target: equal snapshots mean
-/// nothing changed.
+/// `dir` in the one tree-snapshot format of every test layer (script/lib/snapshot, whose header
+/// defines it): per entry, keyed by its path relative to `dir`, the line
+/// `TYPE MODE SIZE SHA256 TARGET PATH`. The root (".") is left out, so a missing or empty `dir`
+/// is an empty map; [`snapshot_text`] gives the script's exact output. Equal snapshots mean
+/// nothing was created, removed, changed, re-moded or re-pointed.
 pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
@@ -117,29 +120,80 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
         for e in rd.flatten() {
             let p = e.path();
             let rel = p.strip_prefix(base).unwrap().to_path_buf();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
-            if meta.file_type().is_symlink() {
-                out.insert(rel, format!("-> {}", std::fs::read_link(&p).unwrap().display()));
-            } else if meta.is_dir() {
-                out.insert(rel.clone(), "dir".into());
+            out.insert(rel.clone(), snapshot_line(&p, &rel));
+            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
                 walk(base, &p, out);
-            } else if !meta.is_file() {
-                // A FIFO or device planted by a test: recorded, never read (reading would block).
-                use std::os::unix::fs::FileTypeExt;
-                let kind = if meta.file_type().is_fifo() { "fifo" } else { "special" };
-                out.insert(rel, kind.into());
-            } else {
-                use std::os::unix::fs::PermissionsExt;
-                let data = std::fs::read(&p).unwrap();
-                out.insert(
-                    rel,
-                    format!("{:o} {}", meta.permissions().mode() & 0o7777, sha512_hex(&data)),
-                );
             }
         }
     }
     walk(dir, dir, &mut out);
     out
+}
+
+/// Exactly what `script/lib/snapshot dir` prints: the root's line and [`snapshot`]'s, sorted by
+/// path bytes; "" when `dir` does not exist.
+pub fn snapshot_text(dir: &Path) -> String {
+    if std::fs::symlink_metadata(dir).is_err() {
+        return String::new();
+    }
+    let mut lines: Vec<(Vec<u8>, String)> = vec![(Vec::new(), snapshot_line(dir, Path::new("")))];
+    use std::os::unix::ffi::OsStrExt;
+    let is_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+    for (rel, line) in if is_dir { snapshot(dir) } else { BTreeMap::new() } {
+        lines.push((rel.as_os_str().as_bytes().to_vec(), line));
+    }
+    lines.sort();
+    lines.into_iter().map(|(_, l)| l + "\n").collect()
+}
+
+/// One line of the snapshot format for `path`, shown as `rel` ("." when empty).
+fn snapshot_line(path: &Path, rel: &Path) -> String {
+    use sha2::Digest;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    fn escape(s: &[u8]) -> String {
+        let mut o = String::new();
+        for c in String::from_utf8_lossy(s).chars() {
+            match c {
+                '\\' => o.push_str("\\\\"),
+                ' ' => o.push_str("\\s"),
+                '\t' => o.push_str("\\t"),
+                '\n' => o.push_str("\\n"),
+                c => o.push(c),
+            }
+        }
+        o
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    let ft = meta.file_type();
+    let kind = if ft.is_file() {
+        "f"
+    } else if ft.is_dir() {
+        "d"
+    } else if ft.is_symlink() {
+        "l"
+    } else if ft.is_fifo() {
+        "p"
+    } else if ft.is_socket() {
+        "s"
+    } else if ft.is_char_device() {
+        "c"
+    } else {
+        "b"
+    };
+    let (size, sha): (String, String) = if ft.is_file() {
+        let data = std::fs::read(path).unwrap();
+        (data.len().to_string(), sha2::Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect())
+    } else {
+        ("-".into(), "-".into())
+    };
+    let target = if ft.is_symlink() {
+        escape(std::fs::read_link(path).unwrap().as_os_str().as_bytes())
+    } else {
+        "-".into()
+    };
+    let shown = if rel.as_os_str().is_empty() { ".".into() } else { escape(rel.as_os_str().as_bytes()) };
+    format!("{kind} {:o} {size} {sha} {target} {shown}", meta.mode() & 0o7777)
 }
 
 /// A synthetic Flynn build tree: shell-script "binaries" that print their version, an

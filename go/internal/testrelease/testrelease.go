@@ -1,53 +1,73 @@
-// Package testrelease builds and serves synthetic Flynn releases for this module's tests: two
-// releases packaged by the real helper (script/make-synthetic-build + `flynnrel package`),
-// a tampered copy under another repository, all served by `flynnrel serve` on 127.0.0.1.
+// Package testrelease gives this module's tests the release fixture every test layer shares:
+// script/lib/fixture (the standard synthetic releases, packaged, signed and tampered by the real
+// `flynnrel package`, served by `flynnrel serve` on 127.0.0.1), read from its fixture.json, and
+// the one tree-snapshot format of script/lib/snapshot. A fixture that FLYNNREL_FIXTURE names
+// (a directory `script/lib/fixture start` filled) is used as it is; otherwise Start builds one.
 // It is test support only; nothing outside _test.go files imports it.
 package testrelease
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
-// The releases every fixture serves. V2 > V1 by version order but not by string order.
+// The fixture's facts the tests use as constants (script/lib/fixture defines them; Start fails
+// when its fixture.json says otherwise). V2 > V1 by version order but not by string order.
 const (
 	V1 = "v2024.01.27.9"
 	V2 = "v2024.01.27.10"
-	// Repo serves V1 and V2.
+	// Latest is GitHub's "latest" release of Repo: V1, a backport published after V2.
+	Latest = V1
+	// Repo serves V1, V2 and tampered copies of V1 under lower, prerelease tags.
 	Repo = "flynn/flynn"
-	// TamperedRepo serves V1 unchanged and V2 with flynn-host-linux-amd64.gz replaced after
-	// packaging (a valid gzip of other bytes), so checksums.sha512 no longer matches it.
+	// TamperedRepo serves V1 unchanged and V2 with TamperedAsset replaced after packaging (a
+	// valid gzip of other bytes), so checksums.sha512 no longer matches it.
 	TamperedRepo = "acme/tampered"
 	// TamperedAsset is the asset replaced in TamperedRepo's V2.
 	TamperedAsset = "flynn-host-linux-amd64.gz"
 )
 
-// Fixture is a running release server over the synthetic releases.
+// Fixture is a running release server over the fixture's releases.
 type Fixture struct {
 	// RepoRoot is the checkout (the directory holding Cargo.toml).
 	RepoRoot string
 	// Helper is the flynnrel binary.
 	Helper string
-	// Dir is the fixture's temp directory; ServeDir the served tree inside it.
+	// Dir is the fixture's directory; ServeDir the served tree inside it.
 	Dir      string
 	ServeDir string
 	// APIURL and WebURL point at the server.
 	APIURL string
 	WebURL string
+	// Repos lists every served repository's tags.
+	Repos map[string][]string
 
-	server *exec.Cmd
+	owned bool // Start made it: Close stops the server and removes Dir
+}
+
+// facts is fixture.json (the keys the tests need; see script/lib/fixture for all of them).
+type facts struct {
+	Dir           string              `json:"dir"`
+	ServeDir      string              `json:"serve_dir"`
+	APIURL        string              `json:"api_url"`
+	WebURL        string              `json:"web_url"`
+	Helper        string              `json:"helper"`
+	V1            string              `json:"v1"`
+	V2            string              `json:"v2"`
+	Latest        string              `json:"latest"`
+	Repo          string              `json:"repo"`
+	TamperedRepo  string              `json:"tampered_repo"`
+	TamperedAsset string              `json:"tampered_asset"`
+	Repos         map[string][]string `json:"repos"`
 }
 
 // FindRepoRoot walks up from the working directory to the directory holding Cargo.toml.
@@ -81,11 +101,15 @@ func HelperPath(repoRoot string) (string, error) {
 	return p, nil
 }
 
-// Start builds the releases into a new temp directory and starts the server. Call Close.
-func Start() (f *Fixture, err error) {
+// Start returns the fixture FLYNNREL_FIXTURE names, or builds and starts one in a new temp
+// directory (script/lib/fixture start). Call Close.
+func Start() (*Fixture, error) {
 	root, err := FindRepoRoot()
 	if err != nil {
 		return nil, err
+	}
+	if dir := os.Getenv("FLYNNREL_FIXTURE"); dir != "" {
+		return load(root, dir, false)
 	}
 	helper, err := HelperPath(root)
 	if err != nil {
@@ -95,27 +119,45 @@ func Start() (f *Fixture, err error) {
 	if err != nil {
 		return nil, err
 	}
-	f = &Fixture{RepoRoot: root, Helper: helper, Dir: dir, ServeDir: filepath.Join(dir, "releases")}
-	defer func() {
-		if err != nil {
+	// --owner: the server stops with this test binary even if Close is never called.
+	cmd := exec.Command(filepath.Join(root, "script", "lib", "fixture"), "start", dir,
+		"--helper", helper, "--owner", strconv.Itoa(os.Getpid()))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("testrelease: script/lib/fixture start: %w\n%s", err, out)
+	}
+	f, err := load(root, dir, true)
+	if err != nil {
+		if f != nil {
 			f.Close()
-		}
-	}()
-	if err := f.publish(Repo, V1, "2024-01-27T09:00:00Z"); err != nil {
-		return nil, err
-	}
-	if err := f.publish(Repo, V2, "2024-01-27T10:00:00Z"); err != nil {
-		return nil, err
-	}
-	for _, v := range []string{V1, V2} {
-		if err := copyDir(f.ReleaseDir(Repo, v), f.ReleaseDir(TamperedRepo, v)); err != nil {
-			return nil, err
+		} else {
+			_ = exec.Command(filepath.Join(root, "script", "lib", "fixture"), "stop", dir).Run()
+			_ = os.RemoveAll(dir)
 		}
 	}
-	if err := Tamper(filepath.Join(f.ReleaseDir(TamperedRepo, V2), TamperedAsset)); err != nil {
-		return nil, err
+	return f, err
+}
+
+// load reads dir/fixture.json and checks it against this package's constants.
+func load(root, dir string, owned bool) (*Fixture, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "fixture.json"))
+	if err != nil {
+		return nil, fmt.Errorf("testrelease: %w (FLYNNREL_FIXTURE must be a directory script/lib/fixture start filled)", err)
 	}
-	return f, f.serve()
+	var fx facts
+	if err := json.Unmarshal(b, &fx); err != nil {
+		return nil, fmt.Errorf("testrelease: %s: %w", filepath.Join(dir, "fixture.json"), err)
+	}
+	f := &Fixture{RepoRoot: root, Helper: fx.Helper, Dir: fx.Dir, ServeDir: fx.ServeDir,
+		APIURL: fx.APIURL, WebURL: fx.WebURL, Repos: fx.Repos, owned: owned}
+	for _, c := range [][3]string{{"v1", fx.V1, V1}, {"v2", fx.V2, V2}, {"latest", fx.Latest, Latest},
+		{"repo", fx.Repo, Repo}, {"tampered_repo", fx.TamperedRepo, TamperedRepo},
+		{"tampered_asset", fx.TamperedAsset, TamperedAsset}} {
+		if c[1] != c[2] {
+			return f, fmt.Errorf("testrelease: the fixture's %s is %q, this package's constant %q", c[0], c[1], c[2])
+		}
+	}
+	return f, nil
 }
 
 // ReleaseDir is the served folder of repo's release tag.
@@ -123,60 +165,14 @@ func (f *Fixture) ReleaseDir(repo, tag string) string {
 	return filepath.Join(f.ServeDir, filepath.FromSlash(repo), tag)
 }
 
-// publish: a synthetic build tree, packaged by the helper into the served tree.
-func (f *Fixture) publish(repo, version, createdAt string) error {
-	build := filepath.Join(f.Dir, "build", version)
-	out := f.ReleaseDir(repo, version)
-	if err := run(filepath.Join(f.RepoRoot, "script", "make-synthetic-build"), version, build, "--layers", "1"); err != nil {
-		return err
-	}
-	if err := run(f.Helper, "-q", "package", "--version", version, "--repo", repo, "--build-dir", build,
-		"--out", out, "--helper", f.Helper); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(out, ".release.json"), fmt.Appendf(nil, "{\"created_at\": %q}\n", createdAt), 0o644)
-}
-
-// serve starts `flynnrel serve` and waits for its ready file.
-func (f *Fixture) serve() error {
-	ready := filepath.Join(f.Dir, "server.json")
-	logf, err := os.Create(filepath.Join(f.Dir, "server.log"))
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd := exec.Command(f.Helper, "serve", f.ServeDir, "--ready-file", ready, "-q")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("testrelease: start %s serve: %w", f.Helper, err)
-	}
-	f.server = cmd
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		b, err := os.ReadFile(ready)
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		var r struct {
-			APIURL string `json:"api_url"`
-			WebURL string `json:"web_url"`
-		}
-		if err := json.Unmarshal(b, &r); err != nil {
-			continue // still being written
-		}
-		f.APIURL, f.WebURL = r.APIURL, r.WebURL
-		return nil
-	}
-	log, _ := os.ReadFile(filepath.Join(f.Dir, "server.log"))
-	return fmt.Errorf("testrelease: the release server did not become ready: %s", log)
-}
-
-// Close stops the server and removes the temp directory.
+// Close stops the server and removes the directory of a fixture Start built; a fixture
+// FLYNNREL_FIXTURE named is left to its owner.
 func (f *Fixture) Close() {
-	if f.server != nil && f.server.Process != nil {
-		_ = f.server.Process.Kill()
-		_ = f.server.Wait()
-		f.server = nil
+	if !f.owned {
+		return
 	}
+	f.owned = false
+	_ = exec.Command(filepath.Join(f.RepoRoot, "script", "lib", "fixture"), "stop", f.Dir).Run()
 	_ = os.RemoveAll(f.Dir)
 }
 
@@ -201,80 +197,49 @@ func (f *Fixture) Env(withAPI bool) []string {
 	return env
 }
 
-func run(name string, args ...string) error {
-	out, err := exec.Command(name, args...).CombinedOutput()
+// script runs script/lib/NAME ARGS and returns its stdout.
+func script(name string, args ...string) ([]byte, error) {
+	root, err := FindRepoRoot()
 	if err != nil {
-		return fmt.Errorf("testrelease: %s %s: %w\n%s", name, strings.Join(args, " "), err, out)
+		return nil, err
 	}
-	return nil
-}
-
-func copyDir(src, dst string) error {
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		return err
-	}
-	ents, err := os.ReadDir(src)
+	var stderr strings.Builder
+	cmd := exec.Command(filepath.Join(root, "script", "lib", name), args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("testrelease: script/lib/%s %s: %w\n%s", name, strings.Join(args, " "), err, stderr.String())
 	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return out, nil
 }
 
 // Tamper replaces a .gz asset with a valid gzip stream of other bytes (so only the checksum can
-// tell), keeping its name.
+// tell), keeping its name: script/lib/fixture tamper-gz, the tampering of every layer.
 func Tamper(path string) error {
-	out, err := exec.Command("sh", "-c", `{ gzip -dc "$1"; printf '\n# tampered\n'; } | gzip -9n`, "sh", path).Output()
-	if err != nil {
-		return fmt.Errorf("testrelease: tamper %s: %w", path, err)
-	}
-	return os.WriteFile(path, out, 0o644)
+	_, err := script("fixture", "tamper-gz", path)
+	return err
 }
 
-// Snapshot describes everything under root: each path with its type, mode and content hash or
-// link target. A missing root is an empty snapshot. Two equal snapshots mean nothing changed.
+// Snapshot describes everything under root in the one tree-snapshot format (script/lib/snapshot):
+// each entry's line, keyed by its path ("." for root). A missing root is an empty snapshot. Two
+// equal snapshots mean nothing changed.
 func Snapshot(root string) (map[string]string, error) {
+	out, err := script("snapshot", root)
+	if err != nil {
+		return nil, err
+	}
 	s := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && p == root {
-				return fs.SkipAll
-			}
-			return err
+	for _, line := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
+		if line == "" {
+			continue
 		}
-		rel, _ := filepath.Rel(root, p)
-		info, err := d.Info()
-		if err != nil {
-			return err
+		fields := strings.Split(line, " ")
+		if len(fields) != 6 {
+			return nil, fmt.Errorf("testrelease: snapshot line %q has %d fields, want 6", line, len(fields))
 		}
-		switch {
-		case d.Type()&fs.ModeSymlink != 0:
-			t, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			s[rel] = "link -> " + t
-		case d.IsDir():
-			s[rel] = fmt.Sprintf("dir %v", info.Mode().Perm())
-		default:
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			h := sha256.Sum256(b)
-			s[rel] = fmt.Sprintf("file %v %s", info.Mode().Perm(), hex.EncodeToString(h[:]))
-		}
-		return nil
-	})
-	return s, err
+		s[fields[5]] = line
+	}
+	return s, nil
 }
 
 // Diff lists the paths whose entries differ between two snapshots, sorted.
