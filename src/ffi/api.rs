@@ -146,7 +146,7 @@ pub extern "C" fn flynnrel_receipt_save(
     guard(err_out, || {
         let dir = PathBuf::from(arg_str(config_dir, "config_dir")?);
         let text = arg_str(receipt_json, "receipt_json")?;
-        let mut r: InstallSource = serde_json::from_str(text)
+        let mut r = InstallSource::from_json(text.as_bytes())
             .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("invalid receipt JSON: {e}")))?;
         r.extra.remove("legacy");
         crate::ops::source::receipt_replace(&dir, r).map(|_| ())

@@ -107,6 +107,43 @@ pub struct InstallSource {
     /// Fields this version does not know, written back unchanged after the known ones.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// The text each unknown field had when the receipt was read, so an unchanged one is written
+    /// back byte for byte (not only value for value: `1E400` stays `1E400`).
+    #[serde(skip)]
+    raw: RawFields,
+}
+
+/// The unknown fields' values as read, with their text. Not part of the receipt's value: two
+/// receipts that differ only here are equal.
+#[derive(Debug, Clone, Default)]
+struct RawFields(std::collections::BTreeMap<String, (serde_json::Value, Box<serde_json::value::RawValue>)>);
+
+impl PartialEq for RawFields {
+    fn eq(&self, _: &RawFields) -> bool {
+        true
+    }
+}
+
+/// One value of the receipt file as written: its original text, or the value.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Written<'a> {
+    Raw(&'a serde_json::value::RawValue),
+    Value(&'a serde_json::Value),
+}
+
+/// The receipt file's fields, in order.
+struct WrittenFields<'a>(Vec<(&'a str, Written<'a>)>);
+
+impl Serialize for WrittenFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
 }
 
 impl InstallSource {
@@ -127,9 +164,23 @@ impl InstallSource {
             }
             Err(e) => return Err(e),
         };
-        let receipt: InstallSource = serde_json::from_slice(&bytes).map_err(|e| invalid(&path, &e.to_string()))?;
+        let receipt = InstallSource::from_json(&bytes).map_err(|e| invalid(&path, &e.to_string()))?;
         receipt.validate().map_err(|why| invalid(&path, &why))?;
         Ok(Some(receipt))
+    }
+
+    /// Parses receipt JSON, remembering each unknown field's text so that saving it again keeps
+    /// it byte for byte. Does not validate (see [`InstallSource::load`]).
+    pub fn from_json(bytes: &[u8]) -> serde_json::Result<InstallSource> {
+        let mut receipt: InstallSource = serde_json::from_slice(bytes)?;
+        let texts: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+            serde_json::from_slice(bytes)?;
+        for (k, text) in texts {
+            if let Some(v) = receipt.extra.get(&k) {
+                receipt.raw.0.insert(k, (v.clone(), text));
+            }
+        }
+        Ok(receipt)
     }
 
     /// Read the receipt, or describe a legacy TUF install when there is none.
@@ -154,6 +205,7 @@ impl InstallSource {
             public_key: None,
             highest_seen_version: None,
             extra: serde_json::Map::new(),
+            raw: RawFields::default(),
         }
     }
 
@@ -171,6 +223,7 @@ impl InstallSource {
             public_key: None,
             highest_seen_version: Some(version.to_string()),
             extra: serde_json::Map::new(),
+            raw: RawFields::default(),
         }
     }
 
@@ -194,9 +247,23 @@ impl InstallSource {
     /// The file content: pretty-printed JSON, original four fields first, then the optional
     /// ones, then unknown fields, and a trailing newline. Never fails.
     pub fn to_json(&self) -> String {
-        // Serializing strings and JSON values into a String cannot fail; the default only
-        // avoids a panic path.
-        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        let mut known = self.clone();
+        known.extra = serde_json::Map::new();
+        // Serializing strings and JSON values cannot fail; the defaults only avoid a panic path.
+        let known = match serde_json::to_value(&known) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        let mut fields: Vec<(&str, Written<'_>)> = known.iter().map(|(k, v)| (k.as_str(), Written::Value(v))).collect();
+        for (k, v) in &self.extra {
+            let w = match self.raw.0.get(k) {
+                // Unchanged since it was read: its own text.
+                Some((read, text)) if read == v => Written::Raw(text),
+                _ => Written::Value(v),
+            };
+            fields.push((k.as_str(), w));
+        }
+        let mut s = serde_json::to_string_pretty(&WrittenFields(fields)).unwrap_or_default();
         s.push('\n');
         s
     }
@@ -493,15 +560,16 @@ mod tests {
 
     #[test]
     fn unknown_values_are_written_back_exactly_as_read() {
-        // Numbers outside f64's exact range, and forms an f64 would rewrite, survive any number
-        // of saves unchanged (serde_json's arbitrary_precision keeps a number's digits; it only
-        // spells a positive exponent `e+`, so `1e400` is written `1e+400` once, then kept).
+        // Numbers outside f64's exact range, and forms an f64 (or serde_json's own number text)
+        // would rewrite, survive any number of saves byte for byte.
         let dir = tempfile::tempdir().unwrap();
         let numbers = [
             "128446744073709551616",
             "1.10",
             "-0",
-            "1e+400",
+            "1e400",
+            "1E+400",
+            "2.5E-7",
             "0.30000000000000000001",
             "12345678901234567890123",
         ];
