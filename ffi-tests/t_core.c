@@ -126,7 +126,56 @@ static void test_error_accessors(void) {
     const char *m1 = flynnrel_error_message(e1);
     flynnrel_error_free(e2);
     CHECK(contains(m1, "bad-one"));
+    CHECK(flynnrel_error_hint_json(e1) == NULL); /* no advice for a bad version string */
     flynnrel_error_free(e1);
+    CHECK(flynnrel_error_hint_json(NULL) == NULL);
+}
+
+static void test_status_names(void) {
+    /* The library names every status of the header; the strings are static (never freed). */
+    static const struct {
+        flynnrel_status status;
+        const char *name;
+    } table[] = {
+        {FLYNNREL_STATUS_OK, "ok"},
+        {FLYNNREL_STATUS_INVALID_ARGUMENT, "invalid_argument"},
+        {FLYNNREL_STATUS_IO, "io"},
+        {FLYNNREL_STATUS_NETWORK, "network"},
+        {FLYNNREL_STATUS_NOT_FOUND, "not_found"},
+        {FLYNNREL_STATUS_RATE_LIMITED, "rate_limited"},
+        {FLYNNREL_STATUS_INVALID_DATA, "invalid_data"},
+        {FLYNNREL_STATUS_CHECKSUM_MISMATCH, "checksum_mismatch"},
+        {FLYNNREL_STATUS_SIGNATURE_INVALID, "signature_invalid"},
+        {FLYNNREL_STATUS_TOO_LARGE, "too_large"},
+        {FLYNNREL_STATUS_VERSION_MISMATCH, "version_mismatch"},
+        {FLYNNREL_STATUS_INVALID_RECEIPT, "invalid_receipt"},
+        {FLYNNREL_STATUS_DOWNGRADE_REFUSED, "downgrade_refused"},
+        {FLYNNREL_STATUS_LOCKED, "locked"},
+        {FLYNNREL_STATUS_CANCELLED, "cancelled"},
+        {FLYNNREL_STATUS_SMOKE_TEST_FAILED, "smoke_test_failed"},
+        {FLYNNREL_STATUS_INSECURE_URL, "insecure_url"},
+        {FLYNNREL_STATUS_HTTP_STATUS, "http_status"},
+        {FLYNNREL_STATUS_TUF_SOURCE, "tuf_source"},
+        {FLYNNREL_STATUS_PANIC, "panic"},
+        {FLYNNREL_STATUS_NULL_ARGUMENT, "null_argument"},
+        {FLYNNREL_STATUS_UNSUPPORTED, "unsupported"},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        const char *n = flynnrel_status_name(table[i].status);
+        if (!CHECK(n != NULL && strcmp(n, table[i].name) == 0)) {
+            printf("# status %u: got %s, want %s\n", (unsigned)table[i].status, n ? n : "NULL", table[i].name);
+        }
+    }
+    /* Same pointer every time: a static string. */
+    CHECK(flynnrel_status_name(FLYNNREL_STATUS_IO) == flynnrel_status_name(FLYNNREL_STATUS_IO));
+    /* A code past the table (a newer library's, or garbage) has no name. */
+    CHECK(flynnrel_status_name(FLYNNREL_STATUS_UNSUPPORTED + 1) == NULL);
+    CHECK(flynnrel_status_name(UINT32_MAX) == NULL);
+    /* The name of an error's code, as a caller would log it. */
+    flynnrel_error *err = NULL;
+    flynnrel_version_parse("nope", &(char *){NULL}, &err);
+    CHECK(strcmp(flynnrel_status_name(flynnrel_error_code(err)), "invalid_data") == 0);
+    flynnrel_error_free(err);
 }
 
 /*
@@ -409,7 +458,10 @@ static void test_receipts(void) {
                                        "\"installed_at\":\"\",\"highest_seen_version\":\"v1.3.0\"}",
                                        &err),
                  FLYNNREL_STATUS_SIGNATURE_INVALID, err);
-    CHECK(contains(flynnrel_error_message(err), "--pin-public-key"));
+    /* The advice is a hint (data), never a flag name in the message. */
+    CHECK(!contains(flynnrel_error_message(err), "--"));
+    CHECK(flynnrel_error_hint_json(err) != NULL &&
+          strcmp(flynnrel_error_hint_json(err), "{\"hint\":\"rotate_pinned_key\"}") == 0);
     flynnrel_error_free(err);
     after = snapshot(dir);
     CHECK(before != NULL && after != NULL && strcmp(before, after) == 0);
@@ -427,6 +479,8 @@ static void test_receipts(void) {
     CHECK(json == SENTINEL_STR);
     CHECK(flynnrel_error_code(err) == FLYNNREL_STATUS_INVALID_RECEIPT);
     CHECK(contains(flynnrel_error_message(err), path));
+    CHECK(flynnrel_error_hint_json(err) != NULL &&
+          strcmp(flynnrel_error_hint_json(err), "{\"hint\":\"repair_receipt\"}") == 0);
     flynnrel_error_free(err);
     after = snapshot(dir);
     CHECK(before != NULL && after != NULL && strcmp(before, after) == 0);
@@ -448,6 +502,7 @@ int main(void) {
     test_version_parse();
     test_version_compare();
     test_error_accessors();
+    test_status_names();
     test_null_arguments();
     test_bad_options();
     test_receipts();

@@ -21,6 +21,118 @@
 #define FLYNNREL_VERSION_MINOR 1
 #define FLYNNREL_VERSION_PATCH 0
 
+/*
+ Success.
+ */
+#define FLYNNREL_STATUS_OK 0
+
+/*
+ A caller passed an invalid argument (bad repository name, bad option, bad JSON options).
+ */
+#define FLYNNREL_STATUS_INVALID_ARGUMENT 1
+
+/*
+ A local file-system operation failed (read, write, rename, permissions).
+ */
+#define FLYNNREL_STATUS_IO 2
+
+/*
+ The network failed: connection refused, DNS, timeout, TLS, or retries exhausted on 5xx.
+ */
+#define FLYNNREL_STATUS_NETWORK 3
+
+/*
+ The release, tag, asset or file does not exist.
+ */
+#define FLYNNREL_STATUS_NOT_FOUND 4
+
+/*
+ GitHub's rate limit was hit; the message says when to retry.
+ */
+#define FLYNNREL_STATUS_RATE_LIMITED 5
+
+/*
+ Data from outside (JSON, checksums file, version string, tar, gzip) is malformed.
+ */
+#define FLYNNREL_STATUS_INVALID_DATA 6
+
+/*
+ A downloaded or local file does not match its expected hash.
+ */
+#define FLYNNREL_STATUS_CHECKSUM_MISMATCH 7
+
+/*
+ A signature is missing, invalid, or signs another repository or version.
+ */
+#define FLYNNREL_STATUS_SIGNATURE_INVALID 8
+
+/*
+ A body, file or decompressed stream exceeded its size cap.
+ */
+#define FLYNNREL_STATUS_TOO_LARGE 9
+
+/*
+ Two versions of different schemes were compared.
+ */
+#define FLYNNREL_STATUS_VERSION_MISMATCH 10
+
+/*
+ The install receipt exists but is unreadable or invalid.
+ */
+#define FLYNNREL_STATUS_INVALID_RECEIPT 11
+
+/*
+ The requested operation would install an older version than policy allows.
+ */
+#define FLYNNREL_STATUS_DOWNGRADE_REFUSED 12
+
+/*
+ Another install, update or receipt edit holds the lock.
+ */
+#define FLYNNREL_STATUS_LOCKED 13
+
+/*
+ The progress callback asked to stop.
+ */
+#define FLYNNREL_STATUS_CANCELLED 14
+
+/*
+ The new `flynn-host` did not report the expected version; the switch was rolled back.
+ */
+#define FLYNNREL_STATUS_SMOKE_TEST_FAILED 15
+
+/*
+ A URL is not allowed: plain http to a non-loopback host, a redirect loop, a redirect to
+ http, or an unsupported scheme.
+ */
+#define FLYNNREL_STATUS_INSECURE_URL 16
+
+/*
+ The HTTP server answered with an unexpected status (4xx other than 404 and rate limits).
+ */
+#define FLYNNREL_STATUS_HTTP_STATUS 17
+
+/*
+ The install's source is TUF; the caller's TUF updater handles it (reserved in the C ABI:
+ update reports TUF routing as a result, not an error).
+ */
+#define FLYNNREL_STATUS_TUF_SOURCE 18
+
+/*
+ A panic was caught at the C boundary (a bug; please report it).
+ */
+#define FLYNNREL_STATUS_PANIC 19
+
+/*
+ A required pointer argument of a C function was NULL.
+ */
+#define FLYNNREL_STATUS_NULL_ARGUMENT 20
+
+/*
+ The operation is not supported here (for example a platform without a helper build).
+ */
+#define FLYNNREL_STATUS_UNSUPPORTED 21
+
 
 /*
  A GitHub Releases client. Create with `flynnrel_client_new`, free with `flynnrel_client_free`.
@@ -29,9 +141,9 @@
 typedef struct flynnrel_client flynnrel_client;
 
 /*
- An error: a status code and a message. Owned by the caller once returned through `err_out`;
- free it with `flynnrel_error_free`. Not thread-safe to free twice; reading it from several
- threads is fine.
+ An error: a status code, a message and an optional hint (`flynnrel_error_hint_json`). Owned by
+ the caller once returned through `err_out`; free it with `flynnrel_error_free`. Not thread-safe
+ to free twice; reading it from several threads is fine.
  */
 typedef struct flynnrel_error flynnrel_error;
 
@@ -47,116 +159,6 @@ typedef uint32_t flynnrel_status;
  half-installed.
  */
 typedef bool (*flynnrel_progress_cb)(void *user, const char *phase, uint64_t done, uint64_t total);
-
-/*
- Success.
- */
-#define FLYNNREL_STATUS_OK 0
-
-/*
- An argument is invalid (bad repository, bad option, bad JSON).
- */
-#define FLYNNREL_STATUS_INVALID_ARGUMENT 1
-
-/*
- A local file-system operation failed.
- */
-#define FLYNNREL_STATUS_IO 2
-
-/*
- The network failed (connection, DNS, timeout, TLS, retries exhausted).
- */
-#define FLYNNREL_STATUS_NETWORK 3
-
-/*
- The release, tag, asset or file does not exist.
- */
-#define FLYNNREL_STATUS_NOT_FOUND 4
-
-/*
- GitHub's rate limit was hit; the message says when to retry.
- */
-#define FLYNNREL_STATUS_RATE_LIMITED 5
-
-/*
- Data from outside is malformed.
- */
-#define FLYNNREL_STATUS_INVALID_DATA 6
-
-/*
- A file does not match its expected hash.
- */
-#define FLYNNREL_STATUS_CHECKSUM_MISMATCH 7
-
-/*
- A signature is missing or invalid, or signs another repository or version.
- */
-#define FLYNNREL_STATUS_SIGNATURE_INVALID 8
-
-/*
- A body, file or decompressed stream exceeded its cap.
- */
-#define FLYNNREL_STATUS_TOO_LARGE 9
-
-/*
- Versions of different schemes were compared.
- */
-#define FLYNNREL_STATUS_VERSION_MISMATCH 10
-
-/*
- The install receipt exists but is invalid.
- */
-#define FLYNNREL_STATUS_INVALID_RECEIPT 11
-
-/*
- Policy refuses to install an older version.
- */
-#define FLYNNREL_STATUS_DOWNGRADE_REFUSED 12
-
-/*
- Another install or update holds the lock.
- */
-#define FLYNNREL_STATUS_LOCKED 13
-
-/*
- The progress callback cancelled the operation.
- */
-#define FLYNNREL_STATUS_CANCELLED 14
-
-/*
- The new flynn-host did not report its version; the switch was rolled back.
- */
-#define FLYNNREL_STATUS_SMOKE_TEST_FAILED 15
-
-/*
- A URL or redirect is not allowed (plain http, loop, downgrade to http).
- */
-#define FLYNNREL_STATUS_INSECURE_URL 16
-
-/*
- The server answered with an unexpected HTTP status.
- */
-#define FLYNNREL_STATUS_HTTP_STATUS 17
-
-/*
- The install's source is TUF (reserved; update reports TUF routing as a result, not an error).
- */
-#define FLYNNREL_STATUS_TUF_SOURCE 18
-
-/*
- A panic was caught at the boundary (a bug).
- */
-#define FLYNNREL_STATUS_PANIC 19
-
-/*
- A required pointer argument was NULL.
- */
-#define FLYNNREL_STATUS_NULL_ARGUMENT 20
-
-/*
- Not supported here.
- */
-#define FLYNNREL_STATUS_UNSUPPORTED 21
 
 #ifdef __cplusplus
 extern "C" {
@@ -343,6 +345,23 @@ flynnrel_status flynnrel_verify(const char *dir,
                                 const char *options_json,
                                 char **json_out,
                                 flynnrel_error **err_out);
+
+/*
+ The stable snake_case name of `status` (`"ok"` for 0, `"checksum_mismatch"` for
+ `FLYNNREL_STATUS_CHECKSUM_MISMATCH`, …), as a static NUL-terminated string: never free it; it
+ stays valid for the life of the program. NULL for a code this library does not know (from a
+ newer library, or not a status at all). Thread-safe.
+ */
+const char *flynnrel_status_name(flynnrel_status status);
+
+/*
+ What the operator can do about `err`, as a JSON object owned by `err` (valid until
+ `flynnrel_error_free`; do not free it): `{"hint": "<kind>", …fields}`, for example
+ `{"hint":"allow_downgrade","version":"v20240127.0"}` (the kinds and fields are listed in
+ docs/c-abi.md#hints). The message never names a front-end's flags; a caller words the hint
+ with its own. NULL when the error has no hint, or `err` is NULL. Thread-safe.
+ */
+const char *flynnrel_error_hint_json(const flynnrel_error *err);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -18,4 +18,4 @@ pub mod remote;
 #[cfg(feature = "serve")]
 pub mod serve;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Hint, HintOption, Result};

@@ -520,7 +520,16 @@ fn rollback_attack_older_signed_release_served_as_latest() {
     let mut o = h.uopts(&server);
     o.version = Some(V1.into());
     let err = update(&client(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err();
-    expect(&err, ErrorKind::DowngradeRefused, &["--allow-downgrade"]);
+    expect(
+        &err,
+        ErrorKind::DowngradeRefused,
+        &["older than", "explicit permission"],
+    );
+    assert_eq!(
+        err.hint(),
+        Some(&flynnrel::Hint::AllowDowngrade { version: V1.into() }),
+        "{err}"
+    );
     assert_eq!(snapshot(&h.root), before);
 }
 

@@ -168,7 +168,11 @@ fn a_second_version_skips_layers_already_present() {
     // Installing the older one again is anti-rollback territory.
     let err = install_v(&server, &e.root, V1).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DowngradeRefused);
-    assert!(err.message().contains("--allow-downgrade"), "{err}");
+    assert_eq!(
+        err.hint(),
+        Some(&flynnrel::Hint::AllowDowngrade { version: V1.into() }),
+        "{err}"
+    );
 }
 
 #[test]

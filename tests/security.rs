@@ -444,7 +444,13 @@ fn a_channel_install_refuses_an_older_signed_release_of_another_scheme() {
     // The channel stays in the host's scheme: the newest of that is what runs.
     assert!(out.already_installed, "{out:?}");
     let err = w.install(&server, Target::Version("v20240101.0".into())).unwrap_err();
-    expect(&err, ErrorKind::DowngradeRefused, &["scheme", "--allow-downgrade"]);
+    expect(&err, ErrorKind::DowngradeRefused, &["scheme"]);
+    assert_eq!(
+        err.hint(),
+        Some(&flynnrel::Hint::AllowDowngrade {
+            version: "v20240101.0".into()
+        })
+    );
     assert_eq!(snapshot(&w.root), before);
     assert_eq!(w.receipt().highest_seen_version.as_deref(), Some("v2024.01.27.9"));
     // The advice works: an explicit, allowed change of scheme.
@@ -471,10 +477,12 @@ fn a_four_field_receipt_protects_its_version_from_install() {
     std::fs::write(w.layout().config_dir.join("install-source.json"), four).unwrap();
     let before = snapshot(&w.root);
     let err = w.install(&server, Target::Version("v2024.01.27.9".into())).unwrap_err();
-    expect(
-        &err,
-        ErrorKind::DowngradeRefused,
-        &["v2024.01.27.10", "--allow-downgrade"],
+    expect(&err, ErrorKind::DowngradeRefused, &["v2024.01.27.10"]);
+    assert_eq!(
+        err.hint(),
+        Some(&flynnrel::Hint::AllowDowngrade {
+            version: "v2024.01.27.9".into()
+        })
     );
     assert_eq!(snapshot(&w.root), before);
     let mut o = UpdateOptions::new(w.layout());
@@ -629,7 +637,13 @@ fn a_receipt_save_cannot_lower_highest_seen_or_swap_the_pin() {
     let mut swapped = w.receipt();
     swapped.public_key = Some(other.pk.to_base64());
     let err = flynnrel::ops::source::receipt_replace(&cfg, swapped).unwrap_err();
-    expect(&err, ErrorKind::SignatureInvalid, &["--pin-public-key"]);
+    expect(&err, ErrorKind::SignatureInvalid, &["pins public key"]);
+    assert_eq!(
+        err.hint(),
+        Some(&flynnrel::Hint::RotatePinnedKey {
+            key: Some(other.pk.to_base64())
+        })
+    );
     let mut unpinned = w.receipt();
     unpinned.public_key = None;
     let err = flynnrel::ops::source::receipt_replace(&cfg, unpinned).unwrap_err();
@@ -807,10 +821,37 @@ fn the_key_mismatch_advice_names_a_flag_that_changes_the_pin() {
     o.public_key = Some(new.pk.to_base64());
     let err = install(&client(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SignatureInvalid, "{err}");
-    // Run the advised command exactly as the message spells it.
-    let msg = err.message();
-    let start_at = msg.find("`flynnrel ").expect("a command in backquotes") + 1;
-    let cmd = &msg[start_at..start_at + msg[start_at..].find('`').unwrap()];
+    // The advice is data (the message names no flags) ...
+    assert_eq!(
+        err.hint(),
+        Some(&flynnrel::Hint::RotatePinnedKey {
+            key: Some(new.pk.to_base64().to_string())
+        })
+    );
+    assert!(!err.message().contains("--"), "{err}");
+    // ... that the CLI words as a command: run it exactly as the CLI prints it for the same
+    // refusal.
+    let out = std::process::Command::new(flynnrel_bin())
+        .args([
+            "install",
+            "--version",
+            "v2024.01.27.1",
+            "--public-key",
+            &new.pk.to_base64(),
+            "--root",
+        ])
+        .arg(&w.root)
+        .env_remove("FLYNN_RELEASE_PUBLIC_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let hint = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("flynnrel: hint: "))
+        .unwrap_or_else(|| panic!("a hint line: {stderr}"));
+    let start_at = hint.find("`flynnrel ").expect("a command in backquotes") + 1;
+    let cmd = &hint[start_at..start_at + hint[start_at..].find('`').unwrap()];
     let mut words = cmd.split_whitespace().skip(1);
     let out = std::process::Command::new(flynnrel_bin())
         .args(words.by_ref())

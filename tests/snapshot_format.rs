@@ -13,7 +13,12 @@ fn script(path: &Path) -> String {
         .arg(path)
         .output()
         .expect("run script/lib/snapshot");
-    assert!(out.status.success(), "script/lib/snapshot {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "script/lib/snapshot {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
@@ -46,10 +51,19 @@ fn rust_snapshot_and_script_lib_snapshot_agree() {
     let text = common::snapshot_text(&root);
     assert_eq!(text, script(&root));
     assert!(text.starts_with("d 755 - - - .\n"), "{text}");
-    assert!(text.contains("l 777 - - flynn-host.v1 usr/local/bin/flynn-host\n"), "{text}");
-    assert!(text.contains("l 777 - - ../x\\sy a\\sdir/link\\swith\\sspace\n"), "{text}");
+    assert!(
+        text.contains("l 777 - - flynn-host.v1 usr/local/bin/flynn-host\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("l 777 - - ../x\\sy a\\sdir/link\\swith\\sspace\n"),
+        "{text}"
+    );
     assert!(text.contains("d 1777 - - - sticky\n"), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("p ") && l.ends_with(" - - - fifo")), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("p ") && l.ends_with(" - - - fifo")),
+        "{text}"
+    );
     // The map form has the same lines without the root.
     let map = common::snapshot(&root);
     assert_eq!(map.len() + 1, text.lines().count());

@@ -162,7 +162,11 @@ fn downgrades_need_both_flags_and_force_reinstalls() {
     o.version = Some(V1.into());
     let err = run(&e, &o).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DowngradeRefused);
-    assert!(err.message().contains("--allow-downgrade"), "{err}");
+    assert_eq!(
+        err.hint(),
+        Some(&flynnrel::Hint::AllowDowngrade { version: V1.into() }),
+        "{err}"
+    );
     assert_eq!(snapshot(&e.root), before);
 
     o.allow_downgrade = true;
@@ -448,9 +452,10 @@ fn development_builds_need_an_explicit_target() {
     let err = run(&e, &uopts(&e)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(
-        err.message().contains("development build") && err.message().contains("--version"),
+        err.message().contains("development build") && err.message().contains("explicit target version"),
         "{err}"
     );
+    assert!(matches!(err.hint(), Some(flynnrel::Hint::NameVersion { .. })), "{err}");
     assert_eq!(snapshot(&e.root), before);
     let mut o = uopts(&e);
     o.check = true;

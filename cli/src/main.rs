@@ -328,7 +328,10 @@ fn update_cmd(g: &Global, out: Out, opts: &UpdateOptions) -> Result<u8> {
         }
         UpdateOutcome::Tuf { repository, message } => {
             if !out.json {
-                eprintln!("flynnrel: {}", flynnrel::error::escape(message));
+                eprintln!(
+                    "flynnrel: {}. To check GitHub instead, pass --source github",
+                    flynnrel::error::escape(message)
+                );
             }
             out.line(&[("status", "tuf".into()), ("repository", repository.clone())]);
             EXIT_TUF

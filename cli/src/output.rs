@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use flynnrel::Error;
+use flynnrel::{Error, Hint, HintOption};
 
 /// Output settings from the global flags.
 #[derive(Debug, Clone, Copy)]
@@ -47,13 +47,74 @@ impl Out {
         }
     }
 
-    /// Reports an error: always on stderr; with `--json` also as the JSON document on stdout.
+    /// Reports an error: always on stderr (with a `flynnrel: hint:` line when the core attached
+    /// a hint this CLI words); with `--json` also as the JSON document on stdout, whose `hint` is
+    /// the core's hint object as data.
     pub fn error(&self, e: &Error) {
         eprintln!("flynnrel: error: {e}");
+        if let Some(advice) = e.hint().and_then(advice) {
+            eprintln!("flynnrel: hint: {advice}");
+        }
         if self.json {
-            self.json(&serde_json::json!({
-                "error": { "kind": e.kind().name(), "code": e.code(), "message": e.message() }
-            }));
+            let mut err = serde_json::json!({ "kind": e.kind().name(), "code": e.code(), "message": e.message() });
+            if let Some(h) = e.hint() {
+                err["hint"] = serde_json::to_value(h).unwrap_or_default();
+            }
+            self.json(&serde_json::json!({ "error": err }));
         }
     }
+}
+
+/// The CLI's words for a hint of the core: its commands and flags. Every command in backquotes
+/// runs as printed (with the same directory flags as the failed command). `None` for a hint this
+/// CLI does not know.
+pub fn advice(h: &Hint) -> Option<String> {
+    Some(match h {
+        Hint::AllowDowngrade { version } => {
+            format!("to install {version} on purpose, run `flynnrel update --version {version} --allow-downgrade`")
+        }
+        Hint::NameVersion { version } => format!("run `flynnrel update --version {version}` (or pass --force)"),
+        Hint::ChooseVersion => "name the version to install with --version".to_string(),
+        Hint::RotatePinnedKey { key: Some(key) } => {
+            format!("to rotate the key, change the pin first with `flynnrel source set --pin-public-key {key}`")
+        }
+        Hint::RotatePinnedKey { key: None } => {
+            "rotate the pin with `flynnrel source set --pin-public-key NEWKEY`".to_string()
+        }
+        Hint::RepairReceipt => "fix it by hand, or replace it with `flynnrel source set --source github|tuf \
+             --repository REPOSITORY`, which keeps the unreadable file beside the new receipt"
+            .to_string(),
+        Hint::FixReceiptField { field } => format!(
+            "fix the field, or rewrite it with `flynnrel source set --{} VALUE`",
+            field.replace('_', "-")
+        ),
+        Hint::TufRepositoryUrl => "a tuf source needs --repository set to the TUF repository URL".to_string(),
+        Hint::ChooseRoot => "run as root, or give --root a writable directory (it is created if missing)".to_string(),
+        Hint::InstallFirst => {
+            "install Flynn first (`flynnrel install`), or point --root / --bin-dir / --config-dir at the host"
+                .to_string()
+        }
+        Hint::CheckRepository => "check --repo, FLYNN_GITHUB_REPO or the receipt's `repository`".to_string(),
+        Hint::CheckApiUrl => "check --api-url (FLYNN_GITHUB_API_URL): it must be a GitHub API, \
+             https://api.github.com or https://HOST/api/v3"
+            .to_string(),
+        Hint::SetOptions { options } => {
+            let flags: Option<Vec<&str>> = options.iter().map(|o| flag(*o)).collect();
+            format!("pass {}", flags?.join(" and "))
+        }
+        _ => return None,
+    })
+}
+
+/// The flag of an option a hint names.
+fn flag(o: HintOption) -> Option<&'static str> {
+    Some(match o {
+        HintOption::Repository => "--repo",
+        HintOption::Version => "--version",
+        HintOption::WebUrl => "--web-url",
+        HintOption::BuildDir => "--build-dir",
+        HintOption::Helper => "--helper",
+        HintOption::OutDir => "--out",
+        _ => return None,
+    })
 }

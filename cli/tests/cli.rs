@@ -84,6 +84,7 @@ fn errors_exit_1_with_a_message_and_json_error() {
         err.contains("invalid repository") && err.contains("OWNER/NAME"),
         "{err}"
     );
+    assert!(err.contains("flynnrel: hint: check --repo, FLYNN_GITHUB_REPO"), "{err}");
 
     let (code, out, _) = run(helper().args([
         "--json",
@@ -101,6 +102,9 @@ fn errors_exit_1_with_a_message_and_json_error() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["error"]["kind"], "not_found");
     assert_eq!(v["error"]["code"], 4);
+    // The hint is data in --json, and the message carries no flag names.
+    assert_eq!(v["error"]["hint"], serde_json::json!({"hint": "check_repository"}));
+    assert!(!v["error"]["message"].as_str().unwrap().contains("--"), "{v}");
 
     let (code, _, err) = run(helper().args(["releases", "--api-url", "http://example.com"]));
     assert_eq!(code, 1);
@@ -267,8 +271,12 @@ fn a_corrupt_receipt_names_a_repair_that_works() {
         "{err}"
     );
     assert_eq!(snapshot(t.path()), before, "a failed check changed the host");
-    // The advice, as the message gives it, with the placeholders filled in.
-    let advice = err.split('`').nth(1).expect("a command in backquotes");
+    // The advice, as the CLI words the core's hint, with the placeholders filled in.
+    let hint = err
+        .lines()
+        .find_map(|l| l.strip_prefix("flynnrel: hint: "))
+        .expect("a hint line");
+    let advice = hint.split('`').nth(1).expect("a command in backquotes");
     assert!(
         advice.starts_with("flynnrel source set --source github|tuf --repository REPOSITORY"),
         "{advice}"
@@ -359,8 +367,9 @@ fn a_root_that_is_a_file_is_named_as_such() {
     ] {
         let (code, _, err) = run(helper().args(args).args(["--root", f.to_str().unwrap()]));
         assert_eq!(code, 1, "{args:?}");
+        assert!(err.contains("is not a directory"), "{args:?}: {err}");
         assert!(
-            err.contains("is not a directory; give --root a directory"),
+            err.contains("flynnrel: hint: run as root, or give --root a writable directory"),
             "{args:?}: {err}"
         );
         assert!(!err.contains("install-source.json"), "{err}");

@@ -69,7 +69,8 @@ var ErrTUFCheckUnsupported = errors.New("flynn-host update --check is not suppor
 //
 // `--check` returns *UpdateAvailableError when an update is available, on either source; it
 // never changes anything. ExitCode maps results to exit codes (100 for an available update).
-func (h *Host) FlynnUpdate(args *docopt.Args, tuf FlynnTUF) error {
+func (h *Host) FlynnUpdate(args *docopt.Args, tuf FlynnTUF) (err error) {
+	defer func() { err = withAdvice(err) }()
 	if args.Bool["--is-latest"] {
 		return h.flynnTUFUpdate(args, "", tuf)
 	}
@@ -171,7 +172,8 @@ func (h *Host) flynnTUFCheck(args *docopt.Args, receiptRepo string, tuf FlynnTUF
 // The version is FLYNN_VERSION (as for Flynn's TUF download), else the newest release of the
 // channel in <config-dir>/channel.txt, else of stable. Layers are fetched into the layer cache
 // and verified; importing them into volumes stays with Flynn's daemon.
-func (h *Host) FlynnDownload(args *docopt.Args) error {
+func (h *Host) FlynnDownload(args *docopt.Args) (err error) {
+	defer func() { err = withAdvice(err) }()
 	repo := args.String["--github-repo"]
 	if repo == "" {
 		return &UsageError{Err: errors.New("flynn-host download: --github-repo=<owner/repo> is required for a GitHub download")}

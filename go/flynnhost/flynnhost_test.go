@@ -473,3 +473,76 @@ func TestExportForGitHubRelease(t *testing.T) {
 		t.Fatalf("verify after tampering: %v, want ErrChecksumMismatch", err)
 	}
 }
+
+// A refused downgrade carries flynn-host's words for the library's hint, and the command they
+// name works as printed.
+func TestDowngradeAdviceRunsAsPrinted(t *testing.T) {
+	t.Parallel()
+	h := newHost(t)
+	root := t.TempDir()
+	if _, err := h.run("download", "--github-repo="+testrelease.Repo, "--version="+v1, "--root="+root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.run("update", "--root="+root); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, root)
+	_, err := h.run("update", "--version="+v1, "--root="+root)
+	var e *flynnrel.Error
+	if !errors.Is(err, flynnrel.ErrDowngradeRefused) || !errors.As(err, &e) || e.Hint == nil ||
+		e.Hint.Kind != flynnrel.HintAllowDowngrade || e.Hint.Version != v1 {
+		t.Fatalf("update --version=%s: %v (hint %+v), want a refused downgrade hinting allow_downgrade", v1, err, e)
+	}
+	if strings.Contains(e.Message, "--") {
+		t.Fatalf("the library's message names a flag: %q", e.Message)
+	}
+	assertUnchanged(t, root, before)
+	msg := err.Error()
+	start := strings.Index(msg, "`flynn-host ")
+	if start < 0 || !strings.HasPrefix(msg[len(e.Message):], "; ") {
+		t.Fatalf("no flynn-host command after the message: %q", msg)
+	}
+	cmd := msg[start+1:]
+	cmd = cmd[:strings.Index(cmd, "`")]
+	words := strings.Fields(cmd)
+	if len(words) < 2 || words[0] != "flynn-host" {
+		t.Fatalf("advice %q", cmd)
+	}
+	out, err := h.run(words[1], append(words[2:], "--root="+root)...)
+	if err != nil || !strings.HasSuffix(out, "to="+v1+"\n") {
+		t.Fatalf("%s: %v\n%s", cmd, err, out)
+	}
+	runsVersion(t, root, v1)
+}
+
+// Every hint kind of the library has flynn-host words, and none uses the CLI's spelling of a
+// flag that flynn-host spells otherwise.
+func TestEveryHintKindIsWorded(t *testing.T) {
+	for _, h := range []flynnrel.Hint{
+		{Kind: flynnrel.HintAllowDowngrade, Version: "v1"},
+		{Kind: flynnrel.HintNameVersion, Version: "v1"},
+		{Kind: flynnrel.HintChooseVersion},
+		{Kind: flynnrel.HintRotatePinnedKey, Key: "KEY"},
+		{Kind: flynnrel.HintRepairReceipt},
+		{Kind: flynnrel.HintFixReceiptField, Field: "repository"},
+		{Kind: flynnrel.HintTUFRepositoryURL},
+		{Kind: flynnrel.HintChooseRoot},
+		{Kind: flynnrel.HintInstallFirst},
+		{Kind: flynnrel.HintCheckRepository},
+		{Kind: flynnrel.HintCheckAPIURL},
+	} {
+		h := h
+		a := flynnhost.Advice(&flynnrel.Error{Code: flynnrel.StatusInvalidArgument, Message: "m", Hint: &h})
+		if a == "" {
+			t.Errorf("%s: no advice", h.Kind)
+		}
+		for _, cliOnly := range []string{"flynnrel update", "--version ", "--root "} {
+			if strings.Contains(a, cliOnly) {
+				t.Errorf("%s: %q uses the flynnrel CLI's %q", h.Kind, a, cliOnly)
+			}
+		}
+	}
+	if a := flynnhost.Advice(errors.New("plain")); a != "" {
+		t.Errorf("advice for a plain error: %q", a)
+	}
+}

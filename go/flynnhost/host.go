@@ -84,9 +84,9 @@ type Command struct {
 // Commands returns the commands of this package, ready to register.
 func (h *Host) Commands() []Command {
 	return []Command{
-		{Name: "update", Usage: updateUsage, Run: h.Update},
-		{Name: "download", Usage: downloadUsage, Run: h.Download},
-		{Name: "github-update", Usage: githubUpdateUsage, Run: h.GitHubUpdate},
+		{Name: "update", Usage: updateUsage, Run: advised(h.Update)},
+		{Name: "download", Usage: downloadUsage, Run: advised(h.Download)},
+		{Name: "github-update", Usage: githubUpdateUsage, Run: advised(h.GitHubUpdate)},
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 )
 
 const updateUsage = `
-usage: flynn-host update [--repository=<uri>] [--tuf-db=<path>] [--config-dir=<dir>] [--bin-dir=<dir>] [--root=<dir>] [--version=<ver>] [--check] [--source=<src>] [--force]
+usage: flynn-host update [--repository=<uri>] [--tuf-db=<path>] [--config-dir=<dir>] [--bin-dir=<dir>] [--root=<dir>] [--version=<ver>] [--check] [--source=<src>] [--force] [--allow-downgrade]
 
 Update Flynn from the source this host was installed from, as its install receipt
 (<config-dir>/install-source.json) says: an install from GitHub Releases is updated from its
@@ -27,6 +27,7 @@ Options:
   --check              only report: exit 0 when up to date, 100 when an update is available
   --source=<src>       github or tuf: use this source instead of the receipt's
   --force              reinstall even when up to date (GitHub)
+  --allow-downgrade    allow --version to name a version below the highest installed (GitHub)
 `
 
 const githubUpdateUsage = `
@@ -53,12 +54,13 @@ func (h *Host) Update(args *docopt.Args) error {
 		return &UsageError{Usage: updateUsage, Err: err}
 	}
 	opts := flynnrel.UpdateOptions{
-		Layout:        layout(args),
-		Check:         args.Bool["--check"],
-		Force:         args.Bool["--force"],
-		Version:       args.String["--version"],
-		Source:        src,
-		TUFRepository: args.String["--repository"],
+		Layout:         layout(args),
+		Check:          args.Bool["--check"],
+		Force:          args.Bool["--force"],
+		AllowDowngrade: args.Bool["--allow-downgrade"],
+		Version:        args.String["--version"],
+		Source:         src,
+		TUFRepository:  args.String["--repository"],
 	}
 	return h.update(h.defaultRepo(), opts, args)
 }
@@ -160,7 +162,7 @@ func (h *Host) applyCheck(c *flynnrel.Client, check *flynnrel.UpdateResult, opts
 // filled in (inside --root when given).
 func (h *Host) runTUF(r *flynnrel.UpdateResult, args *docopt.Args) error {
 	if h.TUFUpdater == nil {
-		return errors.New("flynn-host: " + r.Message + " (no TUF updater is built into this program)")
+		return errors.New("flynn-host: " + r.Message + " (no TUF updater is built into this program); to check GitHub Releases instead, pass --source=github")
 	}
 	// With --root every directory, given or default, is inside it (as for the GitHub route).
 	root := args.String["--root"]

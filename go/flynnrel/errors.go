@@ -9,71 +9,68 @@ import "strconv"
 // value names one error kind and never changes meaning.
 type Status uint32
 
-// The status codes of include/flynnrel.h.
-const (
-	StatusOK               Status = C.FLYNNREL_STATUS_OK
-	StatusInvalidArgument  Status = C.FLYNNREL_STATUS_INVALID_ARGUMENT
-	StatusIO               Status = C.FLYNNREL_STATUS_IO
-	StatusNetwork          Status = C.FLYNNREL_STATUS_NETWORK
-	StatusNotFound         Status = C.FLYNNREL_STATUS_NOT_FOUND
-	StatusRateLimited      Status = C.FLYNNREL_STATUS_RATE_LIMITED
-	StatusInvalidData      Status = C.FLYNNREL_STATUS_INVALID_DATA
-	StatusChecksumMismatch Status = C.FLYNNREL_STATUS_CHECKSUM_MISMATCH
-	StatusSignatureInvalid Status = C.FLYNNREL_STATUS_SIGNATURE_INVALID
-	StatusTooLarge         Status = C.FLYNNREL_STATUS_TOO_LARGE
-	StatusVersionMismatch  Status = C.FLYNNREL_STATUS_VERSION_MISMATCH
-	StatusInvalidReceipt   Status = C.FLYNNREL_STATUS_INVALID_RECEIPT
-	StatusDowngradeRefused Status = C.FLYNNREL_STATUS_DOWNGRADE_REFUSED
-	StatusLocked           Status = C.FLYNNREL_STATUS_LOCKED
-	StatusCancelled        Status = C.FLYNNREL_STATUS_CANCELLED
-	StatusSmokeTestFailed  Status = C.FLYNNREL_STATUS_SMOKE_TEST_FAILED
-	StatusInsecureURL      Status = C.FLYNNREL_STATUS_INSECURE_URL
-	StatusHTTPStatus       Status = C.FLYNNREL_STATUS_HTTP_STATUS
-	StatusTUFSource        Status = C.FLYNNREL_STATUS_TUF_SOURCE
-	StatusPanic            Status = C.FLYNNREL_STATUS_PANIC
-	StatusNullArgument     Status = C.FLYNNREL_STATUS_NULL_ARGUMENT
-	StatusUnsupported      Status = C.FLYNNREL_STATUS_UNSUPPORTED
-)
+// The Status* constants and Err* sentinels are generated from the library's table of error kinds
+// (src/error_kinds.rs) into status_gen.go by the library's build.rs.
 
-var statusNames = map[Status]string{
-	StatusOK:               "ok",
-	StatusInvalidArgument:  "invalid_argument",
-	StatusIO:               "io",
-	StatusNetwork:          "network",
-	StatusNotFound:         "not_found",
-	StatusRateLimited:      "rate_limited",
-	StatusInvalidData:      "invalid_data",
-	StatusChecksumMismatch: "checksum_mismatch",
-	StatusSignatureInvalid: "signature_invalid",
-	StatusTooLarge:         "too_large",
-	StatusVersionMismatch:  "version_mismatch",
-	StatusInvalidReceipt:   "invalid_receipt",
-	StatusDowngradeRefused: "downgrade_refused",
-	StatusLocked:           "locked",
-	StatusCancelled:        "cancelled",
-	StatusSmokeTestFailed:  "smoke_test_failed",
-	StatusInsecureURL:      "insecure_url",
-	StatusHTTPStatus:       "http_status",
-	StatusTUFSource:        "tuf_source",
-	StatusPanic:            "panic",
-	StatusNullArgument:     "null_argument",
-	StatusUnsupported:      "unsupported",
-}
-
-// String returns the status's name ("checksum_mismatch"), or "status_N" for a code this package
-// does not know (a newer library).
+// String returns the status's name as the library gives it (flynnrel_status_name:
+// "checksum_mismatch"), or "status_N" for a code the linked library does not know.
 func (s Status) String() string {
-	if n, ok := statusNames[s]; ok {
-		return n
+	if n := C.flynnrel_status_name(C.flynnrel_status(s)); n != nil {
+		return C.GoString(n)
 	}
 	return "status_" + strconv.FormatUint(uint64(s), 10)
 }
 
-// Error is a failure reported by the library: its stable status code and its message, which
-// names the file or URL involved and what to do.
+// Error is a failure reported by the library: its stable status code, its message, which names
+// the file or URL involved and what went wrong, and what the operator can do about it as data
+// (Hint, nil when the library gave none; a program words it with its own flags or fields, as
+// package flynnhost does with flynn-host's).
 type Error struct {
 	Code    Status
 	Message string
+	Hint    *Hint
+}
+
+// The kinds of Hint the library gives (src/error.rs, enum Hint); a newer library may add kinds,
+// which a program that does not know them leaves unworded.
+const (
+	// HintAllowDowngrade: installing Version needs it named explicitly and downgrades allowed.
+	HintAllowDowngrade = "allow_downgrade"
+	// HintNameVersion: a development build is replaced only by a named version (Version), or
+	// a forced update.
+	HintNameVersion = "name_version"
+	// HintChooseVersion: the releases cannot be ordered; name the version to install.
+	HintChooseVersion = "choose_version"
+	// HintRotatePinnedKey: the host pins another key; change the pin first (to Key when set).
+	HintRotatePinnedKey = "rotate_pinned_key"
+	// HintRepairReceipt: the receipt is unreadable; fix it or replace it.
+	HintRepairReceipt = "repair_receipt"
+	// HintFixReceiptField: the receipt's Field is bad; fix or set it.
+	HintFixReceiptField = "fix_receipt_field"
+	// HintTUFRepositoryURL: a TUF source needs the TUF repository URL as its repository.
+	HintTUFRepositoryURL = "tuf_repository_url"
+	// HintChooseRoot: the host directories are unusable; run as root or choose another root.
+	HintChooseRoot = "choose_root"
+	// HintInstallFirst: nothing is installed in the directories given.
+	HintInstallFirst = "install_first"
+	// HintCheckRepository: check the repository name.
+	HintCheckRepository = "check_repository"
+	// HintCheckAPIURL: check the GitHub API URL.
+	HintCheckAPIURL = "check_api_url"
+	// HintSetOptions: give the Options named ("repository", "version", "web_url", "build_dir",
+	// "helper", "out_dir").
+	HintSetOptions = "set_options"
+)
+
+// Hint is what the operator can do about an error, as the library's data
+// (flynnrel_error_hint_json): Kind is one of the Hint* constants, the other fields are set as
+// the kind says.
+type Hint struct {
+	Kind    string   `json:"hint"`
+	Version string   `json:"version,omitempty"`
+	Key     string   `json:"key,omitempty"`
+	Field   string   `json:"field,omitempty"`
+	Options []string `json:"options,omitempty"`
 }
 
 // Error returns the library's message.
@@ -90,28 +87,3 @@ func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
 	return ok && t != nil && e != nil && t.Code == e.Code
 }
-
-// Sentinel errors, one per status code, for errors.Is.
-var (
-	ErrInvalidArgument  = &Error{Code: StatusInvalidArgument}
-	ErrIO               = &Error{Code: StatusIO}
-	ErrNetwork          = &Error{Code: StatusNetwork}
-	ErrNotFound         = &Error{Code: StatusNotFound}
-	ErrRateLimited      = &Error{Code: StatusRateLimited}
-	ErrInvalidData      = &Error{Code: StatusInvalidData}
-	ErrChecksumMismatch = &Error{Code: StatusChecksumMismatch}
-	ErrSignatureInvalid = &Error{Code: StatusSignatureInvalid}
-	ErrTooLarge         = &Error{Code: StatusTooLarge}
-	ErrVersionMismatch  = &Error{Code: StatusVersionMismatch}
-	ErrInvalidReceipt   = &Error{Code: StatusInvalidReceipt}
-	ErrDowngradeRefused = &Error{Code: StatusDowngradeRefused}
-	ErrLocked           = &Error{Code: StatusLocked}
-	ErrCancelled        = &Error{Code: StatusCancelled}
-	ErrSmokeTestFailed  = &Error{Code: StatusSmokeTestFailed}
-	ErrInsecureURL      = &Error{Code: StatusInsecureURL}
-	ErrHTTPStatus       = &Error{Code: StatusHTTPStatus}
-	ErrTUFSource        = &Error{Code: StatusTUFSource}
-	ErrPanic            = &Error{Code: StatusPanic}
-	ErrNullArgument     = &Error{Code: StatusNullArgument}
-	ErrUnsupported      = &Error{Code: StatusUnsupported}
-)

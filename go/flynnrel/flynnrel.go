@@ -84,6 +84,13 @@ func takeError(st C.flynnrel_status, cerr *C.flynnrel_error) *Error {
 			e.Code = Status(c)
 		}
 		e.Message = C.GoString(C.flynnrel_error_message(cerr))
+		if h := C.flynnrel_error_hint_json(cerr); h != nil {
+			var hint Hint
+			// A hint that does not decode is dropped: the message alone still says what failed.
+			if json.Unmarshal([]byte(C.GoString(h)), &hint) == nil && hint.Kind != "" {
+				e.Hint = &hint
+			}
+		}
 		C.flynnrel_error_free(cerr)
 	}
 	if e.Message == "" {

@@ -110,7 +110,7 @@ func TestSentinelCodesAreStable(t *testing.T) {
 			t.Errorf("%s: code %d (%s), want %d", c.name, c.err.Code, c.err.Code, c.code)
 		}
 	}
-	if flynnrel.StatusOK != 0 || flynnrel.Status(99).String() != "status_99" {
+	if flynnrel.StatusOK != 0 || flynnrel.StatusOK.String() != "ok" || flynnrel.Status(99).String() != "status_99" {
 		t.Errorf("StatusOK = %d, Status(99) = %s", flynnrel.StatusOK, flynnrel.Status(99))
 	}
 }
@@ -254,8 +254,13 @@ func TestSaveCannotLowerHighestSeenOrSwapThePin(t *testing.T) {
 	}
 	unpinned := *r
 	unpinned.PublicKey = ""
-	if err := unpinned.Save(dir); !errors.Is(err, flynnrel.ErrSignatureInvalid) || !strings.Contains(err.Error(), "--pin-public-key") {
-		t.Fatalf("removing the pin: %v, want ErrSignatureInvalid naming --pin-public-key", err)
+	err := unpinned.Save(dir)
+	var e *flynnrel.Error
+	if !errors.Is(err, flynnrel.ErrSignatureInvalid) || !errors.As(err, &e) || e.Hint == nil || e.Hint.Kind != flynnrel.HintRotatePinnedKey {
+		t.Fatalf("removing the pin: %v (hint %+v), want ErrSignatureInvalid with a rotate_pinned_key hint", err, e)
+	}
+	if strings.Contains(e.Message, "--") {
+		t.Fatalf("the library's message names a flag: %q", e.Message)
 	}
 	if after, _ := os.ReadFile(path); string(after) != string(before) {
 		t.Fatalf("a refused save changed the receipt:\n%s", after)

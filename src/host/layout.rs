@@ -68,11 +68,9 @@ impl HostLayout {
         match std::fs::metadata(root) {
             Ok(m) if !m.is_dir() => Err(Error::new(
                 ErrorKind::InvalidArgument,
-                format!(
-                    "the root {} is not a directory; give --root a directory (it is created if missing)",
-                    root.display()
-                ),
-            )),
+                format!("the root {} is not a directory", root.display()),
+            )
+            .with_hint(crate::Hint::ChooseRoot)),
             _ => Ok(()),
         }
     }

@@ -9,7 +9,7 @@
 
 use std::cmp::Ordering;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::host::receipt::InstallSource;
 use crate::model::version::{Installed, Version};
 
@@ -56,7 +56,7 @@ pub fn highest_seen_in_scheme(receipt: &InstallSource, target: &Version) -> Opti
 /// Refuses `target` when it is below what `receipt` has seen, or of another scheme, unless
 /// `perm` names it explicitly and allows the downgrade. `advice` is the command that would do it
 /// on purpose (the front-end's own words), appended to the refusal.
-pub fn check_not_rolled_back(receipt: &InstallSource, target: &Version, perm: Permission, advice: &str) -> Result<()> {
+pub fn check_not_rolled_back(receipt: &InstallSource, target: &Version, perm: Permission) -> Result<()> {
     if perm.may_go_back() {
         return Ok(());
     }
@@ -66,20 +66,26 @@ pub fn check_not_rolled_back(receipt: &InstallSource, target: &Version, perm: Pe
                 ErrorKind::DowngradeRefused,
                 format!(
                     "{target} is a {} version but this host has run {seen}, a {} version; the two cannot be \
-                     ordered, so changing the version scheme is refused (anti-rollback). {advice}",
+                     ordered, so changing the version scheme is refused (anti-rollback)",
                     target.scheme(),
                     seen.scheme()
                 ),
-            ));
+            )
+            .with_hint(Hint::AllowDowngrade {
+                version: target.as_str().to_string(),
+            }));
         }
         if target.compare(&seen)?.is_lt() {
             return Err(Error::new(
                 ErrorKind::DowngradeRefused,
                 format!(
                     "{target} is older than {seen}, which this host has already run or accepted \
-                     (anti-rollback). {advice}"
+                     (anti-rollback)"
                 ),
-            ));
+            )
+            .with_hint(Hint::AllowDowngrade {
+                version: target.as_str().to_string(),
+            }));
         }
     }
     Ok(())
@@ -122,9 +128,12 @@ pub fn update_verdict(
                     ErrorKind::InvalidArgument,
                     format!(
                         "this host runs a development build ({name}); it is never updated without an explicit \
-                         target: pass --version {target} (or --force)"
+                         target version (or a forced update)"
                     ),
-                ));
+                )
+                .with_hint(Hint::NameVersion {
+                    version: target.as_str().to_string(),
+                }));
             }
             Ok(UpdateVerdict::Apply)
         }
@@ -140,12 +149,14 @@ pub fn update_verdict(
                         ErrorKind::DowngradeRefused,
                         format!(
                             "{target} is a {} version and the installed {cur} is a {} version; changing the \
-                             version scheme needs explicit permission: pass both --version {target} and \
-                             --allow-downgrade",
+                             version scheme needs explicit permission",
                             target.scheme(),
                             cur.scheme()
                         ),
-                    ));
+                    )
+                    .with_hint(Hint::AllowDowngrade {
+                        version: target.as_str().to_string(),
+                    }));
                 }
             };
             if ord.is_eq() && !force {
@@ -158,11 +169,11 @@ pub fn update_verdict(
                 if !perm.allow_downgrade {
                     return Err(Error::new(
                         ErrorKind::DowngradeRefused,
-                        format!(
-                            "{target} is older than the installed {cur}; to downgrade on purpose pass both \
-                             --version {target} and --allow-downgrade"
-                        ),
-                    ));
+                        format!("{target} is older than the installed {cur}; downgrading needs explicit permission"),
+                    )
+                    .with_hint(Hint::AllowDowngrade {
+                        version: target.as_str().to_string(),
+                    }));
                 }
             }
             Ok(UpdateVerdict::Apply)
@@ -200,22 +211,29 @@ mod tests {
     #[test]
     fn the_receipt_version_counts_as_seen_without_highest_seen_version() {
         let r = receipt("v2024.01.27.10", None);
-        let e = check_not_rolled_back(&r, &v("v2024.01.27.9"), EXPLICIT, "").unwrap_err();
+        let e = check_not_rolled_back(&r, &v("v2024.01.27.9"), EXPLICIT).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::DowngradeRefused, "{e}");
         assert!(e.message().contains("v2024.01.27.10"), "{e}");
-        check_not_rolled_back(&r, &v("v2024.01.27.11"), CHANNEL, "").unwrap();
-        check_not_rolled_back(&r, &v("v2024.01.27.9"), ALLOWED, "").unwrap();
+        check_not_rolled_back(&r, &v("v2024.01.27.11"), CHANNEL).unwrap();
+        check_not_rolled_back(&r, &v("v2024.01.27.9"), ALLOWED).unwrap();
     }
 
     #[test]
     fn a_scheme_change_is_refused_unless_explicitly_allowed() {
         let r = receipt("v2024.01.27.9", Some("v2024.01.27.9"));
         for perm in [CHANNEL, EXPLICIT] {
-            let e = check_not_rolled_back(&r, &v("v20240101.0"), perm, "say so").unwrap_err();
+            let e = check_not_rolled_back(&r, &v("v20240101.0"), perm).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::DowngradeRefused, "{e}");
-            assert!(e.message().contains("scheme") && e.message().ends_with("say so"), "{e}");
+            assert!(e.message().contains("scheme"), "{e}");
+            assert_eq!(
+                e.hint(),
+                Some(&Hint::AllowDowngrade {
+                    version: "v20240101.0".into()
+                }),
+                "the advice travels as data"
+            );
         }
-        check_not_rolled_back(&r, &v("v20240101.0"), ALLOWED, "").unwrap();
+        check_not_rolled_back(&r, &v("v20240101.0"), ALLOWED).unwrap();
     }
 
     #[test]

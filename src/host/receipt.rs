@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::fsutil;
 use crate::host::layout::{self as hostlayout, HostLayout};
 use crate::model::signature::TrustedKey;
@@ -28,11 +28,6 @@ pub const RECEIPT_FILE: &str = "install-source.json";
 /// A receipt is a few hundred bytes; anything past this is not a receipt and is not read into
 /// memory.
 const MAX_RECEIPT_BYTES: u64 = 1024 * 1024;
-
-/// What to tell the operator about an invalid receipt: the repair that `source set` performs (it
-/// keeps the unreadable file beside the new one).
-pub const RECEIPT_HINT: &str = "fix it by hand, or replace it with `flynnrel source set --source github|tuf \
-     --repository REPOSITORY`, which keeps the unreadable file beside the new receipt";
 
 /// The receipt's path: `<config_dir>/install-source.json`. Never fails.
 pub fn receipt_path(config_dir: &Path) -> PathBuf {
@@ -333,24 +328,23 @@ impl InstallSource {
         Error::new(
             ErrorKind::InvalidReceipt,
             format!(
-                "the install receipt {} has a bad `{field}`: {}; fix the field, or rewrite it with \
-                 `flynnrel source set --{} VALUE`",
+                "the install receipt {} has a bad `{field}`: {}",
                 receipt_path(config_dir).display(),
                 e.message(),
-                if field == "api_url" { "api-url" } else { field }
             ),
         )
+        .with_hint(Hint::FixReceiptField {
+            field: field.to_string(),
+        })
     }
 }
 
 fn invalid(path: &Path, why: &str) -> Error {
     Error::new(
         ErrorKind::InvalidReceipt,
-        format!(
-            "{} is not a valid install receipt ({why}); {RECEIPT_HINT}",
-            path.display()
-        ),
+        format!("{} is not a valid install receipt ({why})", path.display()),
     )
+    .with_hint(Hint::RepairReceipt)
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ`, clamped to what humantime can format (it panics before 1970 and
@@ -360,9 +354,6 @@ fn rfc3339_seconds(t: SystemTime) -> String {
     let t = t.clamp(UNIX_EPOCH, max);
     humantime::format_rfc3339_seconds(t).to_string()
 }
-
-/// The command that rotates a host's pinned key (the advice of a key-mismatch refusal).
-pub const ROTATE_KEY_ADVICE: &str = "flynnrel source set --pin-public-key";
 
 /// The key to enforce: the flag/env key, else the receipt's pinned key. A flag key that differs
 /// from a pinned one is refused (rotating the pin is an explicit `source set --pin-public-key`).
@@ -382,12 +373,14 @@ pub fn effective_key(given: Option<&str>, receipt: Option<&InstallSource>) -> Re
             ErrorKind::SignatureInvalid,
             format!(
                 "the install receipt pins public key {} but {} was given; to rotate the key, change the pin \
-                 first with `{ROTATE_KEY_ADVICE} {}`",
+                 first",
                 p.to_base64(),
                 g.to_base64(),
-                g.to_base64()
             ),
-        )),
+        )
+        .with_hint(Hint::RotatePinnedKey {
+            key: Some(g.to_base64().to_string()),
+        })),
         (Some(g), _) => Ok(Some(g)),
         (None, p) => Ok(p),
     }
@@ -644,7 +637,7 @@ mod tests {
                 let e = result.unwrap_err();
                 assert_eq!(e.kind(), ErrorKind::InvalidReceipt, "{text}");
                 assert!(e.message().contains(&path.display().to_string()), "{e}");
-                assert!(e.message().contains("flynnrel source set"), "{e}");
+                assert_eq!(e.hint(), Some(&crate::Hint::RepairReceipt), "{e}");
             }
             assert_eq!(std::fs::read(&path).unwrap(), before, "{text}");
         }

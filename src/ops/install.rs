@@ -162,8 +162,7 @@ pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -
                 receipt: Some(crate::host::receipt::receipt_path(&opts.layout.config_dir)),
             });
         }
-        let advice = format!("To install it on purpose run `flynnrel update --version {version} --allow-downgrade`");
-        crate::host::policy::check_not_rolled_back(r, &version, crate::host::policy::Permission::default(), &advice)?;
+        crate::host::policy::check_not_rolled_back(r, &version, crate::host::policy::Permission::default())?;
     }
     let mut staged = stage(
         client,

@@ -117,10 +117,14 @@ pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageR
         return Err(Error::new(
             ErrorKind::NotFound,
             format!(
-                "build directory {} does not exist; run Flynn's `make release` first or pass --build-dir",
+                "build directory {} does not exist; run Flynn's `make release` first or choose another build \
+                 directory",
                 build.display()
             ),
-        ));
+        )
+        .with_hint(crate::Hint::SetOptions {
+            options: vec![crate::HintOption::BuildDir],
+        }));
     }
     let threads = if opts.threads == 0 {
         gz::default_threads()
@@ -196,15 +200,21 @@ pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageR
         None => std::env::current_exe().map_err(|e| {
             Error::new(
                 ErrorKind::Io,
-                format!("cannot locate the running flynnrel: {e}; pass --helper"),
+                format!("cannot locate the running flynnrel: {e}; name the helper binary"),
             )
+            .with_hint(crate::Hint::SetOptions {
+                options: vec![crate::HintOption::Helper],
+            })
         })?,
     };
     if !helper.is_file() {
         return Err(Error::new(
             ErrorKind::NotFound,
-            format!("helper binary {} does not exist; pass --helper", helper.display()),
-        ));
+            format!("helper binary {} does not exist", helper.display()),
+        )
+        .with_hint(crate::Hint::SetOptions {
+            options: vec![crate::HintOption::Helper],
+        }));
     }
     let (os, arch) = match &opts.helper_platform {
         Some((o, a)) => (o.clone(), a.clone()),
@@ -364,11 +374,14 @@ fn commit_output(stage: tempfile::TempDir, out: &Path, sums_text: &str) -> Resul
     Err(Error::new(
         ErrorKind::InvalidArgument,
         format!(
-            "output folder {} already holds a different release ({} files); remove it or choose another --out",
+            "output folder {} already holds a different release ({} files); remove it or choose another one",
             out.display(),
             existing.len()
         ),
-    ))
+    )
+    .with_hint(crate::Hint::SetOptions {
+        options: vec![crate::HintOption::OutDir],
+    }))
 }
 
 fn set_dir_mode(dir: &Path) -> Result<()> {

@@ -99,11 +99,9 @@ pub fn source_set(layout: &HostLayout, edit: &SourceEdit, tuf_repository: &str) 
             crate::remote::ghrelease::options::parse_allowed_url(&r.repository, "TUF repository URL").map_err(|e| {
                 Error::new(
                     ErrorKind::InvalidArgument,
-                    format!(
-                        "{} (a tuf source needs --repository set to the TUF repository URL)",
-                        e.message()
-                    ),
+                    format!("{} (a tuf source's repository is the TUF repository URL)", e.message()),
                 )
+                .with_hint(crate::Hint::TufRepositoryUrl)
             })?;
         }
     }
@@ -151,11 +149,15 @@ pub fn receipt_replace(config_dir: &Path, mut new: InstallSource) -> Result<Inst
                 return Err(Error::new(
                     ErrorKind::SignatureInvalid,
                     format!(
-                        "{} pins public key {pin}; a receipt save cannot change or remove the pin: rotate it \
-                         with `flynnrel source set --pin-public-key NEWKEY`",
+                        "{} pins public key {pin}; a receipt save cannot change or remove the pin",
                         path.display()
                     ),
-                ));
+                )
+                .with_hint(crate::Hint::RotatePinnedKey {
+                    key: new_pin
+                        .and_then(|k| crate::model::signature::TrustedKey::parse(k).ok())
+                        .map(|k| k.to_base64().to_string()),
+                }));
             }
         }
         match new.highest_seen_version.as_deref().map(Version::parse) {

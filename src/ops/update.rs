@@ -183,12 +183,12 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
         return Err(Error::new(
             ErrorKind::NotFound,
             format!(
-                "nothing is installed here: {} has no install receipt and {} has no flynn-host; install \
-                 Flynn first (`flynnrel install`), or point --root / --bin-dir / --config-dir at the host",
+                "nothing is installed here: {} has no install receipt and {} has no flynn-host",
                 layout.config_dir.display(),
                 layout.bin_dir.display()
             ),
-        ));
+        )
+        .with_hint(crate::Hint::InstallFirst));
     }
     let effective = receipt
         .clone()
@@ -202,8 +202,7 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
         };
         return Ok(UpdateOutcome::Tuf {
             message: format!(
-                "this install is updated through TUF ({tuf}); `flynn-host update` (the TUF updater) handles it. \
-                 To check GitHub instead, pass --source github"
+                "this install is updated through TUF ({tuf}); `flynn-host update` (the TUF updater) handles it"
             ),
             repository: tuf,
         });
@@ -266,12 +265,7 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
             target: target.as_str().to_string(),
         });
     }
-    policy::check_not_rolled_back(
-        &effective,
-        &target,
-        perm,
-        &format!("To go back on purpose pass --version {target} --allow-downgrade"),
-    )?;
+    policy::check_not_rolled_back(&effective, &target, perm)?;
     if opts.check {
         return Ok(UpdateOutcome::Available {
             repository,
@@ -427,11 +421,11 @@ pub fn rollback(layout: &HostLayout, smoke_timeout: Duration, failpoint: Option<
         return Err(Error::new(
             ErrorKind::NotFound,
             format!(
-                "the previous version {previous} is no longer on disk ({} is missing); install it with \
-                 `flynnrel update --version {previous} --allow-downgrade`",
+                "the previous version {previous} is no longer on disk ({} is missing); install it again",
                 bin.display()
             ),
-        ));
+        )
+        .with_hint(crate::Hint::AllowDowngrade { version: previous }));
     }
     let from = receipt.version.clone();
     let mut new = receipt;

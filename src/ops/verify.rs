@@ -98,8 +98,11 @@ pub fn verify_dir(
         let (Some(repo), Some(version)) = (repo, version) else {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                "checking a signature needs the repository and the version it must name (--repo, --version)",
-            ));
+                "checking a signature needs the repository and the version it must name",
+            )
+            .with_hint(crate::Hint::SetOptions {
+                options: vec![crate::HintOption::Repository, crate::HintOption::Version],
+            }));
         };
         let sig_path = dir.join(SIGNATURE_ASSET);
         let sig = crate::fsutil::read_regular_required(&sig_path, 1 << 20)

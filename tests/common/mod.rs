@@ -183,7 +183,10 @@ fn snapshot_line(path: &Path, rel: &Path) -> String {
     };
     let (size, sha): (String, String) = if ft.is_file() {
         let data = std::fs::read(path).unwrap();
-        (data.len().to_string(), sha2::Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect())
+        (
+            data.len().to_string(),
+            sha2::Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect(),
+        )
     } else {
         ("-".into(), "-".into())
     };
@@ -192,7 +195,11 @@ fn snapshot_line(path: &Path, rel: &Path) -> String {
     } else {
         "-".into()
     };
-    let shown = if rel.as_os_str().is_empty() { ".".into() } else { escape(rel.as_os_str().as_bytes()) };
+    let shown = if rel.as_os_str().is_empty() {
+        ".".into()
+    } else {
+        escape(rel.as_os_str().as_bytes())
+    };
     format!("{kind} {:o} {size} {sha} {target} {shown}", meta.mode() & 0o7777)
 }
 

@@ -371,12 +371,13 @@ fn check_free_space(needs: &[(&Path, u64)]) -> Result<()> {
                 ErrorKind::Io,
                 format!(
                     "not enough free space for this release on the file system of {}: it needs about {} MiB, \
-                     {} MiB are free; free some space (or choose another --root) and run again: nothing was downloaded",
+                     {} MiB are free; free some space and run again: nothing was downloaded",
                     dir.display(),
                     need.div_ceil(1 << 20),
                     free >> 20
                 ),
-            ));
+            )
+            .with_hint(crate::Hint::ChooseRoot));
         }
     }
     Ok(())

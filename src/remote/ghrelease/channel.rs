@@ -93,10 +93,11 @@ pub fn select_channel(
                         ErrorKind::VersionMismatch,
                         format!(
                             "releases use different version schemes ({} and {}); they cannot be \
-                             ordered: name the version to install with --version",
+                             ordered: name the version to install",
                             bv, v
                         ),
-                    ));
+                    )
+                    .with_hint(crate::Hint::ChooseVersion));
                 }
                 if v.compare(&bv)?.is_gt() {
                     Some((r, v))
@@ -119,14 +120,15 @@ impl Client {
             None => Err(Error::new(
                 ErrorKind::NotFound,
                 format!(
-                    "{} has no {channel} release{} at {}; publish one or choose another channel/--repo",
+                    "{} has no {channel} release{} at {}; publish one or choose another channel or repository",
                     self.repository(),
                     scheme
                         .map(|s| format!(" of the installed version's scheme ({s:?})"))
                         .unwrap_or_default(),
                     self.options().api_url
                 ),
-            )),
+            )
+            .with_hint(crate::Hint::CheckRepository)),
         }
     }
 }

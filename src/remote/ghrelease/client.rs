@@ -67,8 +67,13 @@ impl Client {
     /// `InsecureUrl` for plain http to a non-loopback host.
     pub fn new(opts: ClientOptions) -> Result<Client> {
         let (owner, name) = validate_repository(&opts.repository)?;
-        let api = parse_allowed_url(opts.api_url.trim_end_matches('/'), "API URL (--api-url)")?;
-        parse_allowed_url(&opts.web_url, "web URL (--web-url)")?;
+        let api = parse_allowed_url(opts.api_url.trim_end_matches('/'), "API URL")
+            .map_err(|e| e.with_hint(crate::Hint::CheckApiUrl))?;
+        parse_allowed_url(&opts.web_url, "web URL").map_err(|e| {
+            e.with_hint(crate::Hint::SetOptions {
+                options: vec![crate::HintOption::WebUrl],
+            })
+        })?;
         let http = HttpClient::builder()
             .user_agent(concat!("flynnrel/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
@@ -367,10 +372,11 @@ impl Client {
                     let err = Error::new(
                         ErrorKind::Network,
                         format!(
-                            "cannot reach {url} for {what}: {}; check the network and --api-url",
+                            "cannot reach {url} for {what}: {}; check the network and the API URL",
                             describe(&e)
                         ),
                     )
+                    .with_hint(crate::Hint::CheckApiUrl)
                     .with_source(e);
                     return Err(Transient::retry(err, None));
                 }
@@ -494,16 +500,16 @@ fn classify_failure(resp: Response, url: &Url, what: &str, repo: &str) -> Transi
         // means the repository itself does not exist (or is private and needs a token).
         let message = if what == RELEASE_LIST {
             format!(
-                "repository {repo} not found ({url} answered 404{detail}); check the repository name \
-                 (--repo, FLYNN_GITHUB_REPO or the receipt's `repository`); a private repository needs a token"
+                "repository {repo} not found ({url} answered 404{detail}); check the repository name; \
+                 a private repository needs a token"
             )
         } else {
             format!(
                 "{what} not found in {repo} ({url} answered 404{detail}); check the version, and the \
-                 repository name (--repo or the receipt's `repository`); private repositories need a token"
+                 repository name; private repositories need a token"
             )
         };
-        return Transient::fatal(Error::new(ErrorKind::NotFound, message));
+        return Transient::fatal(Error::new(ErrorKind::NotFound, message).with_hint(crate::Hint::CheckRepository));
     }
     if status == StatusCode::UNAUTHORIZED {
         return Transient::fatal(Error::new(
@@ -534,8 +540,9 @@ fn read_capped(resp: Response, cap: u64, url: &Url) -> Result<Vec<u8>> {
     let too_large = || {
         Error::new(
             ErrorKind::TooLarge,
-            format!("response from {url} is larger than the {cap}-byte limit; is --api-url a GitHub API?"),
+            format!("response from {url} is larger than the {cap}-byte limit; is the API URL a GitHub API?"),
         )
+        .with_hint(crate::Hint::CheckApiUrl)
     };
     if resp.content_length().is_some_and(|n| n > cap) {
         return Err(too_large());
@@ -557,8 +564,12 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], url: &Url) -> Result<
     serde_json::from_slice(body).map_err(|e| {
         Error::new(
             ErrorKind::InvalidData,
-            format!("invalid JSON from {url}: {e}; is --api-url a GitHub API (https://api.github.com or https://HOST/api/v3)?"),
+            format!(
+                "invalid JSON from {url}: {e}; is the API URL a GitHub API (https://api.github.com or \
+                 https://HOST/api/v3)?"
+            ),
         )
+        .with_hint(crate::Hint::CheckApiUrl)
     })
 }
 

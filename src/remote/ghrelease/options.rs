@@ -104,9 +104,10 @@ pub fn validate_repository(repo: &str) -> Result<(String, String)> {
             ErrorKind::InvalidArgument,
             format!(
                 "invalid repository {repo:?}: expected OWNER/NAME such as flynn/flynn \
-                 (letters, digits, '-', '_', '.'); set --repo or FLYNN_GITHUB_REPO"
+                 (letters, digits, '-', '_', '.')"
             ),
         )
+        .with_hint(crate::Hint::CheckRepository)
     };
     let (owner, name) = repo.split_once('/').ok_or_else(bad)?;
     let owner_ok = !owner.is_empty()
