@@ -342,27 +342,43 @@ func (c *Client) CheckForUpdate(opts UpdateOptions) (*UpdateResult, error) {
 // ErrCancelled, ErrChecksumMismatch or ErrSmokeTestFailed, the host is as it was. A second
 // update of the same host at once fails with ErrLocked.
 func (c *Client) Update(opts UpdateOptions) (*UpdateResult, error) {
-	doc, err := cjson(opts)
-	if err != nil {
-		return nil, err
-	}
-	defer C.free(unsafe.Pointer(doc))
 	var r UpdateResult
-	err = c.use(func(p *C.flynnrel_client) error {
-		cb, user, finish := progressArgs(opts.Progress)
-		defer finish()
-		var out *C.char
-		if err := call(func(e **C.flynnrel_error) C.flynnrel_status {
-			return C.flynnrel_client_update(p, doc, cb, user, &out, e)
-		}); err != nil {
-			return err
-		}
-		return decodeStrict(out, "update outcome", &r)
-	})
-	if err != nil {
+	if err := c.request(opts, opts.Progress, requestUpdate, "update outcome", &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
+}
+
+// A request-taking C call: flynnrel_client_update or flynnrel_client_install.
+type requestCall func(p *C.flynnrel_client, doc *C.char, cb C.flynnrel_progress_cb, user unsafe.Pointer, out **C.char, e **C.flynnrel_error) C.flynnrel_status
+
+func requestUpdate(p *C.flynnrel_client, doc *C.char, cb C.flynnrel_progress_cb, user unsafe.Pointer, out **C.char, e **C.flynnrel_error) C.flynnrel_status {
+	return C.flynnrel_client_update(p, doc, cb, user, out, e)
+}
+
+func requestInstall(p *C.flynnrel_client, doc *C.char, cb C.flynnrel_progress_cb, user unsafe.Pointer, out **C.char, e **C.flynnrel_error) C.flynnrel_status {
+	return C.flynnrel_client_install(p, doc, cb, user, out, e)
+}
+
+// request marshals opts as the library's request document, runs f with the progress callback
+// and decodes the outcome into result, refusing unknown fields.
+func (c *Client) request(opts interface{}, progress ProgressFunc, f requestCall, what string, result interface{}) error {
+	doc, err := cjson(opts)
+	if err != nil {
+		return err
+	}
+	defer C.free(unsafe.Pointer(doc))
+	return c.use(func(p *C.flynnrel_client) error {
+		cb, user, finish := progressArgs(progress)
+		defer finish()
+		var out *C.char
+		if err := call(func(e **C.flynnrel_error) C.flynnrel_status {
+			return f(p, doc, cb, user, &out, e)
+		}); err != nil {
+			return err
+		}
+		return decodeStrict(out, what, result)
+	})
 }
 
 // InstallOptions say what to install where. They are marshalled as they are into the
@@ -404,24 +420,8 @@ type InstallReport struct {
 // Install downloads, verifies and lays out a release and writes the receipt (unless NoReceipt).
 // Nothing changes on error or cancel.
 func (c *Client) Install(opts InstallOptions) (*InstallReport, error) {
-	doc, err := cjson(opts)
-	if err != nil {
-		return nil, err
-	}
-	defer C.free(unsafe.Pointer(doc))
 	var r InstallReport
-	err = c.use(func(p *C.flynnrel_client) error {
-		cb, user, finish := progressArgs(opts.Progress)
-		defer finish()
-		var out *C.char
-		if err := call(func(e **C.flynnrel_error) C.flynnrel_status {
-			return C.flynnrel_client_install(p, doc, cb, user, &out, e)
-		}); err != nil {
-			return err
-		}
-		return decodeStrict(out, "install report", &r)
-	})
-	if err != nil {
+	if err := c.request(opts, opts.Progress, requestInstall, "install report", &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
