@@ -101,26 +101,23 @@ func takeError(st C.flynnrel_status, cerr *C.flynnrel_error) *Error {
 
 // decode frees a JSON string returned by the library after decoding it into v.
 func decode(s *C.char, what string, v interface{}) error {
-	if s == nil {
-		return &Error{Code: StatusInvalidData, Message: "flynnrel: the library returned no " + what}
-	}
-	text := C.GoString(s)
-	C.flynnrel_string_free(s)
-	if err := json.Unmarshal([]byte(text), v); err != nil {
-		return &Error{Code: StatusInvalidData, Message: fmt.Sprintf("flynnrel: cannot decode the %s the library returned: %v", what, err)}
-	}
-	return nil
+	return decodeWith(json.Unmarshal, s, what, v)
 }
 
 // decodeStrict is decode for the library's own outcome documents: a field this package does not
 // know is an error, so a library and a Go package that disagree on the contract fail loudly.
 func decodeStrict(s *C.char, what string, v interface{}) error {
+	return decodeWith(strictUnmarshal, s, what, v)
+}
+
+// decodeWith takes and frees the library's JSON string s and unmarshals it into v.
+func decodeWith(unmarshal func([]byte, interface{}) error, s *C.char, what string, v interface{}) error {
 	if s == nil {
 		return &Error{Code: StatusInvalidData, Message: "flynnrel: the library returned no " + what}
 	}
 	text := C.GoString(s)
 	C.flynnrel_string_free(s)
-	if err := strictUnmarshal([]byte(text), v); err != nil {
+	if err := unmarshal([]byte(text), v); err != nil {
 		return &Error{Code: StatusInvalidData, Message: fmt.Sprintf("flynnrel: cannot decode the %s the library returned: %v", what, err)}
 	}
 	return nil
