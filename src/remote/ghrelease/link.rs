@@ -22,7 +22,7 @@ pub fn find_rel(header: &str, rel: &str) -> Option<String> {
             let target = header[target.0..target.1].trim();
             let usable = !target.is_empty() && !target.contains(char::is_whitespace);
             let named = rels.is_some_and(|(a, b)| {
-                header[a..b]
+                unescape(&header[a..b])
                     .split_ascii_whitespace()
                     .any(|r| r.eq_ignore_ascii_case(rel))
             });
@@ -34,6 +34,23 @@ pub fn find_rel(header: &str, rel: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// A quoted string's content with its quoted-pairs (`\x`) resolved (RFC 9110 5.6.4); a token,
+/// which has no backslash, is returned as it is.
+fn unescape(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains('\\') {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out.into()
 }
 
 /// A byte cursor over the header (every delimiter is ASCII, so slices stay on char boundaries).
@@ -118,8 +135,8 @@ impl Parser<'_> {
         (self.i > start).then_some((start, self.i))
     }
 
-    /// A quoted string: the span inside the quotes (escapes left as written; relation types
-    /// never contain them). `None` when the closing quote is missing.
+    /// A quoted string: the span inside the quotes, escapes as written (see [`unescape`]).
+    /// `None` when the closing quote is missing.
     fn quoted(&mut self) -> Option<Span> {
         let start = self.i + 1;
         let mut i = start;
@@ -247,6 +264,11 @@ mod tests {
         );
         assert_eq!(
             find_rel("< https://a/ >; rel=next", "next").as_deref(),
+            Some("https://a/")
+        );
+        // A quoted-pair is the character it escapes (found by the 10-minute fuzzing run).
+        assert_eq!(
+            find_rel(r#"<https://a/>; rel="ne\xt""#, "next").as_deref(),
             Some("https://a/")
         );
     }
