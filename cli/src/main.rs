@@ -20,9 +20,6 @@ use flynnrel::remote::ghrelease::{self, Channel, Client, ClientOptions};
 use flynnrel::{Error, ErrorKind, Result, serve};
 use output::Out;
 
-/// The repository when neither --repo nor FLYNN_GITHUB_REPO (nor, for update, a receipt) says.
-const DEFAULT_REPO: &str = "flynn/flynn";
-
 /// Exit code for errors.
 const EXIT_ERROR: u8 = 1;
 
@@ -85,7 +82,11 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             level,
             ..
         } => {
-            let repo = g.repo.repo.clone().unwrap_or_else(|| DEFAULT_REPO.to_string());
+            let repo = g
+                .repo
+                .repo
+                .clone()
+                .unwrap_or_else(|| ghrelease::options::DEFAULT_REPOSITORY.to_string());
             let mut opts = flynnrel::ops::package::PackageOptions::new(version.clone(), repo);
             opts.build_dir = build_dir.clone();
             opts.out_dir = out_dir.clone();
@@ -539,7 +540,11 @@ fn verify_cmd(g: &Global, out: Out, dir: &std::path::Path, version: Option<&str>
         .as_deref()
         .map(flynnrel::model::signature::TrustedKey::parse)
         .transpose()?;
-    let repo = g.repo.repo.clone().unwrap_or_else(|| DEFAULT_REPO.to_string());
+    let repo = g
+        .repo
+        .repo
+        .clone()
+        .unwrap_or_else(|| ghrelease::options::DEFAULT_REPOSITORY.to_string());
     let report = flynnrel::ops::verify::verify_dir(dir, key.as_ref(), Some(&repo), version)?;
     out.line(&[
         ("verified", report.dir.display().to_string()),

@@ -15,6 +15,7 @@ use crate::host::receipt::InstallSource;
 use crate::model::version::Version;
 use crate::ops::request::{self, ClientSpec, InstallRequest, UpdateRequest};
 use crate::remote::ghrelease::Client;
+use crate::remote::ghrelease::options::DEFAULT_REPOSITORY;
 
 static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 
@@ -406,8 +407,10 @@ pub extern "C" fn flynnrel_package(
         let j: PackageJson = serde_json::from_str(arg_str(options_json, "options_json")?)
             .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("invalid JSON in options_json: {e}")))?;
         out_ptr(json_out, "json_out")?;
-        let mut o =
-            crate::ops::package::PackageOptions::new(j.version, j.repository.unwrap_or_else(|| "flynn/flynn".into()));
+        let mut o = crate::ops::package::PackageOptions::new(
+            j.version,
+            j.repository.unwrap_or_else(|| DEFAULT_REPOSITORY.into()),
+        );
         if let Some(b) = j.build_dir {
             o.build_dir = b;
         }
@@ -452,7 +455,7 @@ pub extern "C" fn flynnrel_verify(
             .as_deref()
             .map(crate::model::signature::TrustedKey::parse)
             .transpose()?;
-        let repo = j.repository.unwrap_or_else(|| "flynn/flynn".into());
+        let repo = j.repository.unwrap_or_else(|| DEFAULT_REPOSITORY.into());
         put_json(
             json_out,
             &crate::ops::verify::verify_dir(&dir, key.as_ref(), Some(&repo), j.version.as_deref())?,
