@@ -466,3 +466,11 @@ on_tty() {
   [[ $output == *"skips the root, OS and OverlayFS checks"* ]]
   [[ $output == *"apt-get, modprobe, zpool and systemctl"* ]]
 }
+
+@test "failure: a unit that cannot be written names the path and what to do" {
+  mkdir -p "$ROOT/lib"
+  printf 'not a directory\n' >"$ROOT/lib/systemd"
+  run install_flynn --root "$ROOT" --version "$V1"
+  assert_failure_with "cannot write $ROOT/lib/systemd/system/flynn-host.service"
+  assert_failure_with "Flynn is installed; write Flynn's unit there by hand"
+}
