@@ -70,10 +70,14 @@ sys_os_release() {
   printf 'NAME="%s"\nPRETTY_NAME="%s"\nVERSION_ID="%s"\n' "${1%% *}" "$1" "$2" >"$UPPER/etc/os-release"
 }
 
-# sys_install ARGS...: the installer without --root, in a private mount namespace (see above).
+# sys_install ARGS...: the installer without --root, in a private mount namespace (see above),
+# in a new session without a controlling terminal (setsid), so that the script never finds a
+# terminal to ask on even when the tests run in one; SYS_KEEP_TTY=1 keeps the caller's terminal.
 sys_install() {
+  local detach=(setsid -w)
+  [[ -z ${SYS_KEEP_TTY:-} ]] || detach=()
   # shellcheck disable=SC2016 # expanded by the inner bash
-  unshare --mount --propagation private -- bash -c '
+  "${detach[@]}" unshare --mount --propagation private -- bash -c '
     set -e
     for d in $1; do
       mount -t overlay overlay -o "lowerdir=$d,upperdir=$UPPER$d,workdir=$OVERLAY_WORK$d" "$d"

@@ -351,7 +351,7 @@ on_tty() {
   local input=$1
   shift
   export -f sys_install sys_overlaid
-  printf '%s' "$input" | SHELL=/bin/bash script -qec "$(printf '%q ' sys_install "$@")" /dev/null
+  printf '%s' "$input" | SYS_KEEP_TTY=1 SHELL=/bin/bash script -qec "$(printf '%q ' sys_install "$@")" /dev/null
 }
 
 @test "tty: --remove asks on the terminal; 'no' cancels and changes nothing" {
