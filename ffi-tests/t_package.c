@@ -1,7 +1,7 @@
 /*
  * t_package.c: flynnrel_package on a synthetic build tree (script/make-synthetic-build), then
  * flynnrel_verify on the output, on a tampered copy (CHECKSUM_MISMATCH) and with options; a
- * cancelled package leaves no output.
+ * cancelled package leaves no output; a layer cache without the build's layers is NOT_FOUND.
  */
 #include "check.h"
 
@@ -17,9 +17,9 @@ static void test_package_and_verify(void) {
     temp_dir(work, sizeof work, "package");
     snprintf(out, sizeof out, "%s/out", work);
     snprintf(opts, sizeof opts,
-             "{\"version\":\"%s\",\"repository\":\"flynn/flynn\",\"build_dir\":\"%s\",\"out_dir\":\"%s\","
-             "\"helper\":\"%s\",\"threads\":2,\"level\":1}",
-             version, build, out, helper);
+             "{\"version\":\"%s\",\"repository\":\"flynn/flynn\",\"build_dir\":\"%s\","
+             "\"layer_cache\":\"%s/layer-cache\",\"out_dir\":\"%s\",\"helper\":\"%s\",\"threads\":2,\"level\":1}",
+             version, build, build, out, helper);
 
     /* Cancelled: CANCELLED and no output directory. */
     progress_state cancel = progress_counter();
@@ -116,6 +116,23 @@ static void test_package_and_verify(void) {
     CHECK(before && after && strcmp(before, after) == 0);
     free(before);
     free(after);
+
+    /* A layer cache without this build's layers: NOT_FOUND naming the layer file, the hint names
+     * the layer_cache option, no output. */
+    snprintf(opts, sizeof opts,
+             "{\"version\":\"%s\",\"build_dir\":\"%s\",\"layer_cache\":\"%s/no-such-cache\",\"out_dir\":\"%s/out3\","
+             "\"helper\":\"%s\"}",
+             version, build, work, work, helper);
+    json = &sentinel;
+    err = NULL;
+    CHECK_STATUS(flynnrel_package(opts, NULL, NULL, &json, &err), FLYNNREL_STATUS_NOT_FOUND, err);
+    CHECK(json == &sentinel);
+    CHECK(contains(flynnrel_error_message(err), "no-such-cache/"));
+    CHECK(contains(flynnrel_error_message(err), ".squashfs"));
+    CHECK(flynnrel_error_hint_json(err) != NULL && contains(flynnrel_error_hint_json(err), "\"layer_cache\""));
+    flynnrel_error_free(err);
+    snprintf(path, sizeof path, "%s/out3", work);
+    CHECK(!exists(path));
 }
 
 int main(void) {

@@ -326,7 +326,8 @@ flynnrel_status flynnrel_client_download_asset(const flynnrel_client *client,
 
 /*
  Packages a build tree (docs/release-assets.md#packaging). `options_json`: `{"version": "v…", "repository":
- "flynn/flynn", "build_dir": "build", "out_dir": "release-artifacts", "helper": null (this
+ "flynn/flynn", "build_dir": "build", "layer_cache": "/var/lib/flynn/layer-cache", "out_dir":
+ "release-artifacts", "helper": null (this
  process is not flynnrel: give the helper binary's path), "sign_key": null,
  "sign_password": null, "public_key": null, "threads": 0, "level": 6}`. `*json_out` receives the
  report. Nothing changes on error or cancel.

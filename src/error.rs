@@ -138,6 +138,8 @@ pub enum HintOption {
     Helper,
     /// The output folder (package).
     OutDir,
+    /// The builder's layer cache the layers are read from (package).
+    LayerCache,
 }
 
 /// An error: a kind plus an operator-facing message that names the file or URL and what to do.

@@ -702,3 +702,47 @@ fn bad_parts_are_refused_and_change_nothing() {
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert_eq!(snapshot(&e.root), before);
 }
+
+/// The other platforms' CLIs (darwin, windows, the 386 builds) are published, never installed.
+#[test]
+fn other_platform_builds_are_never_installed() {
+    let e = env();
+    let v = "v2024.01.27.5";
+    let d = publish(&e.serve_root, v, "2024-01-27T12:00:00Z", &layers_v1());
+    let build = e.serve_root.join(format!(".build-{v}"));
+    for name in [
+        "flynn-darwin-amd64",
+        "flynn-windows-amd64",
+        "flynn-linux-386",
+        "flynn-windows-386",
+    ] {
+        std::fs::write(build.join("bin").join(name), name).unwrap();
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+    let mut o = flynnrel::ops::package::PackageOptions::new(v, REPO);
+    o.build_dir = build.clone();
+    o.layer_cache = layer_cache(&build);
+    o.out_dir = d.clone();
+    o.helper = Some(build.join("fake-flynnrel"));
+    let r = flynnrel::ops::package::package(&o, &mut flynnrel::remote::fetch::no_progress).unwrap();
+    assert!(r.assets.iter().any(|a| a.name == "flynn-windows-386.exe.gz"));
+    let server = start(&e.serve_root);
+    install_v(&server, &e.root, v).unwrap();
+    let mut bins: Vec<String> = std::fs::read_dir(e.root.join("usr/local/bin"))
+        .unwrap()
+        .map(|x| x.unwrap().file_name().into_string().unwrap())
+        .collect();
+    bins.sort();
+    assert_eq!(
+        bins,
+        [
+            "flynn".to_string(),
+            "flynn-host".into(),
+            format!("flynn-host.{v}"),
+            "flynn-init".into(),
+            format!("flynn-init.{v}"),
+            "flynn-linux-amd64".into(),
+            format!("flynn-linux-amd64.{v}"),
+        ]
+    );
+}

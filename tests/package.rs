@@ -16,6 +16,7 @@ use flynnrel::ops::verify::verify_dir;
 fn opts(build: &Path, out: &Path, version: &str) -> PackageOptions {
     let mut o = PackageOptions::new(version, "flynn/flynn");
     o.build_dir = build.to_path_buf();
+    o.layer_cache = layer_cache(build);
     o.out_dir = out.to_path_buf();
     o.helper = Some(build.join("fake-flynnrel"));
     o.helper_platform = Some(("linux".into(), "amd64".into()));
@@ -74,7 +75,26 @@ fn produces_exactly_the_spec_assets_which_the_system_tools_accept() {
     );
     assert_eq!(report.assets.len(), names.len());
     assert!(report.skipped.iter().any(|s| s.contains("flynn-darwin-amd64.gz")));
-    assert!(report.skipped.iter().any(|s| s.contains("flynn-windows-amd64.exe.gz")));
+    for a in [
+        "flynn-windows-amd64.exe.gz",
+        "flynn-linux-386.gz",
+        "flynn-windows-386.exe.gz",
+    ] {
+        assert!(
+            report.skipped.iter().any(|s| s.contains(a)),
+            "{a}: {:?}",
+            report.skipped
+        );
+    }
+    // images.json.gz is Flynn's build/manifests/images.json byte for byte (the install rewrites).
+    let (ok, log) = sh(
+        &out,
+        &format!(
+            "gzip -dc images.json.gz | cmp - {}/manifests/images.json",
+            build.display()
+        ),
+    );
+    assert!(ok, "{log}");
     assert_eq!(report.layers, ["aaaa1111", "bbbb2222"]);
 
     let (ok, log) = sh(&out, "sha512sum -c --strict checksums.sha512");
@@ -157,7 +177,7 @@ fn output_is_reproducible_and_a_rerun_is_a_no_op() {
         "byte-identical across runs and thread counts"
     );
     // Touching mtimes of the inputs changes nothing.
-    let (ok, _) = sh(&build, "touch -d '2001-01-01' bin/* manifests/* layers/*");
+    let (ok, _) = sh(&build, "touch -d '2001-01-01' bin/* manifests/* layer-cache/*");
     assert!(ok);
     let before = snapshot(&a);
     let r = package(&opts(&build, &a, "v1.2.3"), &mut flynnrel::remote::fetch::no_progress).unwrap();
@@ -209,7 +229,7 @@ fn bad_inputs_are_errors_that_change_nothing() {
     std::fs::write(build.join("manifests/bootstrap-manifest.json"), "{}").unwrap();
 
     // A layer whose bytes do not match images.json (same length): caught while streaming.
-    let p = build.join("layers/aaaa1111.squashfs");
+    let p = build.join("layer-cache/aaaa1111.squashfs");
     let mut data = std::fs::read(&p).unwrap();
     data[1000] ^= 1;
     std::fs::write(&p, &data).unwrap();
@@ -339,6 +359,8 @@ fn cli_package_prints_assets_and_json() {
             "v1.0.0",
             "--build-dir",
             build.to_str().unwrap(),
+            "--layer-cache",
+            build.join("layer-cache").to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
         ])
@@ -357,6 +379,8 @@ fn cli_package_prints_assets_and_json() {
             "v1.0.0",
             "--build-dir",
             build.to_str().unwrap(),
+            "--layer-cache",
+            build.join("layer-cache").to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
         ])
@@ -366,4 +390,126 @@ fn cli_package_prints_assets_and_json() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.lines().last().unwrap().contains("unchanged=true"), "{stdout}");
     assert!(stdout.contains("asset=layers.tar.gz "), "{stdout}");
+}
+
+/// Flynn's build/bin names (script/build-flynn, builder/export.go): the Windows CLIs have no
+/// `.exe` there; their assets do. The 386 builds are published too.
+#[test]
+fn flynns_cli_builds_are_published_under_their_asset_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let build = tmp.path().join("build");
+    make_build_tree(&build, "v1.0.0", &layers());
+    for name in [
+        "flynn-darwin-amd64",
+        "flynn-windows-amd64",
+        "flynn-linux-386",
+        "flynn-windows-386",
+    ] {
+        std::fs::write(build.join("bin").join(name), format!("{name} binary")).unwrap();
+    }
+    let out = tmp.path().join("out");
+    let r = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::remote::fetch::no_progress).unwrap();
+    assert!(r.skipped.is_empty(), "{:?}", r.skipped);
+    for (asset, name) in [
+        ("flynn-darwin-amd64.gz", "flynn-darwin-amd64"),
+        ("flynn-windows-amd64.exe.gz", "flynn-windows-amd64"),
+        ("flynn-linux-386.gz", "flynn-linux-386"),
+        ("flynn-windows-386.exe.gz", "flynn-windows-386"),
+    ] {
+        let (ok, log) = sh(&out, &format!("gzip -dc {asset}"));
+        assert!(ok && log == format!("{name} binary"), "{asset}: {log}");
+    }
+    assert_eq!(r.assets.len(), 13, "{:?}", r.assets);
+    verify_dir(&out, None, None, None).unwrap();
+}
+
+/// Layers come from the builder's layer cache: exactly the ids images.json references; a cache
+/// holding other builds' layers is fine, a missing or different layer is an error naming the
+/// layer, the path and --layer-cache, and changes nothing.
+#[test]
+fn layers_are_read_from_the_layer_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let build = tmp.path().join("build");
+    make_build_tree(&build, "v1.0.0", &layers());
+    let cache = layer_cache(&build);
+    // Other builds' layers, and a file that is not a layer: neither is packed nor mentioned.
+    std::fs::write(cache.join("ffff9999.squashfs"), noise(9, 1000)).unwrap();
+    std::fs::write(cache.join("notes.txt"), "x").unwrap();
+    let out = tmp.path().join("out");
+    let r = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::remote::fetch::no_progress).unwrap();
+    assert_eq!(r.layers, ["aaaa1111", "bbbb2222"]);
+    assert!(
+        r.skipped
+            .iter()
+            .all(|s| !s.contains("ffff9999") && !s.contains("notes")),
+        "{:?}",
+        r.skipped
+    );
+    let (ok, log) = sh(&out, "tar -tzf layers.tar.gz");
+    assert!(ok);
+    assert_eq!(log, "aaaa1111.squashfs\nbbbb2222.squashfs\n");
+    std::fs::remove_dir_all(&out).unwrap();
+
+    // The default is Flynn's builder cache, which this build's layers are not in.
+    let mut o = opts(&build, &out, "v1.0.0");
+    o.layer_cache = flynnrel::model::release::DEFAULT_LAYER_CACHE.into();
+    assert_eq!(PackageOptions::new("v1.0.0", "a/b").layer_cache, o.layer_cache);
+
+    // A missing layer.
+    let moved = tmp.path().join("moved.squashfs");
+    std::fs::rename(cache.join("bbbb2222.squashfs"), &moved).unwrap();
+    let before = snapshot(tmp.path());
+    let e = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::remote::fetch::no_progress).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let path = cache.join("bbbb2222.squashfs");
+    for want in ["bbbb2222", path.to_str().unwrap(), "layer cache", "images.json"] {
+        assert!(e.message().contains(want), "{want}: {e}");
+    }
+    assert_eq!(
+        e.hint(),
+        Some(&flynnrel::Hint::SetOptions {
+            options: vec![flynnrel::HintOption::LayerCache]
+        })
+    );
+    assert_eq!(snapshot(tmp.path()), before);
+
+    // A layer of another length.
+    std::fs::write(&path, b"short").unwrap();
+    let before = snapshot(tmp.path());
+    let e = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::remote::fetch::no_progress).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
+    assert!(
+        e.message().contains("bbbb2222") && e.message().contains("5 bytes"),
+        "{e}"
+    );
+    assert_eq!(snapshot(tmp.path()), before);
+
+    // A symlink in place of the layer is not followed.
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(&moved, &path).unwrap();
+    let before = snapshot(tmp.path());
+    let e = package(&opts(&build, &out, "v1.0.0"), &mut flynnrel::remote::fetch::no_progress).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
+    assert!(e.message().contains("not a regular file"), "{e}");
+    assert_eq!(snapshot(tmp.path()), before);
+    assert!(!out.exists());
+
+    // The CLI names the option in its hint.
+    let o = Command::new(flynnrel_bin())
+        .args(["package", "--version", "v1.0.0", "--build-dir"])
+        .arg(&build)
+        .arg("--layer-cache")
+        .arg(&cache)
+        .arg("--out")
+        .arg(&out)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("pass --layer-cache"),
+        "the hint, worded by the CLI: {stderr}"
+    );
+    assert!(!out.exists());
 }

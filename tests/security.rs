@@ -397,6 +397,7 @@ fn a_release_packaged_without_flynn_init_is_refused_at_packaging() {
     std::fs::remove_file(build.join("bin/flynn-init")).unwrap();
     let mut o = flynnrel::ops::package::PackageOptions::new("v1.0.0", REPO);
     o.build_dir = build.clone();
+    o.layer_cache = layer_cache(&build);
     o.out_dir = tmp.path().join("out");
     o.helper = Some(build.join("fake-flynnrel"));
     o.helper_platform = Some(("linux".into(), "amd64".into()));

@@ -215,6 +215,7 @@ fn a_failing_smoke_test_rolls_everything_back() {
     std::fs::remove_dir_all(&d).unwrap();
     let mut po = flynnrel::ops::package::PackageOptions::new("v2024.01.27.11", REPO);
     po.build_dir = build.clone();
+    po.layer_cache = layer_cache(&build);
     po.out_dir = d.clone();
     po.helper = Some(build.join("fake-flynnrel"));
     flynnrel::ops::package::package(&po, &mut flynnrel::remote::fetch::no_progress).unwrap();

@@ -323,9 +323,13 @@ pub(super) enum Command {
         /// The version (= tag) of the release, e.g. v20240127.0.
         #[arg(long, value_parser = version_value)]
         version: String,
-        /// Flynn's build tree.
+        /// Flynn's build tree (bin/, manifests/).
         #[arg(long, default_value = "build")]
         build_dir: PathBuf,
+        /// The builder's layer cache: <id>.squashfs of every layer images.json references is read
+        /// from here (only those files; the directory is not listed).
+        #[arg(long, default_value = flynnrel::model::release::DEFAULT_LAYER_CACHE)]
+        layer_cache: PathBuf,
         /// Output folder (must not exist, be empty, or hold exactly this release).
         #[arg(long, default_value = "release-artifacts")]
         out: PathBuf,

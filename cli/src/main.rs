@@ -74,6 +74,7 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
         Command::Package {
             version,
             build_dir,
+            layer_cache,
             out: out_dir,
             sign_key,
             helper,
@@ -89,6 +90,7 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
                 .unwrap_or_else(|| ghrelease::options::DEFAULT_REPOSITORY.to_string());
             let mut opts = flynnrel::ops::package::PackageOptions::new(version.clone(), repo);
             opts.build_dir = build_dir.clone();
+            opts.layer_cache = layer_cache.clone();
             opts.out_dir = out_dir.clone();
             opts.sign_key = sign_key.clone();
             opts.sign_password = std::env::var(flynnrel::model::signature::SIGN_PASSWORD_ENV).ok();

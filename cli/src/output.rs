@@ -115,6 +115,7 @@ fn flag(o: HintOption) -> Option<&'static str> {
         HintOption::BuildDir => "--build-dir",
         HintOption::Helper => "--helper",
         HintOption::OutDir => "--out",
+        HintOption::LayerCache => "--layer-cache",
         _ => return None,
     })
 }

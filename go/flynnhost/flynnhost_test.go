@@ -407,17 +407,21 @@ func layerSpecs(t *testing.T, imagesJSON string) map[string]layerSpec {
 	if err != nil {
 		t.Fatal(err)
 	}
+	type rootfs []struct {
+		Layers []layerSpec `json:"layers"`
+	}
+	// Flynn's images.json: a map of ct.Artifact, whose manifest lists the layers.
 	var images map[string]struct {
-		Rootfs []struct {
-			Layers []layerSpec `json:"layers"`
-		} `json:"rootfs"`
+		Manifest struct {
+			Rootfs rootfs `json:"rootfs"`
+		} `json:"manifest"`
 	}
 	if err := json.Unmarshal(b, &images); err != nil {
 		t.Fatal(err)
 	}
 	m := map[string]layerSpec{}
 	for _, img := range images {
-		for _, r := range img.Rootfs {
+		for _, r := range img.Manifest.Rootfs {
 			for _, l := range r.Layers {
 				m[l.ID] = l
 			}
@@ -441,7 +445,7 @@ func TestExportForGitHubRelease(t *testing.T) {
 	var mu sync.Mutex
 	calls := 0
 	r, err := flynnhost.ExportForGitHubRelease(flynnrel.PackageOptions{
-		Version: ver, Repository: "acme/flynn", BuildDir: build, OutDir: out, Helper: f.Helper,
+		Version: ver, Repository: "acme/flynn", BuildDir: build, LayerCache: filepath.Join(build, "layer-cache"), OutDir: out, Helper: f.Helper,
 		Progress: func(string, uint64, uint64) bool { mu.Lock(); calls++; mu.Unlock(); return true },
 	})
 	if err != nil {

@@ -58,7 +58,7 @@ const (
 	// HintCheckAPIURL: check the GitHub API URL.
 	HintCheckAPIURL = "check_api_url"
 	// HintSetOptions: give the Options named ("repository", "version", "web_url", "build_dir",
-	// "helper", "out_dir").
+	// "helper", "out_dir", "layer_cache").
 	HintSetOptions = "set_options"
 )
 

@@ -15,6 +15,9 @@ type PackageOptions struct {
 	Repository string `json:"repository,omitempty"`
 	// BuildDir is Flynn's build tree ("" = build).
 	BuildDir string `json:"build_dir,omitempty"`
+	// LayerCache is the builder's layer cache, where <id>.squashfs of every layer images.json
+	// references is read from ("" = /var/lib/flynn/layer-cache).
+	LayerCache string `json:"layer_cache,omitempty"`
 	// OutDir receives the assets ("" = release-artifacts).
 	OutDir string `json:"out_dir,omitempty"`
 	// Helper is the flynnrel binary to publish as flynnrel-<os>-<arch>.gz (required

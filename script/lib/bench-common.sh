@@ -172,15 +172,16 @@ bench_tree_tools() {
 # ---------------------------------------------------------------------------------------------
 # The build tree (Flynn's build/: bin/*, manifests/*.json, layers/*.squashfs)
 # ---------------------------------------------------------------------------------------------
-TREE_FORMAT=1 # bump when the tree recipe changes: cached trees of another format are rebuilt
+TREE_FORMAT=2 # bump when the tree recipe changes: cached trees of another format are rebuilt
 
-BIN_NAMES=(flynn-host flynn-init flynn-linux-amd64 flynn-darwin-amd64 flynn-windows-amd64.exe)
+# Flynn's build/bin names: the Windows CLI has no .exe there (its asset does).
+BIN_NAMES=(flynn-host flynn-init flynn-linux-amd64 flynn-darwin-amd64 flynn-windows-amd64)
 # Component asset names, in the order of src/release.rs COMPONENTS, with their build paths.
 # shellcheck disable=SC2034 # used by the sourcing scripts
 ASSETS=(flynn-host-linux-amd64.gz flynn-init-linux-amd64.gz flynn-linux-amd64.gz
   flynn-darwin-amd64.gz flynn-windows-amd64.exe.gz images.json.gz bootstrap-manifest.json.gz)
 ASSET_SRCS=(bin/flynn-host bin/flynn-init bin/flynn-linux-amd64 bin/flynn-darwin-amd64
-  bin/flynn-windows-amd64.exe manifests/images.json manifests/bootstrap-manifest.json)
+  bin/flynn-windows-amd64 manifests/images.json manifests/bootstrap-manifest.json)
 
 # bench_tree_profile QUICK CACHE_DIR: sets PROFILE, TREE (the cached tree in CACHE_DIR), BIN_MIB
 # and LAYER_RAW_MIB for the quick (QUICK=1, ~40 MB) or full (~400 MB) tree.

@@ -381,6 +381,7 @@ struct PackageJson {
     version: String,
     repository: Option<String>,
     build_dir: Option<PathBuf>,
+    layer_cache: Option<PathBuf>,
     out_dir: Option<PathBuf>,
     helper: Option<PathBuf>,
     sign_key: Option<PathBuf>,
@@ -391,7 +392,8 @@ struct PackageJson {
 }
 
 /// Packages a build tree (docs/release-assets.md#packaging). `options_json`: `{"version": "v…", "repository":
-/// "flynn/flynn", "build_dir": "build", "out_dir": "release-artifacts", "helper": null (this
+/// "flynn/flynn", "build_dir": "build", "layer_cache": "/var/lib/flynn/layer-cache", "out_dir":
+/// "release-artifacts", "helper": null (this
 /// process is not flynnrel: give the helper binary's path), "sign_key": null,
 /// "sign_password": null, "public_key": null, "threads": 0, "level": 6}`. `*json_out` receives the
 /// report. Nothing changes on error or cancel.
@@ -413,6 +415,9 @@ pub extern "C" fn flynnrel_package(
         );
         if let Some(b) = j.build_dir {
             o.build_dir = b;
+        }
+        if let Some(l) = j.layer_cache {
+            o.layer_cache = l;
         }
         if let Some(d) = j.out_dir {
             o.out_dir = d;

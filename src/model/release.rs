@@ -28,8 +28,10 @@ pub struct Component {
     pub role: Role,
 }
 
-/// The gzipped components, in the order of docs/release-assets.md#asset-table.
-pub const COMPONENTS: [Component; 7] = [
+/// The gzipped components, in the order of docs/release-assets.md#asset-table. The build paths
+/// are Flynn's (script/build-flynn, builder/export.go): the Windows CLIs have no `.exe` in
+/// `build/bin/`, their assets do.
+pub const COMPONENTS: [Component; 9] = [
     Component {
         asset: "flynn-host-linux-amd64.gz",
         build_path: "bin/flynn-host",
@@ -57,7 +59,19 @@ pub const COMPONENTS: [Component; 7] = [
     },
     Component {
         asset: "flynn-windows-amd64.exe.gz",
-        build_path: "bin/flynn-windows-amd64.exe",
+        build_path: "bin/flynn-windows-amd64",
+        required: false,
+        role: Role::OtherPlatform,
+    },
+    Component {
+        asset: "flynn-linux-386.gz",
+        build_path: "bin/flynn-linux-386",
+        required: false,
+        role: Role::OtherPlatform,
+    },
+    Component {
+        asset: "flynn-windows-386.exe.gz",
+        build_path: "bin/flynn-windows-386",
         required: false,
         role: Role::OtherPlatform,
     },
@@ -77,8 +91,9 @@ pub const COMPONENTS: [Component; 7] = [
 
 /// The squashfs layers archive.
 pub const LAYERS_ASSET: &str = "layers.tar.gz";
-/// Where layers come from in the build tree.
-pub const LAYERS_BUILD_DIR: &str = "layers";
+/// Where Flynn's builder keeps the layers it builds (builder/build.go, builder/export.go):
+/// `<layer-cache>/<id>.squashfs`. The default of packaging's layer cache.
+pub const DEFAULT_LAYER_CACHE: &str = "/var/lib/flynn/layer-cache";
 /// The checksums file.
 pub const CHECKSUMS_ASSET: &str = "checksums.sha512";
 /// The install script asset.
@@ -132,6 +147,8 @@ mod tests {
                 "flynn-linux-amd64.gz",
                 "flynn-darwin-amd64.gz",
                 "flynn-windows-amd64.exe.gz",
+                "flynn-linux-386.gz",
+                "flynn-windows-386.exe.gz",
                 "images.json.gz",
                 "bootstrap-manifest.json.gz"
             ]
@@ -143,6 +160,32 @@ mod tests {
             "releases made before the rename"
         );
         assert_eq!(component("images.json.gz").unwrap().role, Role::Images);
+        // Flynn's build names: no .exe in build/bin, the asset has one; only host and init required.
+        assert_eq!(
+            component("flynn-windows-amd64.exe.gz").unwrap().build_path,
+            "bin/flynn-windows-amd64"
+        );
+        assert_eq!(
+            component("flynn-windows-386.exe.gz").unwrap().build_path,
+            "bin/flynn-windows-386"
+        );
+        let required: Vec<&str> = COMPONENTS
+            .iter()
+            .filter(|c| c.required && matches!(c.role, Role::HostBinary(_)))
+            .map(|c| c.asset)
+            .collect();
+        assert_eq!(required, ["flynn-host-linux-amd64.gz", "flynn-init-linux-amd64.gz"]);
+        for a in [
+            "flynn-linux-386.gz",
+            "flynn-windows-386.exe.gz",
+            "flynn-darwin-amd64.gz",
+        ] {
+            assert_eq!(
+                component(a).unwrap().role,
+                Role::OtherPlatform,
+                "{a} is never installed"
+            );
+        }
         assert!(component("layers.tar.gz").is_none());
     }
 }

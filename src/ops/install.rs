@@ -153,7 +153,8 @@ pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -
     if opts.parts != Parts::ALL {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
-            "parts selects a subset of the release, which only a download without the receipt (no_receipt)              takes: a receipt must describe a complete install; leave parts out or set no_receipt",
+            "parts selects a subset of the release, which only a download without the receipt (no_receipt) \
+             takes: a receipt must describe a complete install; leave parts out or set no_receipt",
         ));
     }
     let mut locked = lock_and_load(&opts.layout)?;

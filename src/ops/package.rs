@@ -17,7 +17,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::model::checksums::{Checksums, eq_hex, hex, sha512_hex};
 use crate::model::gz::{self, ParGzWriter};
 use crate::model::layers::{self, LayerSpec};
-use crate::model::release::{self, CHECKSUMS_ASSET, COMPONENTS, INSTALL_SCRIPT_ASSET, LAYERS_ASSET, LAYERS_BUILD_DIR};
+use crate::model::release::{
+    self, CHECKSUMS_ASSET, COMPONENTS, DEFAULT_LAYER_CACHE, INSTALL_SCRIPT_ASSET, LAYERS_ASSET,
+};
 use crate::model::signature::{self, SIGNATURE_ASSET, TrustedKey};
 use crate::model::version::Version;
 use crate::remote::fetch::Progress;
@@ -32,8 +34,12 @@ pub struct PackageOptions {
     pub version: String,
     /// `OWNER/NAME`, baked into `install-flynn` and the signature.
     pub repository: String,
-    /// Flynn's build tree (`build/`).
+    /// Flynn's build tree (`build/`): `bin/`, `manifests/`.
     pub build_dir: PathBuf,
+    /// The builder's layer cache, where `<id>.squashfs` of every layer `images.json` references
+    /// is read from (default `/var/lib/flynn/layer-cache`). Only those files are opened; the
+    /// directory is never listed.
+    pub layer_cache: PathBuf,
     /// Where the assets go (`release-artifacts/`); must not exist, be empty, or already hold
     /// exactly this release.
     pub out_dir: PathBuf,
@@ -60,6 +66,7 @@ impl PackageOptions {
             version: version.into(),
             repository: repository.into(),
             build_dir: PathBuf::from("build"),
+            layer_cache: PathBuf::from(DEFAULT_LAYER_CACHE),
             out_dir: PathBuf::from("release-artifacts"),
             helper: None,
             helper_platform: None,
@@ -155,45 +162,54 @@ pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageR
     let images_path = build.join("manifests/images.json");
     let images = crate::fsutil::read_regular_required(&images_path, 1 << 30)?;
     let layer_specs = layers::layers_from_images_json(&images, &images_path.display().to_string())?;
-    let layer_dir = build.join(LAYERS_BUILD_DIR);
+    // Exactly the layers images.json references, from the layer cache; the cache itself is never
+    // listed (a builder's holds thousands of layers of other builds).
+    let layer_dir = &opts.layer_cache;
     for spec in &layer_specs {
         let p = layer_dir.join(spec.file_name());
-        let len = std::fs::metadata(&p).map(|m| m.len()).map_err(|_| {
+        let meta = std::fs::symlink_metadata(&p).map_err(|e| {
             Error::new(
                 ErrorKind::NotFound,
                 format!(
-                    "{} lists layer {} but {} is missing; rebuild the layers",
+                    "{} references layer {} but {} cannot be read ({e}); give the layer cache of \
+                     the build that wrote it (Flynn's builder keeps it in {DEFAULT_LAYER_CACHE})",
                     images_path.display(),
                     spec.id,
                     p.display()
                 ),
             )
+            .with_hint(crate::Hint::SetOptions {
+                options: vec![crate::HintOption::LayerCache],
+            })
         })?;
-        if len != spec.length {
+        if !meta.is_file() {
             return Err(Error::new(
                 ErrorKind::InvalidData,
                 format!(
-                    "{} is {len} bytes but {} says {}; rebuild the layers",
+                    "{} (layer {} of {}) is not a regular file; give the layer cache of the build that wrote it",
                     p.display(),
+                    spec.id,
+                    images_path.display()
+                ),
+            )
+            .with_hint(crate::Hint::SetOptions {
+                options: vec![crate::HintOption::LayerCache],
+            }));
+        }
+        if meta.len() != spec.length {
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "{} (layer {}) is {} bytes but {} says {}; the layer cache does not hold this build's layer: \
+                     rebuild, or give the layer cache of the build that wrote it",
+                    p.display(),
+                    spec.id,
+                    meta.len(),
                     images_path.display(),
                     spec.length
                 ),
             ));
         }
-    }
-    if let Ok(rd) = std::fs::read_dir(&layer_dir) {
-        let wanted: Vec<String> = layer_specs.iter().map(|s| s.file_name()).collect();
-        let mut extra: Vec<String> = rd
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".squashfs") && !wanted.contains(n))
-            .collect();
-        extra.sort();
-        skipped.extend(
-            extra
-                .into_iter()
-                .map(|n| format!("{LAYERS_BUILD_DIR}/{n} (not referenced by images.json)")),
-        );
     }
     let helper = match &opts.helper {
         Some(p) => p.clone(),
@@ -287,7 +303,7 @@ pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageR
 
     if !layer_specs.is_empty() {
         let s = tar_layers(
-            &layer_dir,
+            layer_dir,
             &layer_specs,
             &sdir.join(LAYERS_ASSET),
             threads,
@@ -556,8 +572,10 @@ fn tar_layers(
             return Err(Error::new(
                 ErrorKind::InvalidData,
                 format!(
-                    "{} has sha512_256 {got} but images.json says {}; rebuild the layers",
+                    "{} (layer {}) has sha512_256 {got} but images.json says {}; the layer cache does not hold \
+                     this build's layer: rebuild, or give the layer cache of the build that wrote it",
                     src.display(),
+                    spec.id,
                     spec.sha512_256
                 ),
             ));

@@ -174,7 +174,8 @@ impl InstallRequest {
             if !self.no_receipt {
                 return Err(Error::new(
                     ErrorKind::InvalidArgument,
-                    "parts is only accepted with no_receipt (a download): an install that writes the receipt                      always takes the whole release",
+                    "parts is only accepted with no_receipt (a download): an install that writes the receipt \
+             always takes the whole release",
                 ));
             }
         }

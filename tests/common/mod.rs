@@ -203,14 +203,15 @@ fn snapshot_line(path: &Path, rel: &Path) -> String {
     format!("{kind} {:o} {size} {sha} {target} {shown}", meta.mode() & 0o7777)
 }
 
-/// A synthetic Flynn build tree: shell-script "binaries" that print their version, an
-/// images.json whose layer entries match `layers` squashfs-like files, a bootstrap manifest.
-/// `layers` is a list of (id, bytes).
+/// A synthetic Flynn build tree in Flynn's shape: `bin/` with Flynn's names (shell scripts that
+/// print their version), `manifests/images.json` as a map of `ct.Artifact` whose layers are
+/// `layers` (id, bytes), `manifests/bootstrap-manifest.json`; the layers themselves in the
+/// builder's layer cache, here [`layer_cache`]`(dir)`.
 pub fn make_build_tree(dir: &Path, version: &str, layers: &[(&str, Vec<u8>)]) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     std::fs::create_dir_all(dir.join("manifests")).unwrap();
-    std::fs::create_dir_all(dir.join("layers")).unwrap();
+    std::fs::create_dir_all(layer_cache(dir)).unwrap();
     for name in ["flynn-host", "flynn-init", "flynn-linux-amd64"] {
         let p = dir.join("bin").join(name);
         std::fs::write(&p, format!("#!/bin/sh\n# {name}\necho {version}\n")).unwrap();
@@ -218,7 +219,7 @@ pub fn make_build_tree(dir: &Path, version: &str, layers: &[(&str, Vec<u8>)]) {
     }
     let mut entries = Vec::new();
     for (id, data) in layers {
-        std::fs::write(dir.join("layers").join(format!("{id}.squashfs")), data).unwrap();
+        std::fs::write(layer_cache(dir).join(format!("{id}.squashfs")), data).unwrap();
         let (len, h) = flynnrel::model::layers::sha512_256_reader(&data[..], u64::MAX).unwrap();
         entries.push(serde_json::json!({
             "id": id, "type": "application/vnd.flynn.image.squashfs.v1", "length": len, "hashes": {"sha512_256": h}
@@ -232,6 +233,12 @@ pub fn make_build_tree(dir: &Path, version: &str, layers: &[(&str, Vec<u8>)]) {
     .unwrap();
     // A small stand-in for the helper binary (the debug build of flynnrel is ~80 MB).
     std::fs::write(dir.join("fake-flynnrel"), b"#!/bin/sh\necho flynnrel stand-in\n").unwrap();
+}
+
+/// Where [`make_build_tree`] puts the layers: `<build>/layer-cache` (package with
+/// `layer_cache` set to it).
+pub fn layer_cache(build: &Path) -> PathBuf {
+    build.join("layer-cache")
 }
 
 /// The layer URL template Flynn's builder writes into images.json.
@@ -315,6 +322,7 @@ pub fn publish_with(
     let out = serve_root.join(REPO).join(version);
     let mut o = flynnrel::ops::package::PackageOptions::new(version, REPO);
     o.build_dir = build.clone();
+    o.layer_cache = layer_cache(&build);
     o.out_dir = out.clone();
     o.helper = Some(build.join("fake-flynnrel"));
     o.helper_platform = Some(("linux".into(), "amd64".into()));
