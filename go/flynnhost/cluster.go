@@ -17,7 +17,7 @@ import (
 	docopt "github.com/flynn/go-docopt"
 )
 
-// execFunc replaces the process (syscall.Exec; tests swap it).
+// execFunc replaces the process with the downloaded flynn-host.
 var execFunc = syscall.Exec
 
 // execLatestGitHub downloads the target's flynn-host (check.Target: the --version given, else
@@ -26,17 +26,9 @@ var execFunc = syscall.Exec
 // updater executes the newest binary: this command line plus --source=github --is-latest
 // --is-tempfile. It is run even when this host already has the target, as Flynn's updater does,
 // since other hosts of the cluster may not.
-func (h *Host) execLatestGitHub(check *flynnrel.UpdateResult, opts flynnrel.UpdateOptions) error {
-	configDir := opts.Layout.ConfigDir
-	if configDir == "" {
-		configDir = "/etc/flynn"
-	}
-	r, _, err := flynnrel.LoadReceipt(configDir)
-	if err != nil {
-		return err
-	}
-	if r.Source != "github" || check.Target == "" {
-		return fmt.Errorf("flynn-host update: %s changed while updating (source %s, target %q); run `flynn-host update` again", filepath.Join(configDir, "install-source.json"), r.Source, check.Target)
+func (h *Host) execLatestGitHub(check *flynnrel.UpdateResult, r *flynnrel.Receipt, configDir string) error {
+	if check.Target == "" || check.Repository != r.Repository {
+		return fmt.Errorf("flynn-host update: %s changed while updating (repository %s, target %q); run `flynn-host update` again", filepath.Join(configDir, "install-source.json"), r.Repository, check.Target)
 	}
 	copts := h.Client
 	if copts.APIURL == "" {
@@ -97,6 +89,14 @@ func fetchFlynnHost(c *flynnrel.Client, version, publicKey string) (path string,
 		return "", fmt.Errorf("flynn-host update: %w", err)
 	}
 	return f.Name(), nil
+}
+
+// configDir is the layout's config directory (no --root here).
+func configDir(l flynnrel.Layout) string {
+	if l.ConfigDir == "" {
+		return "/etc/flynn"
+	}
+	return l.ConfigDir
 }
 
 // reexecArgs is the command line of the re-executed flynn-host: this one without --source and

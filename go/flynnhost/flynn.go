@@ -118,7 +118,15 @@ func (h *Host) FlynnUpdate(args *docopt.Args, tuf FlynnTUF) (err error) {
 	}
 	opts.Check = args.Bool["--check"]
 	if !opts.Check && args.String["--root"] == "" && tuf.Cluster != nil {
-		return h.execLatestGitHub(check, opts)
+		// Only a GitHub install runs the cluster flow: with --source=github on a TUF install (the
+		// hybrid mode) the daemons would still pull through TUF, so that stays host-local.
+		r, legacy, err := flynnrel.LoadReceipt(configDir(opts.Layout))
+		if err != nil {
+			return err
+		}
+		if !legacy && r.Source == "github" {
+			return h.execLatestGitHub(check, r, configDir(opts.Layout))
+		}
 	}
 	return h.applyCheck(c, check, opts, nil)
 }
