@@ -14,6 +14,7 @@ import (
 
 	"github.com/flynn/flynn/host/downloader"
 	"github.com/flynn/flynn/libflynnrel/go/flynnhost"
+	"github.com/flynn/flynn/pkg/httphelper"
 	"github.com/inconshreveable/log15"
 )
 
@@ -26,14 +27,14 @@ func (h *jobAPI) pullDownloader(log log15.Logger, tufDB string, query url.Values
 	receipt, err := flynnhost.PullSource(query.Get("config-dir"))
 	if err != nil {
 		log.Error("error reading the install receipt", "err", err)
-		return nil, nil, err
+		return nil, nil, visible(err)
 	}
 	if receipt != nil {
 		log.Info("initializing GitHub Releases downloader", "repository", receipt.Repository)
 		d, err := downloader.NewGitHub(receipt, query.Get("config-dir"), githubLayerDir, h.host.vman, query.Get("version"))
 		if err != nil {
 			log.Error("error initializing GitHub Releases downloader", "err", err)
-			return nil, nil, err
+			return nil, nil, visible(err)
 		}
 		return d, func() { d.Close() }, nil
 	}
@@ -45,4 +46,10 @@ func (h *jobAPI) pullDownloader(log log15.Logger, tufDB string, query url.Values
 		return nil, nil, err
 	}
 	return downloader.New(client, h.host.vman, query.Get("version")), func() {}, nil
+}
+
+// visible makes err's message reach the client (httphelper.Error hides the message of other
+// errors): the operator running `flynn-host update` must see which file to fix.
+func visible(err error) error {
+	return httphelper.JSONError{Code: httphelper.PreconditionFailedErrorCode, Message: err.Error()}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/flynn/flynn/host/volume/manager"
 	"github.com/flynn/flynn/libflynnrel/go/flynnhost"
 	"github.com/flynn/flynn/libflynnrel/go/flynnrel"
+	"github.com/flynn/flynn/pkg/httphelper"
 	"github.com/flynn/flynn/pkg/verify"
 )
 
@@ -47,12 +48,23 @@ func (d *GitHub) Close() error { return d.puller.Close() }
 // DownloadBinaries updates the host to the version through libflynnrel (all or nothing, the
 // receipt rewritten to it) and returns name → versioned path, as Downloader.DownloadBinaries.
 func (d *GitHub) DownloadBinaries(dir string) (map[string]string, error) {
-	return d.puller.PullBinaries(dir)
+	paths, err := d.puller.PullBinaries(dir)
+	return paths, visible(err)
 }
 
 // DownloadConfig installs bootstrap-manifest.json into dir, as Downloader.DownloadConfig.
 func (d *GitHub) DownloadConfig(dir string) (map[string]string, error) {
-	return d.puller.PullConfig(dir)
+	paths, err := d.puller.PullConfig(dir)
+	return paths, visible(err)
+}
+
+// visible makes err's message reach the client of the pull handler (httphelper.Error hides the
+// message of other errors); DownloadImages' errors reach it through the event stream as they are.
+func visible(err error) error {
+	if err == nil {
+		return nil
+	}
+	return httphelper.JSONError{Code: httphelper.UnknownErrorCode, Message: err.Error()}
 }
 
 // DownloadImages installs images.<version>.json into dir and the layers into the layer cache
