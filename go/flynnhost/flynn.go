@@ -56,6 +56,12 @@ type FlynnTUF struct {
 	// host's channel, with nothing written to disk and no component downloaded. nil makes
 	// `update --check` of a TUF install an error saying it is not supported.
 	Check func(args *docopt.Args) (current, latest string, err error)
+	// Cluster is the cluster part of Flynn's update (what runUpdate does after reading the TUF
+	// database: version check, pulls on every host, daemon handoff, updater image) with no TUF
+	// database: every host's daemon pulls from the source its own receipt names. With Cluster
+	// set, `update` of a GitHub install without --root runs Flynn's cluster flow (see
+	// FlynnUpdate); nil keeps the host-local update.
+	Cluster func(args *docopt.Args) error
 }
 
 // ErrTUFCheckUnsupported is `update --check` of a TUF install when no FlynnTUF.Check is set.
@@ -64,14 +70,21 @@ var ErrTUFCheckUnsupported = errors.New("flynn-host update --check is not suppor
 // FlynnUpdate is Flynn's `flynn-host update`, usage extended with FlynnUpdateOptions. The
 // receipt (<config-dir>/install-source.json) decides, read-only: a `tuf` receipt or none goes to
 // tuf.Update with Flynn's options only (or, with --check, to tuf.Check); a `github` receipt is
-// checked or updated through libflynnrel. --source overrides the receipt. The re-executed run of
-// Flynn's updater (--is-latest) goes straight to tuf.Update.
+// checked through libflynnrel and then updated: with --root (tests, image builds), or when
+// tuf.Cluster is nil, by switching this host's files; otherwise by Flynn's cluster flow
+// (execLatestGitHub: the target's verified flynn-host re-executed with --is-latest
+// --is-tempfile --source=github, which runs tuf.Cluster). --source overrides the receipt. The
+// re-executed run of Flynn's updater (--is-latest) goes straight to tuf.Update, or with
+// --source=github to tuf.Cluster.
 //
 // `--check` returns *UpdateAvailableError when an update is available, on either source; it
 // never changes anything. ExitCode maps results to exit codes (100 for an available update).
 func (h *Host) FlynnUpdate(args *docopt.Args, tuf FlynnTUF) (err error) {
 	defer func() { err = withAdvice(err) }()
 	if args.Bool["--is-latest"] {
+		if args.String["--source"] == "github" {
+			return h.flynnGitHubCluster(args, tuf)
+		}
 		return h.flynnTUFUpdate(args, "", tuf)
 	}
 	src, err := sourceFlag(args)
@@ -104,6 +117,17 @@ func (h *Host) FlynnUpdate(args *docopt.Args, tuf FlynnTUF) (err error) {
 		return h.flynnTUFUpdate(args, check.Repository, tuf)
 	}
 	opts.Check = args.Bool["--check"]
+	if !opts.Check && args.String["--root"] == "" && tuf.Cluster != nil {
+		// Only a GitHub install runs the cluster flow: with --source=github on a TUF install (the
+		// hybrid mode) the daemons would still pull through TUF, so that stays host-local.
+		r, legacy, err := flynnrel.LoadReceipt(configDir(opts.Layout))
+		if err != nil {
+			return err
+		}
+		if !legacy && r.Source == "github" {
+			return h.execLatestGitHub(check, r, configDir(opts.Layout))
+		}
+	}
 	return h.applyCheck(c, check, opts, nil)
 }
 

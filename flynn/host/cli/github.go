@@ -65,9 +65,19 @@ func exitStatus(err error) error {
 }
 
 // runUpdateOrGitHub is `flynn-host update`: the install receipt decides between Flynn's TUF
-// update (runUpdate, with exactly Flynn's own options) and libflynnrel.
+// update (runUpdate, with exactly Flynn's own options) and libflynnrel. A GitHub install
+// without --root is updated by Flynn's cluster flow (updateCluster, without a TUF database:
+// every daemon pulls from the source its own receipt names, host/pull_source.go).
 func runUpdateOrGitHub(args *docopt.Args) error {
-	return exitStatus(githubHost.FlynnUpdate(args, flynnhost.FlynnTUF{Update: runTUFUpdate, Check: checkTUFUpdate}))
+	return exitStatus(githubHost.FlynnUpdate(args, flynnhost.FlynnTUF{
+		Update: runTUFUpdate,
+		Check:  checkTUFUpdate,
+		Cluster: func(args *docopt.Args) error {
+			log := log15.New()
+			log.Info("updating the cluster from GitHub Releases", "version", version.Release())
+			return updateCluster(args, nil, log)
+		},
+	}))
 }
 
 // runDownloadOrGitHub is `flynn-host download`: Flynn's TUF download, or with --github-repo a

@@ -11,19 +11,30 @@
 //	                            with the root keys KEYS (JSON) from the repository at URL
 //	tufrepo serve DIR READY LOG serve DIR/repository on 127.0.0.1 (a free port); write its URL
 //	                            to READY, and one line per request ("GET /path") to LOG
+//	tufrepo stage DIR VERSION BUILD LAYERS URL
+//	                            stage a Flynn build tree as builder/export.go lays out a
+//	                            release: VERSION/<binary>.gz and VERSION/<manifest>.gz
+//	                            (images.json's layer_url_template rewritten to
+//	                            URL?target=/layers/{id}.squashfs) and layers/<id>.squashfs for
+//	                            and layers/<id>.json for every layer images.json names (from
+//	                            LAYERS); prints the targets
 //
 // DIR/repository is what a TUF client fetches (serve it over HTTP).
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"io/ioutil"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 
+	ct "github.com/flynn/flynn/controller/types"
 	tuf "github.com/flynn/go-tuf"
 	"github.com/flynn/go-tuf/client"
 	"github.com/flynn/go-tuf/data"
@@ -45,6 +56,12 @@ func run(args []string) error {
 			return fmt.Errorf("usage: tufrepo serve DIR READY LOG")
 		}
 		return serve(args[1], args[2], args[3])
+	}
+	if args[0] == "stage" {
+		if len(args) != 6 {
+			return fmt.Errorf("usage: tufrepo stage DIR VERSION BUILD LAYERS URL")
+		}
+		return stage(args[1], args[2], args[3], args[4], args[5])
 	}
 	if args[0] == "clientdb" {
 		if len(args) != 4 {
@@ -133,6 +150,103 @@ func clientDB(db, url, keysJSON string) error {
 	}
 	if _, err := c.Update(); err != nil && !client.IsLatestSnapshot(err) {
 		return err
+	}
+	return nil
+}
+
+// stage lays out a build tree's release in DIR/staged/targets as Flynn's builder/export.go does
+// and prints every target, one per line, for publish.
+func stage(dir, version, build, layers, url string) error {
+	targets := filepath.Join(dir, "staged", "targets")
+	var names []string
+	put := func(target string, data []byte, compress bool) error {
+		if compress {
+			var buf bytes.Buffer
+			gz, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+			if err != nil {
+				return err
+			}
+			if _, err := gz.Write(data); err != nil {
+				return err
+			}
+			if err := gz.Close(); err != nil {
+				return err
+			}
+			data, target = buf.Bytes(), target+".gz"
+		}
+		p := filepath.Join(targets, filepath.FromSlash(target))
+		if err := os.MkdirAll(filepath.Dir(p), 0755); err != nil {
+			return err
+		}
+		names = append(names, target)
+		return ioutil.WriteFile(p, data, 0644)
+	}
+	for _, bin := range []string{"flynn-host", "flynn-init", "flynn-linux-amd64"} {
+		b, err := ioutil.ReadFile(filepath.Join(build, "bin", bin))
+		if err != nil {
+			return err
+		}
+		if err := put(version+"/"+bin, b, true); err != nil {
+			return err
+		}
+	}
+	boot, err := ioutil.ReadFile(filepath.Join(build, "manifests", "bootstrap-manifest.json"))
+	if err != nil {
+		return err
+	}
+	if err := put(version+"/bootstrap-manifest.json", boot, true); err != nil {
+		return err
+	}
+	imagesPath := filepath.Join(build, "manifests", "images.json")
+	manifest, err := ioutil.ReadFile(imagesPath)
+	if err != nil {
+		return err
+	}
+	var images map[string]*ct.Artifact
+	if err := json.Unmarshal(manifest, &images); err != nil {
+		return fmt.Errorf("%s: %s", imagesPath, err)
+	}
+	// As export.go: the build's layer URL template, byte for byte, becomes the TUF one.
+	tufTemplate, _ := json.Marshal(url + "?target=/layers/{id}.squashfs")
+	rewritten := map[string]bool{}
+	layerIDs := map[string]*ct.ImageLayer{}
+	for name, a := range images {
+		if a.LayerURLTemplate == "" {
+			return fmt.Errorf("%s: image %s has no layer_url_template", imagesPath, name)
+		}
+		if !rewritten[a.LayerURLTemplate] {
+			rewritten[a.LayerURLTemplate] = true
+			old, _ := json.Marshal(a.LayerURLTemplate)
+			manifest = bytes.Replace(manifest, old, tufTemplate, -1)
+		}
+		for _, rootfs := range a.Manifest().Rootfs {
+			for _, l := range rootfs.Layers {
+				layerIDs[l.ID] = l
+			}
+		}
+	}
+	if err := put(version+"/images.json", manifest, true); err != nil {
+		return err
+	}
+	for id, l := range layerIDs {
+		// export.go also publishes each layer's config, layers/<id>.json.
+		var conf bytes.Buffer
+		if err := json.NewEncoder(&conf).Encode(l); err != nil {
+			return err
+		}
+		if err := put("layers/"+id+".json", conf.Bytes(), false); err != nil {
+			return err
+		}
+		b, err := ioutil.ReadFile(filepath.Join(layers, id+".squashfs"))
+		if err != nil {
+			return err
+		}
+		if err := put("layers/"+id+".squashfs", b, false); err != nil {
+			return err
+		}
+	}
+	for _, n := range names {
+		fmt.Println(n)
 	}
 	return nil
 }
