@@ -91,6 +91,7 @@ fn requests_have_one_shape_and_decode_back() {
         no_receipt: true,
         report_sha512: Some(true),
         max_binary_bytes: Some(512 << 20),
+        parts: Some(vec!["config".into(), "layers".into()]),
     };
     let update = UpdateRequest {
         root: Some("/tmp/root".into()),

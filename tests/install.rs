@@ -495,3 +495,210 @@ fn signed_releases_need_a_valid_signature_for_this_repo_and_version() {
     )
     .unwrap();
 }
+
+/// The installed images.<ver>.json: Flynn's images.json with `layer_url_template` pointing at the
+/// layer dir as the host sees it, every other byte (the manifest above all) as published.
+#[test]
+fn the_installed_images_manifest_points_at_the_hosts_layer_dir() {
+    let e = env();
+    let server = start(&e.serve_root);
+    let published = std::fs::read(e.serve_root.join(format!(".build-{V1}/manifests/images.json"))).unwrap();
+    let builder = format!("\"layer_url_template\": \"{BUILDER_LAYER_URL_TEMPLATE}\"");
+    assert!(String::from_utf8_lossy(&published).contains(&builder));
+    // --root: the default layer dir, without the root prefix.
+    install_v(&server, &e.root, V1).unwrap();
+    let installed = std::fs::read(e.root.join(format!("etc/flynn/images.{V1}.json"))).unwrap();
+    assert_eq!(
+        String::from_utf8(installed.clone()).unwrap(),
+        String::from_utf8(published.clone()).unwrap(),
+        "the builder's template already names the default layer dir"
+    );
+    // --layer-dir under --root: the template names the directory the host will use.
+    let root2 = e.root.with_file_name("root2");
+    let mut o = opts(&root2, V1);
+    o.layout = HostLayout::new(Some(&root2), None, None, Some(Path::new("/data/flynn layers")));
+    let r = install(&client(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap();
+    let path = root2.join(format!("etc/flynn/images.{V1}.json"));
+    let installed = std::fs::read(&path).unwrap();
+    let want = "file:///data/flynn%20layers/{id}.squashfs";
+    let doc: serde_json::Value = serde_json::from_slice(&installed).unwrap();
+    assert_eq!(doc["host"]["layer_url_template"], want);
+    assert_eq!(raw_manifest(&installed, "host"), raw_manifest(&published, "host"));
+    assert_eq!(
+        String::from_utf8(installed.clone())
+            .unwrap()
+            .replace(want, BUILDER_LAYER_URL_TEMPLATE),
+        String::from_utf8(published).unwrap(),
+        "nothing but the template changed"
+    );
+    for (id, _) in layers_v1() {
+        assert!(root2.join(format!("data/flynn layers/{id}.squashfs")).is_file());
+    }
+    // The report's hash is the installed (rewritten) file's.
+    let f = r.files.iter().find(|f| f.path == path).unwrap();
+    assert_eq!(f.sha512, flynnrel::model::checksums::sha512_hex(&installed));
+}
+
+/// A release packaged from images.json after Flynn's export (layer_url_template names the TUF
+/// repository) installs with the template pointing at the layer dir: the layers are there.
+#[test]
+fn an_exported_images_manifest_is_pointed_at_the_layer_cache() {
+    let e = env();
+    let d = release_dir(&e, V1);
+    let mut images = Vec::new();
+    let gz = std::fs::read(d.join("images.json.gz")).unwrap();
+    flynnrel::model::gz::gunzip_capped(&gz[..], &mut images, 1 << 20, "images.json.gz").unwrap();
+    let exported = String::from_utf8(images).unwrap().replace(
+        BUILDER_LAYER_URL_TEMPLATE,
+        "https://dl.flynn.io/tuf?target=/layers/{id}.squashfs",
+    );
+    std::fs::write(d.join("images.json.gz"), gzip(exported.as_bytes())).unwrap();
+    rewrite_checksums(&d, &[]);
+    let server = start(&e.serve_root);
+    install_v(&server, &e.root, V1).unwrap();
+    let installed = std::fs::read(e.root.join(format!("etc/flynn/images.{V1}.json"))).unwrap();
+    assert_eq!(
+        String::from_utf8(installed).unwrap(),
+        exported.replace(
+            "https://dl.flynn.io/tuf?target=/layers/{id}.squashfs",
+            BUILDER_LAYER_URL_TEMPLATE
+        )
+    );
+}
+
+fn request(root: &Path, parts: Option<&[&str]>, no_receipt: bool) -> flynnrel::ops::request::InstallRequest {
+    flynnrel::ops::request::InstallRequest {
+        root: Some(root.to_path_buf()),
+        version: Some(V1.into()),
+        no_receipt,
+        parts: parts.map(|p| p.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    }
+}
+
+fn run(
+    server: &Server,
+    req: &flynnrel::ops::request::InstallRequest,
+) -> flynnrel::Result<flynnrel::ops::install::InstallReport> {
+    flynnrel::ops::request::install(&client(server), req, &mut flynnrel::remote::fetch::no_progress)
+}
+
+/// The files (not directories) under `root`, relative, sorted.
+fn files_under(root: &Path) -> Vec<String> {
+    snapshot(root)
+        .into_iter()
+        .filter(|(_, line)| !line.starts_with("d "))
+        .map(|(p, _)| p.display().to_string())
+        .collect()
+}
+
+#[test]
+fn parts_download_exactly_the_subset_asked_for() {
+    let e = env();
+    let server = start(&e.serve_root);
+    let bins: Vec<String> = ["flynn", "flynn-host", "flynn-init", "flynn-linux-amd64"]
+        .iter()
+        .flat_map(|n| {
+            let mut v = vec![format!("usr/local/bin/{n}")];
+            if *n != "flynn" {
+                v.push(format!("usr/local/bin/{n}.{V1}"));
+            }
+            v
+        })
+        .collect();
+    let config = vec![
+        "etc/flynn/bootstrap-manifest.json".to_string(),
+        format!("etc/flynn/images.{V1}.json"),
+    ];
+    let layers: Vec<String> = layers_v1()
+        .iter()
+        .map(|(id, _)| format!("var/lib/flynn/layer-cache/{id}.squashfs"))
+        .collect();
+    for (parts, want) in [
+        (&["binaries"][..], vec![&bins]),
+        (&["config"][..], vec![&config]),
+        (&["layers"][..], vec![&layers]),
+        (&["binaries", "layers"][..], vec![&bins, &layers]),
+        (&["config", "layers", "config"][..], vec![&config, &layers]),
+    ] {
+        let root = e.root.with_file_name(format!("root-{}", parts.join("-")));
+        let r = run(&server, &request(&root, Some(parts), true)).unwrap();
+        let mut want: Vec<String> = want.into_iter().flatten().cloned().collect();
+        want.sort();
+        assert_eq!(files_under(&root), want, "{parts:?}");
+        let mut reported: Vec<String> = r
+            .files
+            .iter()
+            .map(|f| f.path.strip_prefix(&root).unwrap().display().to_string())
+            .collect();
+        reported.sort();
+        assert_eq!(reported, want, "{parts:?}: the report lists what was written");
+        assert!(!root.join("etc/flynn/install-source.json").exists());
+        if !parts.contains(&"binaries") {
+            assert!(!root.join("usr").exists(), "{parts:?}: no bin dir");
+        }
+        if !parts.contains(&"layers") {
+            assert!(!root.join("var").exists(), "{parts:?}: no layer dir");
+        }
+    }
+}
+
+#[test]
+fn parts_without_binaries_leave_the_symlinks_alone() {
+    let e = env();
+    let server = start(&e.serve_root);
+    // V1 fully laid out; then V2's config and layers only.
+    run(&server, &request(&e.root, None, true)).unwrap();
+    let bin = e.root.join("usr/local/bin");
+    let links_before = snapshot(&bin);
+    let mut req = request(&e.root, Some(&["config", "layers"]), true);
+    req.version = Some(V2.into());
+    let r = run(&server, &req).unwrap();
+    assert_eq!(snapshot(&bin), links_before, "no binary fetched, no symlink moved");
+    assert!(r.files.iter().all(|f| !f.path.starts_with(&bin)));
+    assert!(e.root.join(format!("etc/flynn/images.{V2}.json")).is_file());
+    assert!(
+        std::fs::read_to_string(e.root.join("etc/flynn/bootstrap-manifest.json"))
+            .unwrap()
+            .contains(V2)
+    );
+    assert!(e.root.join("var/lib/flynn/layer-cache/cccc3333.squashfs").is_file());
+    assert_eq!(r.skipped_layers, ["aaaa1111"]);
+    // And the binaries after: the symlinks move then.
+    req.parts = Some(vec!["binaries".into()]);
+    run(&server, &req).unwrap();
+    assert_eq!(
+        std::fs::read_link(bin.join("flynn-host")).unwrap(),
+        PathBuf::from(format!("flynn-host.{V2}"))
+    );
+}
+
+#[test]
+fn bad_parts_are_refused_and_change_nothing() {
+    let e = env();
+    let server = start(&e.serve_root);
+    run(&server, &request(&e.root, None, true)).unwrap();
+    let before = snapshot(&e.root);
+    server.clear_requests();
+    for (req, why) in [
+        (request(&e.root, Some(&[]), true), "empty"),
+        (request(&e.root, Some(&["binaries", "images"]), true), "\"images\""),
+        (request(&e.root, Some(&["binaries"]), false), "no_receipt"),
+        (
+            request(&e.root, Some(&["binaries", "config", "layers"]), false),
+            "no_receipt",
+        ),
+    ] {
+        let err = run(&server, &req).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+        assert!(err.message().contains("parts") && err.message().contains(why), "{err}");
+        assert_eq!(snapshot(&e.root), before, "{err}");
+    }
+    assert!(server.requests().is_empty(), "refused before asking GitHub");
+    // The core refuses a subset with the receipt whatever the front-end.
+    let mut o = opts(&e.root, V2);
+    o.parts = flynnrel::host::staging::Parts::from_names(&["layers"], "parts").unwrap();
+    let err = install(&client(&server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert_eq!(snapshot(&e.root), before);
+}

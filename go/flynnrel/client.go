@@ -398,6 +398,12 @@ type InstallOptions struct {
 	ReportSHA512 *bool `json:"report_sha512,omitempty"`
 	// MaxBinaryBytes refuses a binary that decompresses to more (0 = 1 GiB).
 	MaxBinaryBytes uint64 `json:"max_binary_bytes,omitempty"`
+	// Parts, when set, limits the run to these parts of the release: "binaries" (binaries and
+	// their symlinks), "config" (bootstrap-manifest.json and images.<ver>.json), "layers" (the
+	// layers images.json references). Only with NoReceipt (Flynn's downloader methods); another
+	// name is refused (ErrInvalidArgument). nil or empty = everything (omitempty leaves an empty
+	// list out of the request).
+	Parts []string `json:"parts,omitempty"`
 	// Progress, when set, receives progress and may cancel.
 	Progress ProgressFunc `json:"-"`
 }

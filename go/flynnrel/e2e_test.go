@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 
@@ -154,6 +155,43 @@ func TestInstallReportsProgressAndWritesTheReceipt(t *testing.T) {
 	again, err := c.Install(flynnrel.InstallOptions{Layout: flynnrel.Layout{Root: root}, Version: testrelease.V1})
 	if err != nil || !again.AlreadyInstalled {
 		t.Fatalf("second install: %+v, %v", again, err)
+	}
+}
+
+// Parts limits a download to some parts of the release: only their files are written, and a
+// subset with the receipt is refused without changing anything.
+func TestInstallParts(t *testing.T) {
+	t.Parallel()
+	c := client(t, testrelease.Repo)
+	root := t.TempDir()
+	r, err := c.Install(flynnrel.InstallOptions{Layout: flynnrel.Layout{Root: root}, Version: testrelease.V1,
+		NoReceipt: true, Parts: []string{"config"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, f := range r.Files {
+		rel, _ := filepath.Rel(root, f.Path)
+		got[rel] = true
+	}
+	want := map[string]bool{"etc/flynn/bootstrap-manifest.json": true, "etc/flynn/images." + testrelease.V1 + ".json": true}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("config only wrote %v, want %v", got, want)
+	}
+	for _, absent := range []string{"usr", "var", "etc/flynn/install-source.json"} {
+		if _, err := os.Lstat(filepath.Join(root, absent)); !os.IsNotExist(err) {
+			t.Errorf("%s exists after a config-only download (%v)", absent, err)
+		}
+	}
+	before := snapshot(t, root)
+	for _, o := range []flynnrel.InstallOptions{
+		{Layout: flynnrel.Layout{Root: root}, Version: testrelease.V1, Parts: []string{"layers"}},
+		{Layout: flynnrel.Layout{Root: root}, Version: testrelease.V1, NoReceipt: true, Parts: []string{"binaries", "manifests"}},
+	} {
+		if _, err := c.Install(o); !errors.Is(err, flynnrel.ErrInvalidArgument) || !strings.Contains(err.Error(), "parts") {
+			t.Fatalf("parts %v (no_receipt %v): %v, want ErrInvalidArgument naming parts", o.Parts, o.NoReceipt, err)
+		}
+		assertUnchanged(t, root, before)
 	}
 }
 

@@ -33,6 +33,9 @@ pub struct HostLayout {
     pub config_dir: PathBuf,
     /// Squashfs layers.
     pub layer_dir: PathBuf,
+    /// The layer directory as the host itself sees it: `layer_dir` without the `--root` prefix,
+    /// absolute. Flynn's daemon reads layers from here (the installed images manifest points at it).
+    pub runtime_layer_dir: PathBuf,
 }
 
 fn under(root: Option<&Path>, dir: &Path) -> PathBuf {
@@ -42,6 +45,15 @@ fn under(root: Option<&Path>, dir: &Path) -> PathBuf {
             let rel: PathBuf = dir.components().filter(|c| matches!(c, Component::Normal(_))).collect();
             root.join(rel)
         }
+    }
+}
+
+/// `dir` as the host sees it: inside `root` it is the same path from `/` (as [`under`] places it);
+/// without a root, `dir` made absolute against the current directory.
+fn runtime(root: Option<&Path>, dir: &Path) -> PathBuf {
+    match root {
+        Some(_) => Path::new("/").join(under(Some(Path::new("")), dir)),
+        None => std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()),
     }
 }
 
@@ -58,6 +70,7 @@ impl HostLayout {
             bin_dir: under(root, bin_dir.unwrap_or(Path::new(DEFAULT_BIN_DIR))),
             config_dir: under(root, config_dir.unwrap_or(Path::new(DEFAULT_CONFIG_DIR))),
             layer_dir: under(root, layer_dir.unwrap_or(Path::new(DEFAULT_LAYER_DIR))),
+            runtime_layer_dir: runtime(root, layer_dir.unwrap_or(Path::new(DEFAULT_LAYER_DIR))),
         }
     }
 
@@ -313,6 +326,20 @@ mod tests {
         assert_eq!(l.bin_dir, Path::new("/tmp/r/etc"));
         let l = HostLayout::new(None, None, None, None);
         assert_eq!(l.config_dir, Path::new("/etc/flynn"));
+    }
+
+    #[test]
+    fn runtime_layer_dir_is_the_hosts_view() {
+        let r = Some(Path::new("/tmp/r"));
+        let l = HostLayout::new(r, None, None, None);
+        assert_eq!(l.runtime_layer_dir, Path::new(DEFAULT_LAYER_DIR));
+        let l = HostLayout::new(r, None, None, Some(Path::new("/data/../layers")));
+        assert_eq!(l.layer_dir, Path::new("/tmp/r/data/layers"));
+        assert_eq!(l.runtime_layer_dir, Path::new("/data/layers"));
+        let l = HostLayout::new(None, None, None, Some(Path::new("/srv/layers")));
+        assert_eq!(l.runtime_layer_dir, Path::new("/srv/layers"));
+        let l = HostLayout::new(None, None, None, Some(Path::new("rel/layers")));
+        assert_eq!(l.runtime_layer_dir, std::env::current_dir().unwrap().join("rel/layers"));
     }
 
     #[test]

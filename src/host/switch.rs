@@ -89,6 +89,8 @@ pub struct ApplyOptions {
     pub smoke_timeout: Option<Duration>,
     /// Test-only failpoints (see the module docs).
     pub failpoint: Option<String>,
+    /// Leave every symlink as it is (a run that staged no binaries).
+    pub skip_links: bool,
 }
 
 /// What [`apply`] changed.
@@ -186,7 +188,9 @@ fn set_links(layout: &HostLayout, j: &Journal, forward: bool) -> Result<()> {
             },
         });
     }
-    keep(crate::fsutil::fsync_dir(&layout.bin_dir));
+    if !j.links.is_empty() {
+        keep(crate::fsutil::fsync_dir(&layout.bin_dir));
+    }
     let _ = layout; // the config dir was synced by atomic_write
     match first {
         Some(e) => Err(e),
@@ -225,7 +229,12 @@ pub fn apply(
         return Err(e);
     }
     let ver = staged.version.as_str().to_string();
-    let mut applied = switch(layout, &ver, Some(bootstrap_after), created, opts, write_receipt)?;
+    // Without the binaries no symlink moves; without the config the bootstrap manifest stays.
+    let opts = &ApplyOptions {
+        skip_links: opts.skip_links || !staged.parts().binaries,
+        ..opts.clone()
+    };
+    let mut applied = switch(layout, &ver, bootstrap_after, created, opts, write_receipt)?;
     let mut all = files;
     all.append(&mut applied.files);
     applied.files = all;
@@ -251,7 +260,11 @@ pub fn switch(
 ) -> Result<Applied> {
     let fp = opts.failpoint.as_deref();
     let previous_version = hostlayout::linked_version(&layout.bin_dir, "flynn-host");
-    let links = link_names(layout, ver);
+    let links = if opts.skip_links {
+        Vec::new()
+    } else {
+        link_names(layout, ver)
+    };
     let mut jlinks = Vec::new();
     for (link, to) in &links {
         match current_target(link) {
@@ -312,7 +325,9 @@ pub fn switch(
                 failpoint(fp, "mid-switch")?;
             }
         }
-        crate::fsutil::fsync_dir(&layout.bin_dir)?;
+        if !journal.links.is_empty() {
+            crate::fsutil::fsync_dir(&layout.bin_dir)?;
+        }
         if opts.smoke_test {
             smoke_test(layout, ver, opts.smoke_timeout.unwrap_or(Duration::from_secs(30)))?;
         }

@@ -5,6 +5,7 @@
 
 pub mod checksums;
 pub mod gz;
+pub mod images;
 pub mod layers;
 pub mod release;
 pub mod signature;

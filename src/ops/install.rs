@@ -8,7 +8,7 @@ use crate::host::layout::{self as hostlayout, HostLayout};
 use crate::host::lock::lock_and_load;
 use crate::host::receipt::{effective_key, is_installed, next_receipt, receipt_scheme};
 use crate::host::staging::{
-    DEFAULT_MAX_BINARY, StageLimits, WrittenFile, asset, check_release_is, fetch_checksums, fetch_small, stage,
+    DEFAULT_MAX_BINARY, Parts, StageLimits, WrittenFile, asset, check_release_is, fetch_checksums, fetch_small, stage,
 };
 use crate::host::switch::{self, ApplyOptions};
 use crate::model::release::CHECKSUMS_ASSET;
@@ -62,6 +62,9 @@ pub struct InstallOptions {
     /// Report the sha512 of every file written (the `--json` document); off saves a third of the
     /// CPU time. Verification is the same either way.
     pub report_sha512: bool,
+    /// Which parts of the release to download, verify and switch (default all). Only
+    /// [`download`] takes a subset: an install with a receipt is always complete.
+    pub parts: Parts,
     /// Test-only failpoints (ignored in release builds); see [`crate::host::switch`].
     #[doc(hidden)]
     pub failpoint: Option<String>,
@@ -76,6 +79,7 @@ impl InstallOptions {
             public_key: None,
             max_binary: DEFAULT_MAX_BINARY,
             report_sha512: true,
+            parts: Parts::ALL,
             failpoint: None,
         }
     }
@@ -137,6 +141,7 @@ fn limits(opts: &InstallOptions) -> StageLimits {
     StageLimits {
         max_binary: opts.max_binary,
         report_sha512: opts.report_sha512,
+        parts: opts.parts,
     }
 }
 
@@ -145,6 +150,12 @@ fn limits(opts: &InstallOptions) -> StageLimits {
 /// another version scheme, is refused (`DowngradeRefused`): use `update --version V
 /// --allow-downgrade` to do that on purpose.
 pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -> Result<InstallReport> {
+    if opts.parts != Parts::ALL {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "parts selects a subset of the release, which only a download without the receipt (no_receipt)              takes: a receipt must describe a complete install; leave parts out or set no_receipt",
+        ));
+    }
     let mut locked = lock_and_load(&opts.layout)?;
     let receipt = locked.receipt.take();
     let key = effective_key(opts.public_key.as_deref(), receipt.as_ref())?;

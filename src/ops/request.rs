@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::layout::HostLayout;
 use crate::host::receipt::Source;
+use crate::host::staging::Parts;
 use crate::ops::install::{self, InstallOptions, InstallReport, Target};
 use crate::ops::update::{self, UpdateOptions, UpdateOutcome};
 use crate::remote::fetch::Progress;
@@ -129,6 +130,9 @@ pub struct InstallRequest {
     pub report_sha512: Option<bool>,
     /// Refuse a binary that decompresses to more than this many bytes (default 1 GiB).
     pub max_binary_bytes: Option<u64>,
+    /// Only these parts of the release: `binaries`, `config`, `layers` (default all). Only with
+    /// `no_receipt` (Flynn's downloader methods).
+    pub parts: Option<Vec<String>>,
 }
 
 impl InstallRequest {
@@ -165,6 +169,15 @@ impl InstallRequest {
             o.report_sha512 = r;
         }
         o.max_binary = self.max_binary_bytes.unwrap_or(o.max_binary);
+        if let Some(names) = &self.parts {
+            o.parts = Parts::from_names(names, "parts")?;
+            if !self.no_receipt {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "parts is only accepted with no_receipt (a download): an install that writes the receipt                      always takes the whole release",
+                ));
+            }
+        }
         Ok(o)
     }
 }

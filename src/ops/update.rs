@@ -289,6 +289,7 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
         staging::StageLimits {
             max_binary: DEFAULT_MAX_BINARY,
             report_sha512: opts.report_sha512,
+            parts: staging::Parts::ALL,
         },
         progress,
     )?;
@@ -308,6 +309,7 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
         smoke_test: true,
         smoke_timeout: Some(opts.smoke_timeout),
         failpoint: opts.failpoint.clone(),
+        skip_links: false,
     };
     let applied = switch::apply(&mut staged, layout, &apply_opts, &mut write)?;
     staged.keep_dirs();
@@ -439,6 +441,7 @@ pub fn rollback(layout: &HostLayout, smoke_timeout: Duration, failpoint: Option<
         smoke_test: true,
         smoke_timeout: Some(smoke_timeout),
         failpoint,
+        skip_links: false,
     };
     switch::switch(layout, &previous, None, Vec::new(), &opts, &mut write)?;
     held.dirs.commit();

@@ -224,15 +224,7 @@ pub fn make_build_tree(dir: &Path, version: &str, layers: &[(&str, Vec<u8>)]) {
             "id": id, "type": "application/vnd.flynn.image.squashfs.v1", "length": len, "hashes": {"sha512_256": h}
         }));
     }
-    let images = serde_json::json!({
-        "host": {"_type": "application/vnd.flynn.image.manifest.v1+json",
-                 "rootfs": [{"platform": {"architecture": "amd64", "os": "linux"}, "layers": entries}]}
-    });
-    std::fs::write(
-        dir.join("manifests/images.json"),
-        serde_json::to_vec_pretty(&images).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(dir.join("manifests/images.json"), flynn_images_json(entries)).unwrap();
     std::fs::write(
         dir.join("manifests/bootstrap-manifest.json"),
         format!("{{\"version\":\"{version}\",\"steps\":[]}}\n"),
@@ -240,6 +232,55 @@ pub fn make_build_tree(dir: &Path, version: &str, layers: &[(&str, Vec<u8>)]) {
     .unwrap();
     // A small stand-in for the helper binary (the debug build of flynnrel is ~80 MB).
     std::fs::write(dir.join("fake-flynnrel"), b"#!/bin/sh\necho flynnrel stand-in\n").unwrap();
+}
+
+/// The layer URL template Flynn's builder writes into images.json.
+pub const BUILDER_LAYER_URL_TEMPLATE: &str = "file:///var/lib/flynn/layer-cache/{id}.squashfs";
+
+/// The raw JSON of an image manifest listing `layers` (compact, as Flynn marshals it).
+pub fn image_manifest(layers: Vec<serde_json::Value>) -> String {
+    serde_json::to_string(&serde_json::json!({
+        "_type": "application/vnd.flynn.image.manifest.v1+json",
+        "meta": null,
+        "rootfs": [{"platform": {"architecture": "amd64", "os": "linux"}, "layers": layers}],
+    }))
+    .unwrap()
+}
+
+/// Flynn's `build/manifests/images.json`: a map of image name to `ct.Artifact`, as
+/// builder/build.go writes it (an artifact whose `manifest` lists `layers`, its sha512/256 as
+/// `manifest.id`, and the builder's `layer_url_template`), pretty-printed like Go's
+/// `json.MarshalIndent`.
+pub fn flynn_images_json(layers: Vec<serde_json::Value>) -> Vec<u8> {
+    use sha2::Digest;
+    let manifest = image_manifest(layers);
+    let id: String = sha2::Sha512_256::digest(manifest.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // ct.Artifact's fields in Go's order, indented like json.MarshalIndent; the manifest is
+    // written as its raw bytes (Go's json.RawMessage), so manifest.id is the hash of exactly the
+    // bytes in the file.
+    let uri = format!("https://dl.flynn.io/tuf?target=/images/{id}.json");
+    let size = manifest.len();
+    format!(
+        "{{\n  \"host\": {{\n    \"type\": \"flynn\",\n    \"uri\": \"{uri}\",\n    \"meta\": {{\n      \
+         \"flynn.component\": \"host\",\n      \"manifest.id\": \"{id}\"\n    }},\n    \"manifest\": {manifest},\n    \
+         \"hashes\": {{\n      \"sha512_256\": \"{id}\"\n    }},\n    \"size\": {size},\n    \
+         \"layer_url_template\": \"{BUILDER_LAYER_URL_TEMPLATE}\"\n  }}\n}}\n"
+    )
+    .into_bytes()
+}
+
+/// The raw JSON text of `image`'s `manifest` in an images.json document.
+pub fn raw_manifest(images: &[u8], image: &str) -> String {
+    type Artifact<'a> = BTreeMap<&'a str, &'a serde_json::value::RawValue>;
+    let all: BTreeMap<&str, Artifact<'_>> = serde_json::from_slice(images).unwrap();
+    all.get(image)
+        .and_then(|a| a.get("manifest"))
+        .unwrap_or_else(|| panic!("no manifest of image {image}"))
+        .get()
+        .to_string()
 }
 
 /// Deterministic pseudo-random bytes (incompressible enough to stand in for squashfs).

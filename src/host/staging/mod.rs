@@ -28,7 +28,7 @@ use crate::remote::fetch::Progress;
 use crate::remote::ghrelease::{Asset, Client, Release};
 pub(crate) use transfer::{asset, fetch_small};
 pub use transfer::{check_release_is, fetch_checksums};
-use transfer::{fetch_and_gunzip, fetch_layers, persist, placeholder};
+use transfer::{fetch_and_gunzip, fetch_layers, persist, ready_from_bytes};
 
 /// Largest accepted `checksums.sha512` or signature.
 const MAX_SMALL_ASSET: u64 = 1 << 20;
@@ -71,8 +71,10 @@ pub struct Staged {
     /// Whether the checksums' signature was verified.
     pub signature_verified: bool,
     binaries: Vec<(&'static str, Ready)>,
-    images: Ready,
-    bootstrap: NamedTempFile,
+    /// `images.<ver>.json` (rewritten for the host), staged only with [`Parts::config`].
+    images: Option<Ready>,
+    bootstrap: Option<NamedTempFile>,
+    parts: Parts,
     layers: Vec<(LayerSpec, Ready)>,
     /// Layers that were already present and valid.
     pub skipped_layers: Vec<String>,
@@ -127,8 +129,15 @@ pub fn stage(
     // decides that a component is left out (a hidden flynn-init would leave it on the old version).
     let installed = hostlayout::linked_version(&layout.bin_dir, "flynn-host");
     let mut plan: Vec<(&'static str, &Asset, &str)> = Vec::new();
+    let parts = limits.parts;
     for c in &COMPONENTS {
-        if c.role == Role::OtherPlatform {
+        let wanted = match c.role {
+            Role::OtherPlatform => false,
+            Role::HostBinary(_) => parts.binaries,
+            // images.json.gz is fetched below, whenever config or layers are asked for.
+            Role::Images | Role::BootstrapManifest => parts.config,
+        };
+        if !wanted {
             continue;
         }
         let why = if c.required {
@@ -168,7 +177,10 @@ pub fn stage(
         }
     }
     let mut dirs = CreatedDirs::default();
-    dirs.ensure(&layout.bin_dir)?;
+    if parts.binaries {
+        dirs.ensure(&layout.bin_dir)?;
+    }
+    // The lock lives in the config dir, and images.json is staged there whenever it is fetched.
     dirs.ensure(&layout.config_dir)?;
 
     let shared = StageCtx {
@@ -177,25 +189,45 @@ pub fn stage(
         report_sha512: limits.report_sha512,
     };
 
-    // images.json first: it says which layers the release needs.
-    let images_asset = rel
-        .asset("images.json.gz")
-        .ok_or_else(|| asset(rel, "images.json.gz").unwrap_err())?;
-    check_announced_size(rel, images_asset, MAX_MANIFEST)?;
-    check_free_space(&[(&layout.config_dir, images_asset.size.saturating_mul(2))])?;
-    let images = fetch_and_gunzip(
-        client,
-        images_asset,
-        sums.require("images.json.gz", CHECKSUMS_ASSET)?,
-        &layout.config_dir,
-        MAX_MANIFEST,
-        &shared,
-    )?;
-    let images_bytes = crate::fsutil::read_regular_required(images.file.path(), MAX_MANIFEST)?;
-    let specs = layers::layers_from_images_json(&images_bytes, &images_asset.browser_download_url)?;
+    // images.json first: it says which layers the release needs. It is verified as published
+    // (checksums.sha512 names the compressed asset) and installed rewritten: every artifact's
+    // layer_url_template points at this host's layer dir (docs/host-layout.md#images-manifest).
+    let (images, specs) = if parts.config || parts.layers {
+        let images_asset = rel
+            .asset("images.json.gz")
+            .ok_or_else(|| asset(rel, "images.json.gz").unwrap_err())?;
+        check_announced_size(rel, images_asset, MAX_MANIFEST)?;
+        check_free_space(&[(&layout.config_dir, images_asset.size.saturating_mul(3))])?;
+        let fetched = fetch_and_gunzip(
+            client,
+            images_asset,
+            sums.require("images.json.gz", CHECKSUMS_ASSET)?,
+            &layout.config_dir,
+            MAX_MANIFEST,
+            &shared,
+        )?;
+        let source = &images_asset.browser_download_url;
+        let images_bytes = crate::fsutil::read_regular_required(fetched.file.path(), MAX_MANIFEST)?;
+        let specs = layers::layers_from_images_json(&images_bytes, source)?;
+        let rewritten =
+            crate::model::images::with_layer_url_template(&images_bytes, &layout.runtime_layer_dir, source)?;
+        let images = match parts.config {
+            false => None,
+            true if rewritten == images_bytes => Some(fetched),
+            true => Some(ready_from_bytes(
+                &layout.config_dir,
+                "images.json",
+                &rewritten,
+                shared.report_sha512,
+            )?),
+        };
+        (images, specs)
+    } else {
+        (None, Vec::new())
+    };
     let mut skipped_layers = Vec::new();
     let mut needed: Vec<LayerSpec> = Vec::new();
-    for s in &specs {
+    for s in specs.iter().filter(|_| parts.layers) {
         if layers::layer_file_is_valid(&layout.layer_file(&s.id), s) {
             skipped_layers.push(s.id.clone());
         } else {
@@ -288,8 +320,10 @@ pub fn stage(
         Ok((binaries, bootstrap, staged_layers))
     });
     let (binaries, bootstrap, staged_layers) = result?;
-    let bootstrap = bootstrap.ok_or_else(|| asset(rel, "bootstrap-manifest.json.gz").unwrap_err())?;
-    if !binaries.iter().any(|(n, _)| *n == "flynn-host") {
+    if parts.config && bootstrap.is_none() {
+        return Err(asset(rel, "bootstrap-manifest.json.gz").unwrap_err());
+    }
+    if parts.binaries && !binaries.iter().any(|(n, _)| *n == "flynn-host") {
         return Err(asset(rel, "flynn-host-linux-amd64.gz").unwrap_err());
     }
     Ok(Staged {
@@ -297,10 +331,11 @@ pub fn stage(
         signature_verified,
         binaries,
         images,
-        bootstrap: bootstrap.file,
+        bootstrap: bootstrap.map(|b| b.file),
+        parts,
         layers: staged_layers,
         skipped_layers,
-        all_layers: specs.iter().map(|s| s.id.clone()).collect(),
+        all_layers: specs.iter().filter(|_| parts.layers).map(|s| s.id.clone()).collect(),
         dirs,
         layout: layout.clone(),
     })
@@ -383,6 +418,73 @@ fn check_free_space(needs: &[(&Path, u64)]) -> Result<()> {
     Ok(())
 }
 
+/// Which parts of a release a run downloads, verifies and switches (Flynn's downloader fetches
+/// them separately: `DownloadBinaries`, `DownloadConfig`, layers). Default: all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// The host binaries (`<name>.<ver>`) and their symlinks.
+    pub binaries: bool,
+    /// `bootstrap-manifest.json` and `images.<ver>.json`.
+    pub config: bool,
+    /// The layers `images.json` references (images.json.gz is fetched and verified to know them,
+    /// and written only with `config`).
+    pub layers: bool,
+}
+
+impl Parts {
+    /// Everything: what an install always takes.
+    pub const ALL: Parts = Parts {
+        binaries: true,
+        config: true,
+        layers: true,
+    };
+    /// The names the requests use, in order.
+    pub const NAMES: [&'static str; 3] = ["binaries", "config", "layers"];
+
+    /// The parts `names` select. `InvalidArgument` naming `field` for an empty list or an unknown
+    /// name.
+    pub fn from_names<S: AsRef<str>>(names: &[S], field: &str) -> Result<Parts> {
+        if names.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "{field} is an empty list; leave it out for everything or name some of {}",
+                    Parts::NAMES.join(", ")
+                ),
+            ));
+        }
+        let mut p = Parts {
+            binaries: false,
+            config: false,
+            layers: false,
+        };
+        for n in names {
+            match n.as_ref() {
+                "binaries" => p.binaries = true,
+                "config" => p.config = true,
+                "layers" => p.layers = true,
+                other => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidArgument,
+                        format!(
+                            "{field} names {:?}, which is not a part of a release; use {}",
+                            crate::error::escape(other),
+                            Parts::NAMES.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+impl Default for Parts {
+    fn default() -> Parts {
+        Parts::ALL
+    }
+}
+
 /// How [`stage`] bounds and reports its work.
 #[derive(Debug, Clone, Copy)]
 pub struct StageLimits {
@@ -391,6 +493,8 @@ pub struct StageLimits {
     /// Hash every decompressed file with sha512 for the report (a third of an install's CPU time;
     /// verification does not need it: the compressed assets are verified).
     pub report_sha512: bool,
+    /// Which parts to stage (default all).
+    pub parts: Parts,
 }
 
 impl Default for StageLimits {
@@ -398,6 +502,7 @@ impl Default for StageLimits {
         StageLimits {
             max_binary: DEFAULT_MAX_BINARY,
             report_sha512: true,
+            parts: Parts::ALL,
         }
     }
 }
@@ -423,12 +528,9 @@ impl Staged {
         for (name, tmp) in self.binaries.drain(..) {
             moves.push((tmp, self.layout.versioned_binary(name, &ver), 0o755, FileKind::Binary));
         }
-        let placeholder = Ready {
-            file: placeholder(&self.layout.config_dir)?,
-            sha512: String::new(),
-        };
-        let images = std::mem::replace(&mut self.images, placeholder);
-        moves.push((images, self.layout.images_file(&ver), 0o644, FileKind::Manifest));
+        if let Some(images) = self.images.take() {
+            moves.push((images, self.layout.images_file(&ver), 0o644, FileKind::Manifest));
+        }
         let mut written = Vec::new();
         let mut created = Vec::new();
         for (Ready { file, sha512 }, dest, mode, kind) in moves {
@@ -448,7 +550,9 @@ impl Staged {
                 kind,
             });
         }
-        crate::fsutil::fsync_dir(&self.layout.bin_dir)?;
+        if self.parts.binaries {
+            crate::fsutil::fsync_dir(&self.layout.bin_dir)?;
+        }
         crate::fsutil::fsync_dir(&self.layout.config_dir)?;
         crate::fsutil::fsync_dir(&self.layout.layer_dir)
             .or_else(|e| if self.layout.layer_dir.exists() { Err(e) } else { Ok(()) })?;
@@ -462,10 +566,17 @@ impl Staged {
         self.dirs.commit();
     }
 
-    /// The new bootstrap manifest's text.
-    pub fn bootstrap_text(&self) -> Result<String> {
-        let data = std::fs::read(self.bootstrap.path()).map_err(|e| Error::io("read", self.bootstrap.path(), e))?;
+    /// The new bootstrap manifest's text; `None` when the run does not stage the config.
+    pub fn bootstrap_text(&self) -> Result<Option<String>> {
+        let Some(b) = &self.bootstrap else { return Ok(None) };
+        let data = std::fs::read(b.path()).map_err(|e| Error::io("read", b.path(), e))?;
         String::from_utf8(data)
+            .map(Some)
             .map_err(|_| Error::new(ErrorKind::InvalidData, "bootstrap-manifest.json is not UTF-8 text"))
+    }
+
+    /// Which parts this run staged.
+    pub fn parts(&self) -> Parts {
+        self.parts
     }
 }

@@ -383,14 +383,6 @@ impl<R: Read> Read for CappedReader<R> {
     }
 }
 
-/// An empty temp file standing in for a field that was moved out.
-pub(super) fn placeholder(dir: &Path) -> Result<NamedTempFile> {
-    tempfile::Builder::new()
-        .prefix(".placeholder.")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("create a temp file in", dir, e))
-}
-
 pub(super) fn persist(tmp: NamedTempFile, dest: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
@@ -399,4 +391,24 @@ pub(super) fn persist(tmp: NamedTempFile, dest: &Path, mode: u32) -> Result<()> 
     tmp.persist(dest)
         .map_err(|e| Error::io("rename into place", dest, e.error))?;
     Ok(())
+}
+
+/// `data` in a new, fsynced temp file in `dir` (named like the decompressed `stem`), with its
+/// sha512 when `report_sha512`.
+pub(super) fn ready_from_bytes(dir: &Path, stem: &str, data: &[u8], report_sha512: bool) -> Result<Ready> {
+    let mut out = tempfile::Builder::new()
+        .prefix(&format!(".{stem}."))
+        .suffix(".new")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create a temp file in", dir, e))?;
+    out.as_file_mut()
+        .write_all(data)
+        .and_then(|()| out.as_file().sync_all())
+        .map_err(|e| Error::io("write", out.path(), e))?;
+    let sha512 = if report_sha512 {
+        crate::model::checksums::sha512_hex(data)
+    } else {
+        String::new()
+    };
+    Ok(Ready { file: out, sha512 })
 }
