@@ -329,7 +329,9 @@ impl InstallSource {
         if self.channel_sequence(repo, channel).is_some_and(|h| h >= seq) {
             return false;
         }
-        self.channel_sequences.get_or_insert_with(Default::default).insert(key, seq);
+        self.channel_sequences
+            .get_or_insert_with(Default::default)
+            .insert(key, seq);
         true
     }
 

@@ -145,7 +145,12 @@ pub fn parse(bytes: &[u8], source: &str) -> Result<ChannelPointer> {
         )));
     }
     Version::parse(&p.version).map_err(|e| bad(format!("`version`: {}", e.message())))?;
-    if p.checksums_sha512.len() != 128 || !p.checksums_sha512.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if p.checksums_sha512.len() != 128
+        || !p
+            .checksums_sha512
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return Err(bad("`checksums_sha512` is not 128 lowercase hex digits".into()));
     }
     let issued = humantime::parse_rfc3339(&p.issued_at).map_err(|e| bad(format!("`issued_at`: {e}")))?;
@@ -261,13 +266,25 @@ mod tests {
         assert!(e.message().contains("channel=nightly"), "{e}");
         let e = verify(&key, json.as_bytes(), &sig, "s", "evil/flynn", "stable", now).unwrap_err();
         assert!(e.message().contains("repo=evil/flynn"), "{e}");
-        let e = verify(&key, json.replace("3,", "4,").as_bytes(), &sig, "s", "flynn/flynn", "stable", now).unwrap_err();
+        let e = verify(
+            &key,
+            json.replace("3,", "4,").as_bytes(),
+            &sig,
+            "s",
+            "flynn/flynn",
+            "stable",
+            now,
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::SignatureInvalid);
         let later = now + Duration::from_secs(7200);
         let e = verify(&key, json.as_bytes(), &sig, "s", "flynn/flynn", "stable", later).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ChannelPointerExpired);
         assert!(e.message().contains(&p.expires_at), "{e}");
-        assert_eq!(check_sequence(&p, Some(4), "s").unwrap_err().kind(), ErrorKind::ChannelPointerReplayed);
+        assert_eq!(
+            check_sequence(&p, Some(4), "s").unwrap_err().kind(),
+            ErrorKind::ChannelPointerReplayed
+        );
         check_sequence(&p, Some(3), "s").unwrap();
         check_sequence(&p, None, "s").unwrap();
     }

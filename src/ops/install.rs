@@ -12,10 +12,10 @@ use crate::host::staging::{
 };
 use crate::host::switch::{self, ApplyOptions};
 use crate::model::release::CHECKSUMS_ASSET;
-use crate::model::version::{Scheme, Version};
-use crate::remote::fetch::{self, Progress};
 use crate::model::signature::TrustedKey;
+use crate::model::version::{Scheme, Version};
 use crate::ops::channels;
+use crate::remote::fetch::{self, Progress};
 use crate::remote::ghrelease::channel::FetchedPointer;
 use crate::remote::ghrelease::{Channel, Client, Release};
 

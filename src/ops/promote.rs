@@ -90,7 +90,9 @@ pub fn promote(client: &Client, opts: &PromoteOptions) -> Result<PromoteReport> 
     let sig_path = opts.out_dir.join(pointer::signature_path(channel));
     let current = read_current(&json_path, &sig_path, &key, &repo, channel)?;
     let version = match (&opts.version, &current) {
-        (Some(v), _) => Version::parse(v).map_err(|e| Error::new(ErrorKind::InvalidArgument, e.message().to_string()))?,
+        (Some(v), _) => {
+            Version::parse(v).map_err(|e| Error::new(ErrorKind::InvalidArgument, e.message().to_string()))?
+        }
         (None, Some(c)) => Version::parse(&c.version)?,
         (None, None) => {
             return Err(Error::new(
@@ -161,8 +163,12 @@ fn read_current(
             ),
         )
     })?;
-    let sig = String::from_utf8(sig)
-        .map_err(|_| Error::new(ErrorKind::SignatureInvalid, format!("{} is not text", sig_path.display())))?;
+    let sig = String::from_utf8(sig).map_err(|_| {
+        Error::new(
+            ErrorKind::SignatureInvalid,
+            format!("{} is not text", sig_path.display()),
+        )
+    })?;
     // Verified as of its own issue time, so an expired pointer can be re-signed.
     let p = pointer::parse(&json, &source)?;
     let at = humantime::parse_rfc3339(&p.issued_at).unwrap_or(SystemTime::UNIX_EPOCH);
@@ -182,7 +188,11 @@ fn read_current(
 /// The sha512 of `version`'s `checksums.sha512`, after checking that it exists and that its
 /// signature verifies with `key` for this repository and version.
 fn signed_checksums_hash(client: &Client, key: &TrustedKey, version: &str) -> Result<String> {
-    let web = format!("{}/{}", client.options().web_url.trim_end_matches('/'), client.repository());
+    let web = format!(
+        "{}/{}",
+        client.options().web_url.trim_end_matches('/'),
+        client.repository()
+    );
     let tail = format!("releases/download/{version}/{CHECKSUMS_ASSET}");
     let (sums, _) = client.get_web_file(&tail, 4 << 20)?.ok_or_else(|| {
         Error::new(
@@ -197,7 +207,8 @@ fn signed_checksums_hash(client: &Client, key: &TrustedKey, version: &str) -> Re
             format!("{web}/{sig_tail} does not exist: release {version} is not signed; refusing to promote it"),
         )
     })?;
-    let sig = String::from_utf8(sig).map_err(|_| Error::new(ErrorKind::SignatureInvalid, format!("{sig_url} is not text")))?;
+    let sig = String::from_utf8(sig)
+        .map_err(|_| Error::new(ErrorKind::SignatureInvalid, format!("{sig_url} is not text")))?;
     signature::verify_checksums(key, &sums, &sig, sig_url.as_str(), &client.repository(), version)?;
     Ok(sha512_hex(&sums))
 }

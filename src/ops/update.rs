@@ -260,9 +260,13 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
     // The key is needed before resolving: with one, a channel is read from its signed pointer.
     let key = receipt::effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
     let pointer = match &target_spec {
-        Target::Channel(c) => {
-            channels::pointer_for(&client, *c, key.as_ref(), receipt.as_ref(), std::time::SystemTime::now())?
-        }
+        Target::Channel(c) => channels::pointer_for(
+            &client,
+            *c,
+            key.as_ref(),
+            receipt.as_ref(),
+            std::time::SystemTime::now(),
+        )?,
         Target::Version(_) => None,
     };
     // A pointer names the version; the release itself is only asked of the API when it is

@@ -152,7 +152,12 @@ impl Client {
     /// [`POINTER_BRANCH`] through the web host (`{web_url}/OWNER/NAME/raw/<branch>/…`: no API
     /// request) and verifies them with `key` at `now` ([`pointer::verify`]). `Ok(None)` when the
     /// channel has no pointer; a pointer without its signature is `SignatureInvalid`.
-    pub fn channel_pointer(&self, channel: Channel, key: &TrustedKey, now: SystemTime) -> Result<Option<FetchedPointer>> {
+    pub fn channel_pointer(
+        &self,
+        channel: Channel,
+        key: &TrustedKey,
+        now: SystemTime,
+    ) -> Result<Option<FetchedPointer>> {
         let path = pointer::pointer_path(channel.as_str());
         let tail = format!("raw/{POINTER_BRANCH}/{path}");
         let Some((json, url)) = self.get_web_file(&tail, pointer::MAX_POINTER_BYTES)? else {
@@ -162,7 +167,10 @@ impl Client {
         let sig_tail = format!("raw/{POINTER_BRANCH}/{}", pointer::signature_path(channel.as_str()));
         let sig = match self.get_web_file(&sig_tail, pointer::MAX_POINTER_BYTES)? {
             Some((s, _)) => String::from_utf8(s).map_err(|_| {
-                Error::new(ErrorKind::SignatureInvalid, format!("the signature of {source} is not text"))
+                Error::new(
+                    ErrorKind::SignatureInvalid,
+                    format!("the signature of {source} is not text"),
+                )
             })?,
             None => {
                 return Err(Error::new(
