@@ -102,6 +102,7 @@ impl Host {
                 expires,
                 out_dir: self.branch(),
                 now,
+                previous_public_key: None,
             },
         )
     }
@@ -536,12 +537,13 @@ fn promote_refuses_bad_input_and_changes_nothing() {
         expires: DAY,
         out_dir: h.branch(),
         now: SystemTime::now(),
+        previous_public_key: None,
     };
     let e = promote(&client(&server), &o).unwrap_err();
     expect(
         &e,
         ErrorKind::SignatureInvalid,
-        &["stable.json", "must verify with the signing key"],
+        &["stable.json", "must verify with the signing key", "previous public key"],
     );
     o.sign_key = h.key_file.clone();
     for (expires, out) in [
@@ -634,6 +636,7 @@ fn update_check_through_a_pointer_costs_no_api_request() {
             expires: 14 * DAY,
             out_dir: h.branch(),
             now: SystemTime::now(),
+            previous_public_key: None,
         },
     )
     .unwrap();
@@ -650,4 +653,45 @@ fn update_check_through_a_pointer_costs_no_api_request() {
         stdout.contains(&format!("target={V2}")) && stdout.contains("pointer_expires_at="),
         "{stdout}"
     );
+}
+
+/// After a key rotation the new key continues the old pointer's sequence, so a host that accepted
+/// the old pointer accepts the new one (once its pin is rotated) instead of calling it a replay.
+#[test]
+fn a_key_rotation_continues_the_sequence() {
+    let h = Host::new();
+    let server = web_server(&h);
+    h.promote(&server, V1);
+    assert!(matches!(h.run(&server, false).unwrap(), UpdateOutcome::UpToDate { .. }));
+    assert_eq!(h.receipt().channel_sequence(REPO, "stable"), Some(1));
+    // A new key signs V2's checksums again (its release is re-signed), and takes over the channel.
+    let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let new_key = h.tmp.path().join("new.key");
+    std::fs::write(&new_key, kp.sk.to_box(None).unwrap().into_string()).unwrap();
+    let dir = h.serve.join(REPO).join(V2);
+    let sums = std::fs::read(dir.join("checksums.sha512")).unwrap();
+    let (sk, _) = flynnrel::model::signature::load_secret_key(&new_key, None).unwrap();
+    let sig = flynnrel::model::signature::sign_checksums(&sk, &sums, REPO, V2).unwrap();
+    std::fs::write(dir.join("checksums.sha512.minisig"), sig).unwrap();
+    let rep = promote(
+        &client(&server),
+        &PromoteOptions {
+            channel: Channel::Stable,
+            version: Some(V2.into()),
+            sign_key: new_key,
+            password: None,
+            expires: DAY,
+            out_dir: h.branch(),
+            now: SystemTime::now(),
+            previous_public_key: Some(h.public_key.clone()),
+        },
+    )
+    .unwrap();
+    assert_eq!(rep.sequence, 2);
+    // The host's pin is rotated (flynnrel source set --pin-public-key), then it follows.
+    let mut r = h.receipt();
+    r.public_key = Some(kp.pk.to_base64());
+    r.save(&h.layout().config_dir).unwrap();
+    assert!(matches!(h.run(&server, false).unwrap(), UpdateOutcome::Updated { ref to, .. } if to == V2));
+    assert_eq!(h.receipt().channel_sequence(REPO, "stable"), Some(2));
 }

@@ -344,6 +344,10 @@ pub(super) enum Command {
         /// The checkout of the flynn-channels branch to write into.
         #[arg(long, default_value = ".")]
         out: PathBuf,
+        /// After a key rotation: the previous public key, which the current pointer is signed
+        /// with (its sequence is continued).
+        #[arg(long)]
+        previous_public_key: Option<String>,
         #[command(flatten)]
         repo: RepoArg,
         #[command(flatten)]

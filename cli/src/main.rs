@@ -193,6 +193,7 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             sign_key,
             expires,
             out: out_dir,
+            previous_public_key,
             ..
         } => {
             let opts = flynnrel::ops::promote::PromoteOptions {
@@ -203,6 +204,7 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
                 expires: *expires,
                 out_dir: out_dir.clone(),
                 now: std::time::SystemTime::now(),
+                previous_public_key: previous_public_key.clone(),
             };
             let report = flynnrel::ops::promote::promote(&client(g, out)?, &opts)?;
             out.line(&[

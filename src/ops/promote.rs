@@ -35,6 +35,9 @@ pub struct PromoteOptions {
     pub expires: Duration,
     /// The checkout of the pointer branch the files are written into.
     pub out_dir: PathBuf,
+    /// After a key rotation: the previous release key, which the current pointer is signed
+    /// with. Its sequence is continued, so hosts that accepted it take the new pointer.
+    pub previous_public_key: Option<String>,
     /// The issue time (now, except in tests).
     pub now: SystemTime,
 }
@@ -88,7 +91,8 @@ pub fn promote(client: &Client, opts: &PromoteOptions) -> Result<PromoteReport> 
     let key = TrustedKey::parse(&pk)?;
     let json_path = opts.out_dir.join(pointer::pointer_path(channel));
     let sig_path = opts.out_dir.join(pointer::signature_path(channel));
-    let current = read_current(&json_path, &sig_path, &key, &repo, channel)?;
+    let previous = opts.previous_public_key.as_deref().map(TrustedKey::parse).transpose()?;
+    let current = read_current(&json_path, &sig_path, previous.as_ref().unwrap_or(&key), &repo, channel)?;
     let version = match (&opts.version, &current) {
         (Some(v), _) => {
             Version::parse(v).map_err(|e| Error::new(ErrorKind::InvalidArgument, e.message().to_string()))?
@@ -177,7 +181,8 @@ fn read_current(
             e.kind(),
             format!(
                 "{}; the current pointer must verify with the signing key before it is replaced (after a key \
-                 rotation, remove both files deliberately)",
+                 rotation, give the previous public key: its sequence is continued, so hosts accept the new \
+                 pointer)",
                 e.message()
             ),
         )
