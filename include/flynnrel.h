@@ -133,6 +133,18 @@
  */
 #define FLYNNREL_STATUS_UNSUPPORTED 21
 
+/*
+ A signed channel pointer has expired: its publisher stopped re-signing it, or a mirror or
+ attacker keeps serving an old one (a freeze); the message names the expiry.
+ */
+#define FLYNNREL_STATUS_CHANNEL_POINTER_EXPIRED 22
+
+/*
+ A signed channel pointer is older (lower sequence) than one this host already accepted:
+ a replayed pointer (rollback of the channel).
+ */
+#define FLYNNREL_STATUS_CHANNEL_POINTER_REPLAYED 23
+
 
 /*
  A GitHub Releases client. Create with `flynnrel_client_new`, free with `flynnrel_client_free`.

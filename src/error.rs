@@ -286,7 +286,7 @@ mod tests {
     fn codes_are_stable_and_unique() {
         // These numbers are part of the C ABI: changing one is a breaking change.
         let codes: Vec<u32> = ErrorKind::ALL.iter().map(|k| k.code()).collect();
-        assert_eq!(codes, (1..=21).collect::<Vec<u32>>());
+        assert_eq!(codes, (1..=23).collect::<Vec<u32>>());
         assert_eq!(ErrorKind::ChecksumMismatch.code(), 7);
         assert_eq!(ErrorKind::RateLimited.code(), 5);
         let mut names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.name()).collect();

@@ -52,4 +52,10 @@ error_kinds! {
     20 NullArgument "null_argument";
     /// The operation is not supported here (for example a platform without a helper build).
     21 Unsupported "unsupported";
+    /// A signed channel pointer has expired: its publisher stopped re-signing it, or a mirror or
+    /// attacker keeps serving an old one (a freeze); the message names the expiry.
+    22 ChannelPointerExpired "channel_pointer_expired";
+    /// A signed channel pointer is older (lower sequence) than one this host already accepted:
+    /// a replayed pointer (rollback of the channel).
+    23 ChannelPointerReplayed "channel_pointer_replayed";
 }

@@ -157,6 +157,7 @@ fn reports_and_outcomes_have_one_shape() {
             repository: "flynn/flynn".into(),
             current: "v20240127.0".into(),
             target: "v20240128.0".into(),
+            pointer_expires_at: Some("2024-02-10T12:00:00Z".into()),
         },
     );
     golden(
@@ -177,5 +178,6 @@ fn reports_and_outcomes_have_one_shape() {
     receipt
         .extra
         .insert("previous_version".into(), serde_json::json!("v20240126.0"));
+    receipt.raise_channel_sequence("flynn/flynn", "stable", 3);
     golden("receipt.json", &receipt);
 }

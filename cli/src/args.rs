@@ -61,6 +61,11 @@ pub(super) fn channel_value(s: &str) -> std::result::Result<Channel, String> {
     s.parse::<Channel>().map_err(|e| e.message().to_string())
 }
 
+/// Parses a pointer validity with the core's parser (usage error, exit 2).
+pub(super) fn duration_value(s: &str) -> std::result::Result<std::time::Duration, String> {
+    flynnrel::model::pointer::parse_expiry(s).map_err(|e| e.message().to_string())
+}
+
 /// Validates an install source name with the core's parser (usage error, exit 2).
 pub(super) fn source_value(s: &str) -> std::result::Result<flynnrel::host::receipt::Source, String> {
     s.parse().map_err(|e: Error| e.message().to_string())
@@ -311,6 +316,38 @@ pub(super) enum Command {
         /// Only releases of this channel (stable or nightly), and show which one it selects.
         #[arg(long, value_parser = channel_value)]
         channel: Option<Channel>,
+        #[command(flatten)]
+        repo: RepoArg,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        key: KeyArg,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Publish a signed, expiring channel pointer: write channels/<channel>.json and its
+    /// .minisig into a checkout of the repository's flynn-channels branch (docs/channels.md).
+    Promote {
+        /// The channel (stable or nightly).
+        #[arg(long, value_parser = channel_value)]
+        channel: Channel,
+        /// The release the channel points at; without it, the current pointer is re-signed
+        /// (same version, next sequence, new expiry).
+        #[arg(long, value_parser = version_value)]
+        version: Option<String>,
+        /// minisign secret key (the release key; password from FLYNN_RELEASE_SIGN_PASSWORD).
+        #[arg(long)]
+        sign_key: PathBuf,
+        /// How long the pointer is valid (e.g. 14d, 36h); hosts refuse it afterwards.
+        #[arg(long, default_value = "14d", value_parser = duration_value)]
+        expires: std::time::Duration,
+        /// The checkout of the flynn-channels branch to write into.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// After a key rotation: the previous public key, which the current pointer is signed
+        /// with (its sequence is continued).
+        #[arg(long)]
+        previous_public_key: Option<String>,
         #[command(flatten)]
         repo: RepoArg,
         #[command(flatten)]

@@ -58,7 +58,10 @@ fn run(cli: &Cli, key_on_command_line: bool) -> std::result::Result<u8, (Error, 
         | Command::Source {
             action: SourceAction::Show { dirs, output, .. } | SourceAction::Set { dirs, output, .. },
         } => top.with(None, None, Some(dirs), None, output),
-        Command::Releases { repo, api, output, .. } => top.with(Some(repo), Some(api), None, None, output),
+        Command::Releases {
+            repo, api, key, output, ..
+        } => top.with(Some(repo), Some(api), None, Some(key), output),
+        Command::Promote { repo, api, output, .. } => top.with(Some(repo), Some(api), None, None, output),
         Command::Package { repo, key, output, .. } | Command::Verify { repo, key, output, .. } => {
             top.with(Some(repo), None, None, Some(key), output)
         }
@@ -184,6 +187,38 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
         Command::Source { action } => source_cmd(g, out, action, key_on_command_line),
         Command::Verify { dir, version, .. } => verify_cmd(g, out, dir, version.as_deref()),
         Command::Releases { channel, .. } => releases(g, out, *channel),
+        Command::Promote {
+            channel,
+            version,
+            sign_key,
+            expires,
+            out: out_dir,
+            previous_public_key,
+            ..
+        } => {
+            let opts = flynnrel::ops::promote::PromoteOptions {
+                channel: *channel,
+                version: version.clone(),
+                sign_key: sign_key.clone(),
+                password: std::env::var(flynnrel::model::signature::SIGN_PASSWORD_ENV).ok(),
+                expires: *expires,
+                out_dir: out_dir.clone(),
+                now: std::time::SystemTime::now(),
+                previous_public_key: previous_public_key.clone(),
+            };
+            let report = flynnrel::ops::promote::promote(&client(g, out)?, &opts)?;
+            out.line(&[
+                ("status", "promoted".into()),
+                ("repository", report.repository.clone()),
+                ("channel", report.channel.clone()),
+                ("version", report.version.clone()),
+                ("previous", report.previous_version.clone().unwrap_or_default()),
+                ("sequence", report.sequence.to_string()),
+                ("expires_at", report.expires_at.clone()),
+            ]);
+            out.json(&serde_json::to_value(&report).unwrap_or_default());
+            Ok(0)
+        }
         Command::Serve {
             dir,
             listen,
@@ -275,26 +310,32 @@ fn update_cmd(g: &Global, out: Out, opts: &UpdateOptions) -> Result<u8> {
             repository,
             current,
             target,
+            pointer_expires_at,
         } => {
-            out.line(&[
+            let mut fields = vec![
                 ("status", "up_to_date".into()),
                 ("repository", repository.clone()),
                 ("current", current.clone()),
                 ("target", target.clone()),
-            ]);
+            ];
+            fields.extend(pointer_expires_at.clone().map(|e| ("pointer_expires_at", e)));
+            out.line(&fields);
             0
         }
         UpdateOutcome::Available {
             repository,
             current,
             target,
+            pointer_expires_at,
         } => {
-            out.line(&[
+            let mut fields = vec![
                 ("status", "update_available".into()),
                 ("repository", repository.clone()),
                 ("current", current.clone()),
                 ("target", target.clone()),
-            ]);
+            ];
+            fields.extend(pointer_expires_at.clone().map(|e| ("pointer_expires_at", e)));
+            out.line(&fields);
             EXIT_UPDATE_AVAILABLE
         }
         UpdateOutcome::Updated {
@@ -407,10 +448,18 @@ fn releases(g: &Global, out: Out, channel: Option<Channel>) -> Result<u8> {
         .iter()
         .filter(|r| channel.is_none_or(|c| ghrelease::channel::in_channel(r, c).is_some()))
         .collect();
-    let selected = match channel {
-        Some(c) => ghrelease::select_channel(&all, c, None)?.map(|(r, _)| r.tag_name.clone()),
-        None => None,
+    let key = g
+        .key
+        .public_key
+        .as_deref()
+        .filter(|k| !k.trim().is_empty())
+        .map(flynnrel::model::signature::TrustedKey::parse)
+        .transpose()?;
+    let (selected, pointer) = match channel {
+        Some(c) => flynnrel::ops::channels::selected(&client, &all, c, key.as_ref())?,
+        None => (None, None),
     };
+    let pointer = pointer.map(|f| f.pointer);
     for r in &shown {
         out.line(&[
             ("tag", r.tag_name.clone()),
@@ -421,15 +470,21 @@ fn releases(g: &Global, out: Out, channel: Option<Channel>) -> Result<u8> {
         ]);
     }
     if let Some(c) = channel {
-        out.line(&[
+        let mut fields = vec![
             ("channel", c.to_string()),
             ("selected", selected.clone().unwrap_or_default()),
-        ]);
+        ];
+        if let Some(p) = &pointer {
+            fields.push(("pointer_sequence", p.sequence.to_string()));
+            fields.push(("pointer_expires_at", p.expires_at.clone()));
+        }
+        out.line(&fields);
     }
     out.json(&serde_json::json!({
         "repository": client.repository(),
         "channel": channel,
         "selected": selected,
+        "pointer": pointer,
         "releases": shown.iter().map(|r| serde_json::json!({
             "tag": r.tag_name,
             "name": r.name,

@@ -316,6 +316,10 @@ type UpdateResult struct {
 	// Current and Target: UpdateUpToDate and UpdateAvailable.
 	Current string `json:"current"`
 	Target  string `json:"target"`
+	// PointerExpiresAt (RFC 3339): UpdateUpToDate and UpdateAvailable, when the channel was read
+	// from its signed pointer (a public key is configured): the publisher must re-sign it by then,
+	// or checks fail with ErrChannelPointerExpired (docs/channels.md).
+	PointerExpiresAt string `json:"pointer_expires_at,omitempty"`
 	// From, To, Files, SkippedLayers, Removed, SignatureVerified, Recovered: UpdateUpdated.
 	From              string   `json:"from"`
 	To                string   `json:"to"`

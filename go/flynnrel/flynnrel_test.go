@@ -102,6 +102,8 @@ var stableCodes = []struct {
 	{flynnrel.ErrPanic, 19, "panic"},
 	{flynnrel.ErrNullArgument, 20, "null_argument"},
 	{flynnrel.ErrUnsupported, 21, "unsupported"},
+	{flynnrel.ErrChannelPointerExpired, 22, "channel_pointer_expired"},
+	{flynnrel.ErrChannelPointerReplayed, 23, "channel_pointer_replayed"},
 }
 
 func TestSentinelCodesAreStable(t *testing.T) {

@@ -95,6 +95,16 @@ const (
 	// StatusUnsupported (unsupported, 21):
 	// The operation is not supported here (for example a platform without a helper build).
 	StatusUnsupported Status = C.FLYNNREL_STATUS_UNSUPPORTED
+
+	// StatusChannelPointerExpired (channel_pointer_expired, 22):
+	// A signed channel pointer has expired: its publisher stopped re-signing it, or a mirror or
+	// attacker keeps serving an old one (a freeze); the message names the expiry.
+	StatusChannelPointerExpired Status = C.FLYNNREL_STATUS_CHANNEL_POINTER_EXPIRED
+
+	// StatusChannelPointerReplayed (channel_pointer_replayed, 23):
+	// A signed channel pointer is older (lower sequence) than one this host already accepted:
+	// a replayed pointer (rollback of the channel).
+	StatusChannelPointerReplayed Status = C.FLYNNREL_STATUS_CHANNEL_POINTER_REPLAYED
 )
 
 // Sentinel errors, one per status code, for errors.Is.
@@ -161,4 +171,10 @@ var (
 
 	// ErrUnsupported matches every *Error of StatusUnsupported.
 	ErrUnsupported = &Error{Code: StatusUnsupported}
+
+	// ErrChannelPointerExpired matches every *Error of StatusChannelPointerExpired.
+	ErrChannelPointerExpired = &Error{Code: StatusChannelPointerExpired}
+
+	// ErrChannelPointerReplayed matches every *Error of StatusChannelPointerReplayed.
+	ErrChannelPointerReplayed = &Error{Code: StatusChannelPointerReplayed}
 )

@@ -542,6 +542,14 @@ mod tests {
             (FLYNNREL_STATUS_PANIC, ErrorKind::Panic),
             (FLYNNREL_STATUS_NULL_ARGUMENT, ErrorKind::NullArgument),
             (FLYNNREL_STATUS_UNSUPPORTED, ErrorKind::Unsupported),
+            (
+                FLYNNREL_STATUS_CHANNEL_POINTER_EXPIRED,
+                ErrorKind::ChannelPointerExpired,
+            ),
+            (
+                FLYNNREL_STATUS_CHANNEL_POINTER_REPLAYED,
+                ErrorKind::ChannelPointerReplayed,
+            ),
         ];
         assert_eq!(pairs.len(), ErrorKind::ALL.len());
         for (c, k) in pairs {

@@ -99,6 +99,11 @@ pub struct InstallSource {
     /// The highest version ever installed or accepted (anti-rollback); only ever grows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub highest_seen_version: Option<String>,
+    /// The highest sequence of a signed channel pointer accepted, per `owner/name:channel`
+    /// (docs/channels.md#on-the-host); only ever grows. Once a channel has an entry, that
+    /// channel's pointer is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_sequences: Option<std::collections::BTreeMap<String, u64>>,
     /// Fields this version does not know, written back unchanged after the known ones.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -199,6 +204,7 @@ impl InstallSource {
             api_url: None,
             public_key: None,
             highest_seen_version: None,
+            channel_sequences: None,
             extra: serde_json::Map::new(),
             raw: RawFields::default(),
         }
@@ -217,6 +223,7 @@ impl InstallSource {
             api_url: None,
             public_key: None,
             highest_seen_version: Some(version.to_string()),
+            channel_sequences: None,
             extra: serde_json::Map::new(),
             raw: RawFields::default(),
         }
@@ -300,6 +307,32 @@ impl InstallSource {
             self.highest_seen_version = Some(v.as_str().to_string());
         }
         Ok(())
+    }
+
+    /// The key of `channel_sequences` for `repo`'s `channel`: `owner/name:channel`, lowercased
+    /// repository (GitHub names are case-insensitive).
+    pub fn sequence_key(repo: &str, channel: &str) -> String {
+        format!("{}:{channel}", repo.to_ascii_lowercase())
+    }
+
+    /// The highest pointer sequence accepted for `repo`'s `channel`, if any.
+    pub fn channel_sequence(&self, repo: &str, channel: &str) -> Option<u64> {
+        self.channel_sequences
+            .as_ref()
+            .and_then(|m| m.get(&Self::sequence_key(repo, channel)).copied())
+    }
+
+    /// Records that sequence `seq` of `repo`'s `channel` was accepted; never lowers the value.
+    /// True when the receipt changed.
+    pub fn raise_channel_sequence(&mut self, repo: &str, channel: &str, seq: u64) -> bool {
+        let key = Self::sequence_key(repo, channel);
+        if self.channel_sequence(repo, channel).is_some_and(|h| h >= seq) {
+            return false;
+        }
+        self.channel_sequences
+            .get_or_insert_with(Default::default)
+            .insert(key, seq);
+        true
     }
 
     /// The checks serde cannot express; the reason on failure.

@@ -7,6 +7,7 @@ pub mod checksums;
 pub mod gz;
 pub mod images;
 pub mod layers;
+pub mod pointer;
 pub mod release;
 pub mod signature;
 pub mod version;

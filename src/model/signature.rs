@@ -102,47 +102,61 @@ pub fn verify_checksums(
     repo: &str,
     version: &str,
 ) -> Result<()> {
-    let fail = |why: String| {
+    verify_bound(
+        key,
+        checksums,
+        "checksums.sha512",
+        signature,
+        &[("repo", repo, "repository"), ("version", version, "version")],
+    )
+    .map(|_| ())
+    .map_err(|why| {
         Error::new(
             ErrorKind::SignatureInvalid,
             format!("signature {sig_source} is not acceptable: {why}; do not install this release"),
         )
-    };
-    check_signature_text(signature, key).map_err(fail)?;
-    let sig = SignatureBox::from_string(signature).map_err(|e| fail(format!("cannot parse it ({e})")))?;
+    })
+}
+
+/// Checks that `signature` is a valid minisign signature of `data` (the file
+/// `what`) by `key`, and that its trusted comment carries every `name=value` token of `bindings`
+/// as a whole token (the third item names the thing, for the message: "a signature for another
+/// <thing>"). Returns the trusted comment, or why the signature is refused. Release signatures
+/// bind `repo=` and `version=`; channel pointers (crate::model::pointer) bind `repo=` and
+/// `channel=`.
+pub fn verify_bound(
+    key: &TrustedKey,
+    data: &[u8],
+    what: &str,
+    signature: &str,
+    bindings: &[(&str, &str, &str)],
+) -> std::result::Result<String, String> {
+    check_signature_text(signature, key)?;
+    let sig = SignatureBox::from_string(signature).map_err(|e| format!("cannot parse it ({e})"))?;
     // The text was checked above to be exactly what the crate can verify without panicking; the
     // unwind guard keeps a crate bug we have not met yet a refusal, never a crash.
     let verified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        minisign::verify(&key.key, &sig, Cursor::new(checksums), true, false, false)
+        minisign::verify(&key.key, &sig, Cursor::new(data), true, false, false)
     }))
-    .map_err(|_| fail("the minisign verifier failed on it (malformed signature)".to_string()))?;
+    .map_err(|_| "the minisign verifier failed on it (malformed signature)".to_string())?;
     verified.map_err(|e| {
         if e.to_string().starts_with("Comment signature") {
-            fail("its trusted comment was changed after signing".to_string())
+            "its trusted comment was changed after signing".to_string()
         } else {
-            fail(format!(
-                "it does not verify checksums.sha512 with public key {} ({e})",
-                key.base64
-            ))
+            format!("it does not verify {what} with public key {} ({e})", key.base64)
         }
     })?;
-    let comment = sig
-        .trusted_comment()
-        .map_err(|e| fail(format!("no trusted comment ({e})")))?;
+    let comment = sig.trusted_comment().map_err(|e| format!("no trusted comment ({e})"))?;
     let tokens: Vec<&str> = comment.split_whitespace().collect();
-    let want_repo = format!("repo={repo}");
-    let want_version = format!("version={version}");
-    if !tokens.contains(&want_repo.as_str()) {
-        return Err(fail(format!(
-            "its trusted comment {comment:?} does not name {want_repo} (a signature for another repository)"
-        )));
+    for (name, value, thing) in bindings {
+        let want = format!("{name}={value}");
+        if !tokens.contains(&want.as_str()) {
+            return Err(format!(
+                "its trusted comment {comment:?} does not name {want} (a signature for another {thing})"
+            ));
+        }
     }
-    if !tokens.contains(&want_version.as_str()) {
-        return Err(fail(format!(
-            "its trusted comment {comment:?} does not name {want_version} (a signature for another version)"
-        )));
-    }
-    Ok(())
+    Ok(comment)
 }
 
 /// The algorithm id of a minisign key and of a plain signature; `ED` marks a prehashed signature.
@@ -283,24 +297,29 @@ fn unencrypted_without_checksum(text: &str) -> Option<SecretKey> {
 /// Signs `checksums` with `sk`, binding `repo` and `version` in the trusted comment. Returns the
 /// text of `checksums.sha512.minisig`.
 pub fn sign_checksums(sk: &SecretKey, checksums: &[u8], repo: &str, version: &str) -> Result<String> {
-    let now = std::time::SystemTime::now()
+    let comment = trusted_comment(repo, version, unix_now());
+    sign_with_comment(sk, checksums, "checksums.sha512", &comment)
+}
+
+/// Seconds since the Unix epoch (0 for a clock before it).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let comment = trusted_comment(repo, version, now);
+        .unwrap_or(0)
+}
+
+/// Signs `data` (the file `what`) with `sk` and the trusted comment `comment` (which must not
+/// begin or end with whitespace: minisign readers trim it). Returns the `.minisig` text.
+pub fn sign_with_comment(sk: &SecretKey, data: &[u8], what: &str, comment: &str) -> Result<String> {
     let sig = minisign::sign(
         None,
         sk,
-        Cursor::new(checksums),
-        Some(&comment),
+        Cursor::new(data),
+        Some(comment),
         Some("signature from flynnrel"),
     )
-    .map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidArgument,
-            format!("signing checksums.sha512 failed: {e}"),
-        )
-    })?;
+    .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("signing {what} failed: {e}")))?;
     Ok(sig.into_string())
 }
 

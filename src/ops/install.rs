@@ -6,14 +6,17 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, ErrorKind, Result};
 use crate::host::layout::{self as hostlayout, HostLayout};
 use crate::host::lock::lock_and_load;
-use crate::host::receipt::{effective_key, is_installed, next_receipt, receipt_scheme};
+use crate::host::receipt::{InstallSource, effective_key, is_installed, next_receipt, receipt_scheme};
 use crate::host::staging::{
     DEFAULT_MAX_BINARY, Parts, StageLimits, WrittenFile, asset, check_release_is, fetch_checksums, fetch_small, stage,
 };
 use crate::host::switch::{self, ApplyOptions};
 use crate::model::release::CHECKSUMS_ASSET;
+use crate::model::signature::TrustedKey;
 use crate::model::version::{Scheme, Version};
+use crate::ops::channels;
 use crate::remote::fetch::{self, Progress};
+use crate::remote::ghrelease::channel::FetchedPointer;
 use crate::remote::ghrelease::{Channel, Client, Release};
 
 /// Which release to install.
@@ -46,6 +49,25 @@ pub fn resolve(client: &Client, target: &Target, scheme: Option<Scheme>) -> Resu
         }
         Target::Channel(c) => client.channel_release(*c, scheme),
     }
+}
+
+/// [`resolve`], with a channel read from its signed pointer when `key` is given
+/// ([`crate::ops::channels::pointer_for`]); the pointer used is returned too.
+pub fn resolve_with_pointer(
+    client: &Client,
+    target: &Target,
+    scheme: Option<Scheme>,
+    key: Option<&TrustedKey>,
+    receipt: Option<&InstallSource>,
+) -> Result<(Release, Version, Option<FetchedPointer>)> {
+    if let Target::Channel(c) = target {
+        if let Some(f) = channels::pointer_for(client, *c, key, receipt, std::time::SystemTime::now())? {
+            let (rel, v) = resolve(client, &Target::Version(f.pointer.version.clone()), None)?;
+            return Ok((rel, v, Some(f)));
+        }
+    }
+    let (rel, v) = resolve(client, target, scheme)?;
+    Ok((rel, v, None))
 }
 
 /// Options for [`install`] and [`download`].
@@ -109,14 +131,20 @@ pub struct InstallReport {
 pub fn download(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -> Result<InstallReport> {
     let mut locked = lock_and_load(&opts.layout)?;
     let key = effective_key(opts.public_key.as_deref(), locked.receipt.as_ref())?;
-    let (rel, version) = resolve(client, &opts.target, receipt_scheme(locked.receipt.as_ref()))?;
+    let (rel, version, pointer) = resolve_with_pointer(
+        client,
+        &opts.target,
+        receipt_scheme(locked.receipt.as_ref()),
+        key.as_ref(),
+        locked.receipt.as_ref(),
+    )?;
     let mut staged = stage(
         client,
         &opts.layout,
         &rel,
         &version,
         key.as_ref(),
-        limits(opts),
+        limits(opts, pointer.as_ref()),
         progress,
     )?;
     let apply_opts = ApplyOptions {
@@ -137,11 +165,12 @@ pub fn download(client: &Client, opts: &InstallOptions, progress: Progress<'_>) 
     })
 }
 
-fn limits(opts: &InstallOptions) -> StageLimits {
+fn limits(opts: &InstallOptions, pointer: Option<&FetchedPointer>) -> StageLimits {
     StageLimits {
         max_binary: opts.max_binary,
         report_sha512: opts.report_sha512,
         parts: opts.parts,
+        checksums_sha512: pointer.map(|f| f.pointer.checksums_sha512.clone()),
     }
 }
 
@@ -160,7 +189,13 @@ pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -
     let mut locked = lock_and_load(&opts.layout)?;
     let receipt = locked.receipt.take();
     let key = effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
-    let (rel, version) = resolve(client, &opts.target, receipt_scheme(receipt.as_ref()))?;
+    let (rel, version, pointer) = resolve_with_pointer(
+        client,
+        &opts.target,
+        receipt_scheme(receipt.as_ref()),
+        key.as_ref(),
+        receipt.as_ref(),
+    )?;
     let repo = client.repository();
     if let Some(r) = &receipt {
         if is_installed(&opts.layout, r, &repo, version.as_str()) {
@@ -182,7 +217,7 @@ pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -
         &rel,
         &version,
         key.as_ref(),
-        limits(opts),
+        limits(opts, pointer.as_ref()),
         progress,
     )?;
     let channel = match &opts.target {
@@ -194,6 +229,9 @@ pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -
     };
     let mut new = next_receipt(receipt, client, &version, key.as_ref());
     new.channel = Some(channel.clone());
+    if let Some(f) = &pointer {
+        new.raise_channel_sequence(&repo, &f.pointer.channel, f.pointer.sequence);
+    }
     let config_dir = opts.layout.config_dir.clone();
     let mut write = |_: Option<&str>| -> Result<()> {
         let channel_file = config_dir.join(hostlayout::CHANNEL_FILE);

@@ -16,6 +16,7 @@ use crate::host::staging::{self, DEFAULT_MAX_BINARY, WrittenFile};
 use crate::host::switch::{self, ApplyOptions, Recovery};
 use crate::host::{lock, receipt};
 use crate::model::version::{Installed, Version};
+use crate::ops::channels;
 use crate::ops::install::{self, Target};
 use crate::remote::fetch::Progress;
 use crate::remote::ghrelease::options::web_url_for;
@@ -91,6 +92,10 @@ pub enum UpdateOutcome {
         current: String,
         /// The newest release of the channel (or the named version).
         target: String,
+        /// When the channel was read from a signed pointer: its expiry (RFC 3339), by which the
+        /// publisher must have re-signed it (docs/channels.md).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pointer_expires_at: Option<String>,
     },
     /// `--check`: an update is available.
     Available {
@@ -100,6 +105,9 @@ pub enum UpdateOutcome {
         current: String,
         /// What `update` would install.
         target: String,
+        /// When the channel was read from a signed pointer: its expiry (RFC 3339).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pointer_expires_at: Option<String>,
     },
     /// The host was switched to `to`.
     Updated {
@@ -249,7 +257,28 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
         }),
     };
     let scheme = current.version().map(Version::scheme);
-    let (rel, target) = install::resolve(&client, &target_spec, scheme)?;
+    // The key is needed before resolving: with one, a channel is read from its signed pointer.
+    let key = receipt::effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
+    let pointer = match &target_spec {
+        Target::Channel(c) => channels::pointer_for(
+            &client,
+            *c,
+            key.as_ref(),
+            receipt.as_ref(),
+            std::time::SystemTime::now(),
+        )?,
+        Target::Version(_) => None,
+    };
+    // A pointer names the version; the release itself is only asked of the API when it is
+    // installed, so a check through a pointer costs no API request.
+    let (rel, target) = match &pointer {
+        Some(f) => (None, Version::parse(&f.pointer.version)?),
+        None => {
+            let (r, v) = install::resolve(&client, &target_spec, scheme)?;
+            (Some(r), v)
+        }
+    };
+    let pointer_expires_at = pointer.as_ref().map(|f| f.pointer.expires_at.clone());
     let repository = client.repository();
     let current_name = current.to_string();
 
@@ -259,10 +288,19 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
         allow_downgrade: opts.allow_downgrade,
     };
     if policy::update_verdict(&current, &target, perm, opts.force, opts.check)? == UpdateVerdict::UpToDate {
+        // An update (not a check) holds the lock: record the pointer's sequence, so an older
+        // pointer is refused from now on even though nothing was installed.
+        if let (Some(f), Some(_), Some(r)) = (&pointer, &locked, &receipt) {
+            let mut r = r.clone();
+            if r.raise_channel_sequence(&repository, &f.pointer.channel, f.pointer.sequence) {
+                r.save(&layout.config_dir)?;
+            }
+        }
         return Ok(UpdateOutcome::UpToDate {
             repository,
             current: current_name,
             target: target.as_str().to_string(),
+            pointer_expires_at,
         });
     }
     policy::check_not_rolled_back(&effective, &target, perm)?;
@@ -271,6 +309,7 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
             repository,
             current: current_name,
             target: target.as_str().to_string(),
+            pointer_expires_at,
         });
     }
 
@@ -279,7 +318,10 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
         None => lock::lock_and_load(layout)?,
     };
     let recovered = locked.recovered.clone();
-    let key = receipt::effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
+    let rel = match rel {
+        Some(r) => r,
+        None => install::resolve(&client, &Target::Version(target.as_str().to_string()), None)?.0,
+    };
     let mut staged = staging::stage(
         &client,
         layout,
@@ -290,12 +332,16 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
             max_binary: DEFAULT_MAX_BINARY,
             report_sha512: opts.report_sha512,
             parts: staging::Parts::ALL,
+            checksums_sha512: pointer.as_ref().map(|f| f.pointer.checksums_sha512.clone()),
         },
         progress,
     )?;
     let mut new = receipt::next_receipt(receipt, &client, &target, key.as_ref());
     if new.channel.is_none() {
         new.channel = Some(Channel::Stable.as_str().to_string());
+    }
+    if let Some(f) = &pointer {
+        new.raise_channel_sequence(&repository, &f.pointer.channel, f.pointer.sequence);
     }
     let config_dir = layout.config_dir.clone();
     let mut write = |previous: Option<&str>| -> Result<()> {

@@ -5,7 +5,7 @@ use std::time::UNIX_EPOCH;
 
 use super::http::{Body, Request, Response, http_date};
 use super::json::storage_url;
-use super::routes::{Ctx, etag_matches, segments, storage_base_url};
+use super::routes::{Ctx, enc, etag_matches, segments, storage_base_url};
 use super::store::{self};
 
 pub(super) fn web_not_found() -> Response {
@@ -21,6 +21,9 @@ pub(crate) fn web(ctx: &Ctx, req: &Request) -> Response {
         return web_not_found();
     };
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    if let [o, r, "raw", branch, path @ ..] = s.as_slice() {
+        return web_raw(ctx, req, o, r, branch, path);
+    }
     let (owner, name, tag, file) = match s.as_slice() {
         [o, r, "releases", "download", tag, file] => (*o, *r, Some(*tag), *file),
         [o, r, "releases", "latest", "download", file] => (*o, *r, None, *file),
@@ -43,6 +46,33 @@ pub(crate) fn web(ctx: &Ctx, req: &Request) -> Response {
         return web_not_found();
     }
     let loc = storage_url(&storage_base_url(ctx.storage_addr, Some(req)), &repo, &rel.tag, file);
+    Response::new(302, Body::Empty)
+        .header("content-type", "text/html; charset=utf-8")
+        .header("cache-control", "no-cache")
+        .header("location", loc)
+}
+
+/// `GET /<owner>/<repo>/raw/<branch>/<path>`: like github.com, a redirect to the raw storage
+/// host (`raw.githubusercontent.com/<owner>/<repo>/<branch>/<path>`; here the storage listener's
+/// `/raw/…`), for files under `<repo>/.branches/<branch>/` (the channel pointers).
+fn web_raw(ctx: &Ctx, req: &Request, owner: &str, name: &str, branch: &str, path: &[&str]) -> Response {
+    let Some(repo) = ctx.store.repo(owner, name) else {
+        return web_not_found();
+    };
+    if ctx.store.branch_file(&repo, branch, path).is_none() {
+        return web_not_found();
+    }
+    let mut loc = format!(
+        "{}/raw/{}/{}/{}",
+        storage_base_url(ctx.storage_addr, Some(req)),
+        enc(&repo.owner),
+        enc(&repo.name),
+        enc(branch)
+    );
+    for p in path {
+        loc.push('/');
+        loc.push_str(&enc(p));
+    }
     Response::new(302, Body::Empty)
         .header("content-type", "text/html; charset=utf-8")
         .header("cache-control", "no-cache")
@@ -111,7 +141,14 @@ pub(crate) fn storage(ctx: &Ctx, req: &Request) -> Response {
     let Some(parts) = segments(req.path()) else {
         return storage_not_found();
     };
-    let Some(path) = ctx.store.storage_file(&parts) else {
+    let path = match parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["raw", o, r, branch, rest @ ..] if !rest.is_empty() => ctx
+            .store
+            .repo(o, r)
+            .and_then(|repo| ctx.store.branch_file(&repo, branch, rest)),
+        _ => ctx.store.storage_file(&parts),
+    };
+    let Some(path) = path else {
         return storage_not_found();
     };
     let Ok(file) = crate::fsutil::open_regular(&path) else {

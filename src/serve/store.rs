@@ -39,6 +39,10 @@ struct Metadata {
     discussion_url: Option<String>,
 }
 
+/// The folder of a repository's branch files (channel pointers): `<repo>/.branches/<branch>/`.
+/// Hidden, so it is never a release.
+pub(crate) const BRANCHES_DIR: &str = ".branches";
+
 /// A repository directory.
 pub(crate) struct Repo {
     /// Owner and name as spelled on disk (used in generated URLs and ids).
@@ -303,6 +307,21 @@ impl Store {
         let hex = hex(&h.finalize());
         lock(&self.hashes).insert(asset.path.clone(), (asset.size, asset.mtime, hex.clone()));
         Ok(hex)
+    }
+
+    /// A file of branch `branch` of `repo` (the web host's `raw/<branch>/<path>`):
+    /// `<repo dir>/.branches/<branch>/<path>`. Every component must be a plain name, and the
+    /// canonical file must be a regular file inside the root.
+    pub fn branch_file(&self, repo: &Repo, branch: &str, path: &[&str]) -> Option<PathBuf> {
+        if path.is_empty() || !component_ok(branch) || !path.iter().all(|p| component_ok(p)) {
+            return None;
+        }
+        let mut p = repo.dir.join(BRANCHES_DIR).join(branch);
+        for c in path {
+            p.push(c);
+        }
+        let canon = self.inside(&p)?;
+        fs::metadata(&canon).ok()?.is_file().then_some(canon)
     }
 
     /// The file for a storage URL `/<owner>/<repo>/<tag>/<name>`: every component must be a plain

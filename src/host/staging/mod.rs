@@ -122,7 +122,8 @@ pub fn stage(
     progress: Progress<'_>,
 ) -> Result<Staged> {
     let max_binary = limits.max_binary;
-    let (sums, signature_verified) = fetch_checksums(client, rel, version, key)?;
+    let (sums, signature_verified) =
+        transfer::fetch_checksums_expecting(client, rel, version, key, limits.checksums_sha512.as_deref())?;
     // Plan first: every component must be in the release and in checksums.sha512 before any
     // byte of it is downloaded. A component is needed when it is required, when the (signed)
     // checksums list it, or when the installed version has it: the API's asset list alone never
@@ -486,7 +487,7 @@ impl Default for Parts {
 }
 
 /// How [`stage`] bounds and reports its work.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StageLimits {
     /// Cap on a decompressed binary.
     pub max_binary: u64,
@@ -495,6 +496,9 @@ pub struct StageLimits {
     pub report_sha512: bool,
     /// Which parts to stage (default all).
     pub parts: Parts,
+    /// The sha512 (lowercase hex) `checksums.sha512` must have: the one a signed channel pointer
+    /// binds (docs/channels.md). Checked before any component is downloaded.
+    pub checksums_sha512: Option<String>,
 }
 
 impl Default for StageLimits {
@@ -503,6 +507,7 @@ impl Default for StageLimits {
             max_binary: DEFAULT_MAX_BINARY,
             report_sha512: true,
             parts: Parts::ALL,
+            checksums_sha512: None,
         }
     }
 }

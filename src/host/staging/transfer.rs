@@ -112,6 +112,18 @@ pub fn fetch_checksums(
     version: &Version,
     key: Option<&TrustedKey>,
 ) -> Result<(Checksums, bool)> {
+    fetch_checksums_expecting(client, rel, version, key, None)
+}
+
+/// [`fetch_checksums`], refusing (`ChecksumMismatch`) a file whose sha512 is not `expect` when
+/// given (the hash a signed channel pointer binds).
+pub(crate) fn fetch_checksums_expecting(
+    client: &Client,
+    rel: &Release,
+    version: &Version,
+    key: Option<&TrustedKey>,
+    expect: Option<&str>,
+) -> Result<(Checksums, bool)> {
     check_release_is(client, rel, version)?;
     let sums_asset = asset(rel, CHECKSUMS_ASSET).map_err(|_| {
         Error::new(
@@ -125,6 +137,18 @@ pub fn fetch_checksums(
     })?;
     let bytes = fetch_small(client, sums_asset)?;
     let source = sums_asset.browser_download_url.clone();
+    if let Some(want) = expect {
+        let got = crate::model::checksums::sha512_hex(&bytes);
+        if got != want {
+            return Err(Error::new(
+                ErrorKind::ChecksumMismatch,
+                format!(
+                    "{source} has sha512 {got}, but the channel pointer binds release {} to {want}; refusing it",
+                    rel.tag_name
+                ),
+            ));
+        }
+    }
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::new(ErrorKind::InvalidData, format!("{source} is not UTF-8 text")))?;
     let mut verified = false;

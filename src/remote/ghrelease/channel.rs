@@ -10,7 +10,12 @@ use std::str::FromStr;
 use super::client::Client;
 use super::types::Release;
 use crate::error::{Error, ErrorKind, Result};
+use crate::model::checksums::sha512_hex;
+use crate::model::pointer::{self, ChannelPointer, POINTER_BRANCH};
+use crate::model::release::CHECKSUMS_ASSET;
+use crate::model::signature::{self, SIGNATURE_ASSET, TrustedKey};
 use crate::model::version::{Scheme, Version};
+use std::time::SystemTime;
 
 /// An update channel; the default is `stable`, for a host that names none.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -130,6 +135,106 @@ impl Client {
             )
             .with_hint(crate::Hint::CheckRepository)),
         }
+    }
+}
+
+/// A channel pointer fetched and verified, with the URL it came from.
+#[derive(Debug, Clone)]
+pub struct FetchedPointer {
+    /// The verified pointer.
+    pub pointer: ChannelPointer,
+    /// Its URL on the web host.
+    pub source: String,
+}
+
+impl Client {
+    /// Fetches `channels/<channel>.json` and its `.minisig` from the repository's
+    /// [`POINTER_BRANCH`] through the web host (`{web_url}/OWNER/NAME/raw/<branch>/…`: no API
+    /// request) and verifies them with `key` at `now` ([`pointer::verify`]). `Ok(None)` when the
+    /// channel has no pointer; a pointer without its signature is `SignatureInvalid`.
+    pub fn channel_pointer(
+        &self,
+        channel: Channel,
+        key: &TrustedKey,
+        now: SystemTime,
+    ) -> Result<Option<FetchedPointer>> {
+        let path = pointer::pointer_path(channel.as_str());
+        let tail = format!("raw/{POINTER_BRANCH}/{path}");
+        let Some((json, url)) = self.get_web_file(&tail, pointer::MAX_POINTER_BYTES)? else {
+            return Ok(None);
+        };
+        let source = url.to_string();
+        let sig_tail = format!("raw/{POINTER_BRANCH}/{}", pointer::signature_path(channel.as_str()));
+        let sig = match self.get_web_file(&sig_tail, pointer::MAX_POINTER_BYTES)? {
+            Some((s, _)) => String::from_utf8(s).map_err(|_| {
+                Error::new(
+                    ErrorKind::SignatureInvalid,
+                    format!("the signature of {source} is not text"),
+                )
+            })?,
+            None => {
+                return Err(Error::new(
+                    ErrorKind::SignatureInvalid,
+                    format!(
+                        "channel pointer {source} has no signature ({}.minisig is missing) but a public key is \
+                         configured; refusing an unsigned pointer",
+                        path
+                    ),
+                ));
+            }
+        };
+        let pointer = pointer::verify(key, &json, &sig, &source, &self.repository(), channel.as_str(), now)?;
+        Ok(Some(FetchedPointer { pointer, source }))
+    }
+
+    /// Checks that the release a verified pointer names exists, is signed by `key` for this
+    /// repository and version, and has exactly the `checksums.sha512` the pointer binds. Reads
+    /// `checksums.sha512` and its `.minisig` through the web host's download URLs (no API
+    /// request). `NotFound` (no such release or no checksums), `SignatureInvalid` (unsigned or
+    /// badly signed), `ChecksumMismatch` (another checksums file than the pointer's).
+    pub fn verify_pointer_release(&self, fetched: &FetchedPointer, key: &TrustedKey) -> Result<()> {
+        let p = &fetched.pointer;
+        let cap = 4 << 20;
+        let tail = format!("releases/download/{}/{CHECKSUMS_ASSET}", p.version);
+        let Some((sums, url)) = self.get_web_file(&tail, cap)? else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "channel pointer {} names version {}, but {} has no such release with a {CHECKSUMS_ASSET} \
+                     (at {}/{}/{tail}); refusing it: promote a published release",
+                    fetched.source,
+                    p.version,
+                    self.repository(),
+                    self.options().web_url.trim_end_matches('/'),
+                    self.repository()
+                ),
+            ));
+        };
+        let sig_tail = format!("releases/download/{}/{SIGNATURE_ASSET}", p.version);
+        let Some((sig, sig_url)) = self.get_web_file(&sig_tail, cap)? else {
+            return Err(Error::new(
+                ErrorKind::SignatureInvalid,
+                format!(
+                    "channel pointer {} names version {}, which is not signed (no {SIGNATURE_ASSET}); refusing it",
+                    fetched.source, p.version
+                ),
+            ));
+        };
+        let sig = String::from_utf8(sig)
+            .map_err(|_| Error::new(ErrorKind::SignatureInvalid, format!("{sig_url} is not text")))?;
+        signature::verify_checksums(key, &sums, &sig, sig_url.as_str(), &self.repository(), &p.version)?;
+        let got = sha512_hex(&sums);
+        if got != p.checksums_sha512 {
+            return Err(Error::new(
+                ErrorKind::ChecksumMismatch,
+                format!(
+                    "channel pointer {} binds {} to a {CHECKSUMS_ASSET} with sha512 {}, but {url} has sha512 {got}; \
+                     refusing it",
+                    fetched.source, p.version, p.checksums_sha512
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 

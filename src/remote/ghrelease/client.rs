@@ -301,6 +301,34 @@ impl Client {
         })
     }
 
+    /// GETs `{web_url}/OWNER/NAME/{tail}` from the web host (never the API: it costs no API
+    /// request and carries no token), following its redirect to the storage host. `Ok(None)` for
+    /// a 404; at most `cap` bytes. Channel pointers (`raw/<branch>/channels/<name>.json`) and a
+    /// release's small files (`releases/download/<tag>/<name>`) are read this way.
+    pub fn get_web_file(&self, tail: &str, cap: u64) -> Result<Option<(Vec<u8>, Url)>> {
+        let s = format!(
+            "{}/{}/{}/{tail}",
+            self.opts.web_url.trim_end_matches('/'),
+            self.owner,
+            self.name
+        );
+        let url = parse_allowed_url(&s, "web URL")?;
+        match self.send(&url, &s, |req| req.header(header::ACCEPT, "application/octet-stream")) {
+            Ok(resp) => {
+                let final_url = resp.url().clone();
+                if resp.status() != StatusCode::OK {
+                    return Err(Error::new(
+                        ErrorKind::HttpStatus,
+                        format!("unexpected HTTP {} for {s}", resp.status()),
+                    ));
+                }
+                Ok(Some((read_capped(resp, cap, &final_url)?, url)))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Sends a GET to `url`, following redirects by hand and retrying transient failures.
     /// `decorate` adds the request-specific headers at every hop. Returns the final response,
     /// which is 2xx or 304; every other outcome is an error naming the URL.
