@@ -339,6 +339,21 @@ def main():
     if job.get("needs"):
         raise WorkflowError(f"job {a.job} needs {job['needs']}: run those jobs first is not supported")
 
+    # Everything that would stop the run is checked before any step runs.
+    for n, step in enumerate(job.get("steps") or [], 1):
+        name = step.get("name") or step.get("uses") or f"step {n}"
+        if "uses" in step:
+            uses = step["uses"]
+            if not PINNED.match(str(uses)):
+                raise WorkflowError(f"{a.workflow}: step {name}: {uses} is not pinned to a full commit sha (owner/repo@<40 hex>)")
+            if uses.split("@")[0] != "actions/checkout" or (step.get("with") or {}).get("repository"):
+                raise WorkflowError(f"{a.workflow}: step {name}: action {uses} cannot run here; replace it with a run: step")
+        elif "run" not in step:
+            raise WorkflowError(f"{a.workflow}: step {name} has neither run: nor uses:")
+        shell = step.get("shell") or "bash"
+        if shell != "bash":
+            raise WorkflowError(f"{a.workflow}: step {name}: shell {shell} is not supported (bash only)")
+
     replace = kv(a.replace, "--replace")
     names = {s.get("name") for s in job.get("steps", [])}
     for n in replace:
