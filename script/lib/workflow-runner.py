@@ -413,8 +413,9 @@ def run_job(a, wf, job, matrix, github, inputs, secrets, variables, replace, ws)
     added_path = []  # from GITHUB_PATH
 
     def ctx(step_env=None):
-        e = {k: v for k, v in env.items()}
-        e.update(added_env)
+        # As on GitHub: the env context is the workflow's, job's and step's env: (and what steps
+        # wrote to GITHUB_ENV), not the runner process's environment.
+        e = dict(added_env)
         e.update(step_env or {})
         return {"github": github, "inputs": inputs, "secrets": secrets, "vars": variables, "env": e,
                 "steps": steps_ctx, "matrix": matrix, "runner": runner, "job": {"status": "success" if status["ok"] else "failure"},
