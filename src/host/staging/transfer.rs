@@ -251,12 +251,14 @@ pub(super) fn fetch_layers(
     // layers can take (plus tar headers and padding).
     let all_cap: u64 = needed.iter().map(|s| s.length + 1024).sum::<u64>();
     let input = fetched.reopen()?;
-    let decoder = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(256 << 10, input));
     // The archive may also hold layers we skip; allow for them with a generous fixed margin, and
     // rely on the per-entry size checks for the rest.
+    let cap = all_cap.saturating_add(a.size.saturating_mul(4)).saturating_add(1 << 20);
+    // The packager's members record their sizes: they are inflated in parallel, in order.
+    let decoder = crate::model::gz::ParGzReader::new(input, crate::model::gz::default_threads(), cap, source);
     let capped = CappedReader {
         inner: decoder,
-        left: all_cap.saturating_add(a.size.saturating_mul(4)).saturating_add(1 << 20),
+        left: cap,
         source: source.to_string(),
     };
     let mut archive = tar::Archive::new(capped);
