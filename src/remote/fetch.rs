@@ -89,6 +89,27 @@ pub fn fetch_asset(
     expected_sha512: &str,
     progress: Progress<'_>,
 ) -> Result<Fetched> {
+    fetch_asset_tee(client, asset, dest_dir, expected_sha512, progress, &mut |_| {})
+}
+
+/// What [`fetch_asset_tee`] tells its observer while it downloads.
+pub enum Tee<'a> {
+    /// These bytes were just written, following the ones before (not verified yet).
+    Data(&'a [u8]),
+    /// The download starts over from byte 0: every byte told so far is void.
+    Restart,
+}
+
+/// [`fetch_asset`], also handing every byte to `tee` as it is written, so that a caller can
+/// work on the stream while it arrives. Those bytes are unverified until this returns `Ok`.
+pub fn fetch_asset_tee(
+    client: &Client,
+    asset: &Asset,
+    dest_dir: &Path,
+    expected_sha512: &str,
+    progress: Progress<'_>,
+    tee: &mut dyn FnMut(Tee<'_>),
+) -> Result<Fetched> {
     if asset.state != "uploaded" {
         return Err(Error::new(
             ErrorKind::InvalidData,
@@ -133,6 +154,7 @@ pub fn fetch_asset(
             }
             // The server ignored the Range request and sent everything: start over.
             (sha512, sha256) = restart(&mut file)?;
+            tee(Tee::Restart);
             written = 0;
         }
         if let Some(len) = dl.content_length {
@@ -167,6 +189,7 @@ pub fn fetch_asset(
             }
             file.write_all(&buf[..n])
                 .map_err(|e| Error::io("write", file.path(), e))?;
+            tee(Tee::Data(&buf[..n]));
             sha512.update(&buf[..n]);
             sha256.update(&buf[..n]);
             written += n as u64;
@@ -197,6 +220,7 @@ pub fn fetch_asset(
         if !dl.accept_ranges {
             // Cannot resume: the next round restarts from byte 0.
             (sha512, sha256) = restart(&mut file)?;
+            tee(Tee::Restart);
             written = 0;
         }
     }
