@@ -67,15 +67,19 @@ fn check_refusal(e: &flynnrel::Error) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Members of up to ~3 chunks of data, each sized (ParGzWriter) or unsized (flate2).
+/// One to four members, each sized (ParGzWriter) or unsized (flate2), of up to 3000 bytes that
+/// are random, or runs of one byte (which compress), or a mix.
 fn members_strategy() -> impl Strategy<Value = Vec<(bool, Vec<u8>)>> {
-    proptest::collection::vec(
-        (
-            any::<bool>(),
-            proptest::collection::vec(prop_oneof![Just(0u8), any::<u8>()], 0..3000),
-        ),
-        1..5,
+    let data = (
+        proptest::collection::vec(any::<u8>(), 0..3000),
+        0usize..3000,
+        any::<u8>(),
     )
+        .prop_map(|(mut random, run, byte)| {
+            random.extend(std::iter::repeat_n(byte, run));
+            random
+        });
+    proptest::collection::vec((any::<bool>(), data), 1..5)
 }
 
 fn build(members: &[(bool, Vec<u8>)]) -> (Vec<u8>, Vec<u8>) {

@@ -393,19 +393,22 @@ impl Inflater {
     }
 
     /// Inflates the gzip member `member`, which must be exactly one member (no byte after its
-    /// trailer), into `out`, which must be exactly as long as what it decompresses to. libdeflate
-    /// checks the header, the deflate data, the CRC32 and the ISIZE.
-    fn member(&mut self, member: &[u8], out: &mut [u8]) -> std::result::Result<(), &'static str> {
+    /// trailer) decompressing to exactly `isize` bytes, into a new buffer of that size (never
+    /// zeroed first: libdeflate writes it). libdeflate checks the header, the deflate data, the
+    /// CRC32 and the ISIZE.
+    fn member(&mut self, member: &[u8], isize: usize) -> std::result::Result<Vec<u8>, &'static str> {
+        let mut out: Vec<u8> = Vec::with_capacity(isize);
         let (mut used_in, mut used_out) = (0usize, 0usize);
-        // SAFETY: the pointers and lengths come from live slices; libdeflate writes at most
-        // `out.len()` bytes to `out` and reads at most `member.len()` bytes of `member`.
+        // SAFETY: the pointers and lengths come from a live slice and a live allocation of
+        // `isize` bytes; libdeflate writes at most `isize` bytes to `out` and reads at most
+        // `member.len()` bytes of `member`.
         let r = unsafe {
             libdeflate_sys::libdeflate_gzip_decompress_ex(
                 self.0.as_ptr(),
                 member.as_ptr().cast(),
                 member.len(),
                 out.as_mut_ptr().cast(),
-                out.len(),
+                isize,
                 &mut used_in,
                 &mut used_out,
             )
@@ -414,10 +417,14 @@ impl Inflater {
             libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS if used_in != member.len() => {
                 Err("ends before its recorded length (its size record is wrong)")
             }
-            libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS if used_out != out.len() => {
+            libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS if used_out != isize => {
                 Err("decompresses to fewer bytes than its trailer's ISIZE")
             }
-            libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS => Ok(()),
+            libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS => {
+                // SAFETY: libdeflate reported writing exactly `isize` bytes, the capacity.
+                unsafe { out.set_len(isize) };
+                Ok(out)
+            }
             libdeflate_sys::libdeflate_result_LIBDEFLATE_INSUFFICIENT_SPACE => {
                 Err("decompresses to more bytes than its trailer's ISIZE says")
             }
@@ -441,7 +448,7 @@ type MemberJob = (Vec<u8>, usize, SyncSender<MemberResult>);
 /// A `Read` of the decompressed content of a (multi-member) gzip stream that inflates sized
 /// members (see the module documentation) in parallel and the rest as a stream, in order.
 ///
-/// Sized members are read whole (at most [`MAX_MEMBER`] bytes each); at most `2 × threads` of
+/// Sized members are read whole (at most [`MAX_MEMBER`] bytes each); at most `threads + 1` of
 /// them are in flight. A member whose trailer claims an ISIZE that would take the total past
 /// `cap` is refused (`TooLarge`) before its buffer is allocated; a member that inflates to
 /// anything but its ISIZE is refused too, so sized members never produce more than `cap` bytes.
@@ -510,7 +517,7 @@ impl<R: Read> ParGzReader<R> {
     }
 
     fn start_workers(&mut self) {
-        let (job_tx, job_rx) = sync_channel::<MemberJob>(2 * self.threads);
+        let (job_tx, job_rx) = sync_channel::<MemberJob>(self.threads + 1);
         let job_rx = Arc::new(Mutex::new(job_rx));
         for _ in 0..self.threads {
             let job_rx = Arc::clone(&job_rx);
@@ -522,8 +529,7 @@ impl<R: Read> ParGzReader<R> {
                         Err(_) => return,
                     };
                     let Ok((member, isize, done)) = job else { return };
-                    let mut out = vec![0u8; isize];
-                    let r = inflater.member(&member, &mut out).map(|()| out);
+                    let r = inflater.member(&member, isize);
                     drop(member);
                     let _ = done.send(r);
                 }
@@ -622,7 +628,7 @@ impl<R: Read> Read for ParGzReader<R> {
             if let Some(tail) = self.tail.as_mut() {
                 return tail.read(buf);
             }
-            while !self.input_done && self.tail_head.is_none() && self.in_flight.len() < 2 * self.threads {
+            while !self.input_done && self.tail_head.is_none() && self.in_flight.len() < self.threads + 1 {
                 self.dispatch()?;
             }
             if let Some((offset, rx)) = self.in_flight.pop_front() {

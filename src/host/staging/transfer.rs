@@ -201,8 +201,9 @@ impl Write for HashingWriter<'_> {
     }
 }
 
-/// Chunks of a download (up to 256 KiB each) queued for the decoder working on it meanwhile.
-const TEE_CHUNKS: usize = 16;
+/// Chunks of a download (up to 256 KiB each) queued for the decoder working on it meanwhile
+/// (several assets download at once: this bounds what each holds).
+const TEE_CHUNKS: usize = 4;
 
 /// Downloads `a` into a temp file in `dir`, verified against `sha512` (see
 /// [`fetch::fetch_asset`]), and runs `decode` on its bytes while they arrive, so that download,
