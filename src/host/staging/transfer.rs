@@ -336,13 +336,42 @@ pub(super) fn fetch_layers(
 }
 
 /// Extracts exactly the `needed` layers of the `layers.tar.gz` stream `input` (asset `a`) into
-/// temp files in `layer_dir`; see [`fetch_layers`].
+/// temp files in `layer_dir`; see [`fetch_layers`]. Each layer is fsynced on a thread of its own
+/// while the next one is extracted; all of them are synced when this returns `Ok`.
 fn extract_layers(
     input: &mut dyn Read,
     a: &Asset,
     layer_dir: &Path,
     needed: &[LayerSpec],
     shared: &StageCtx<'_>,
+) -> Result<Vec<(LayerSpec, Ready)>> {
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel::<(std::fs::File, std::path::PathBuf)>();
+        let syncer = s.spawn(move || -> Result<()> {
+            for (file, path) in rx {
+                file.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
+            }
+            Ok(())
+        });
+        let extracted = extract_layers_syncing(input, a, layer_dir, needed, shared, &tx);
+        drop(tx);
+        let synced = syncer
+            .join()
+            .unwrap_or_else(|_| Err(Error::new(ErrorKind::Panic, "fsync of the layers panicked")));
+        let out = extracted?;
+        synced?;
+        Ok(out)
+    })
+}
+
+/// [`extract_layers`], handing each extracted layer's file to `sync` to be fsynced.
+fn extract_layers_syncing(
+    input: &mut dyn Read,
+    a: &Asset,
+    layer_dir: &Path,
+    needed: &[LayerSpec],
+    shared: &StageCtx<'_>,
+    sync: &std::sync::mpsc::Sender<(std::fs::File, std::path::PathBuf)>,
 ) -> Result<Vec<(LayerSpec, Ready)>> {
     let source = a.browser_download_url.as_str();
     // The archive holds every layer of the release; cap the decompressed stream at what those
@@ -444,9 +473,12 @@ fn extract_layers(
                 ),
             ));
         }
-        tmp.as_file()
-            .sync_all()
+        let handle = tmp
+            .as_file()
+            .try_clone()
             .map_err(|e| Error::io("fsync", tmp.path(), e))?;
+        // A syncer that stopped has failed: its error is returned once extraction ends.
+        let _ = sync.send((handle, tmp.path().to_path_buf()));
         out.push((
             spec.clone(),
             Ready {
