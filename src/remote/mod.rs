@@ -3,3 +3,4 @@
 
 pub mod fetch;
 pub mod ghrelease;
+pub mod oci;
