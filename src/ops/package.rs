@@ -128,6 +128,14 @@ pub struct PackageReport {
     pub pushed_layers: Vec<String>,
 }
 
+/// What Option B pushes: the repository, the layers, the config blob and the manifest.
+type PushPlan = (
+    crate::remote::oci::Repository,
+    Vec<crate::remote::oci::PushLayer>,
+    Vec<u8>,
+    Vec<u8>,
+);
+
 /// Where a packaged release's layers go.
 enum LayerMode {
     /// `layers.tar.gz` (Option A).
@@ -342,12 +350,7 @@ pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageR
 
     // Options B and C: every layer's sha512/256 checked here (the archive checks it while
     // tarring), and images.json published with the layers' template in every artifact.
-    let mut push: Option<(
-        crate::remote::oci::Repository,
-        Vec<crate::remote::oci::PushLayer>,
-        Vec<u8>,
-        Vec<u8>,
-    )> = None;
+    let mut push: Option<PushPlan> = None;
     let template = match &mode {
         LayerMode::Archive => None,
         LayerMode::Url(t) => {
