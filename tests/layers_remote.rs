@@ -793,3 +793,192 @@ fn option_b_token_auth_public_and_private_by_the_cli() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_installed(&root2, V2, &layers);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The registry protocol against a registry played in test code: the bearer-token flow, and a
+// blob redirect to a storage host that must not receive the token.
+
+struct FakeRegistry {
+    _tmp: tempfile::TempDir,
+    server: Server,
+    root: PathBuf,
+    /// (listener, method, url, authorization) of every registry, token and storage request.
+    seen: Seen,
+}
+
+/// Requests seen by the fake registry: (listener, method, url, authorization).
+type Seen = Arc<Mutex<Vec<(Listener, String, String, Option<String>)>>>;
+
+const FAKE_TOKEN: &str = "t0ken-for-pull";
+
+fn fake_registry() -> FakeRegistry {
+    use flynnrel::remote::oci::{PushLayer, release_manifest};
+    let tmp = tempfile::tempdir().unwrap();
+    let serve_root = tmp.path().join("releases");
+    std::fs::create_dir_all(&serve_root).unwrap();
+    let layers = layers_v1();
+    let dir = publish(&serve_root, V1, "2024-01-27T10:00:00Z", &layers);
+    let push: Vec<PushLayer> = layers
+        .iter()
+        .map(|(id, d)| PushLayer {
+            id: id.to_string(),
+            size: d.len() as u64,
+            sha256: sha256_hex(d),
+        })
+        .collect();
+    let (_, manifest) = release_manifest(V1, &push).unwrap();
+    let digest = sha256_hex(&manifest);
+    let blobs: std::collections::BTreeMap<String, Vec<u8>> =
+        layers.iter().map(|(_, d)| (sha256_hex(d), d.clone())).collect();
+    let seen: Seen = Arc::default();
+    let bases: Arc<Mutex<(String, String)>> = Arc::default();
+    let (s, b, m) = (seen.clone(), bases.clone(), manifest.clone());
+    let server = start_with(&serve_root, move |req: &RequestInfo| {
+        let url = req.url.clone();
+        let is_registry = url.starts_with("/v2/") || url.starts_with("/token") || url.starts_with("/blobdata/");
+        if !is_registry {
+            return None;
+        }
+        let auth = req.header("authorization").map(str::to_string);
+        s.lock()
+            .unwrap()
+            .push((req.listener, req.method.clone(), url.clone(), auth.clone()));
+        let (api, storage) = b.lock().unwrap().clone();
+        if let Some(hex) = url.strip_prefix("/blobdata/") {
+            let data = blobs.get(hex)?;
+            return raw("200 OK", &[("Content-Length", &data.len().to_string())], data);
+        }
+        if url.starts_with("/token") {
+            let body = format!("{{\"token\":\"{FAKE_TOKEN}\"}}");
+            return raw("200 OK", &[("Content-Type", "application/json")], body.as_bytes());
+        }
+        if auth.as_deref() != Some(&format!("Bearer {FAKE_TOKEN}")) {
+            let challenge =
+                format!("Bearer realm=\"{api}/token\",service=\"fake\",scope=\"repository:flynn/layers:pull\"");
+            return raw(
+                "401 Unauthorized",
+                &[("WWW-Authenticate", &challenge), ("Content-Length", "0")],
+                b"",
+            );
+        }
+        if url.starts_with("/v2/flynn/layers/manifests/sha256:") {
+            return raw(
+                "200 OK",
+                &[
+                    ("Content-Type", flynnrel::remote::oci::MANIFEST_MEDIA_TYPE),
+                    ("Content-Length", &m.len().to_string()),
+                ],
+                &m,
+            );
+        }
+        if let Some(hex) = url.strip_prefix("/v2/flynn/layers/blobs/sha256:") {
+            let to = format!("{storage}/blobdata/{hex}");
+            return raw(
+                "307 Temporary Redirect",
+                &[("Location", &to), ("Content-Length", "0")],
+                b"",
+            );
+        }
+        raw("404 Not Found", &[("Content-Length", "0")], b"")
+    });
+    *bases.lock().unwrap() = (server.api_url(), server.storage_url());
+    // The release points its layers at this registry: images.json rewritten, no layers.tar.gz,
+    // checksums rewritten (as the packager writes an Option B release).
+    let registry = server.api_url().trim_start_matches("http://").to_string();
+    let template = format!("oci://{registry}/flynn/layers@sha256:{digest}/{{id}}");
+    let gz = std::fs::read(dir.join("images.json.gz")).unwrap();
+    let mut images = Vec::new();
+    flate2::read::MultiGzDecoder::new(&gz[..])
+        .read_to_end(&mut images)
+        .unwrap();
+    let images = flynnrel::model::images::set_layer_url_template(&images, &template, "images.json").unwrap();
+    std::fs::write(dir.join("images.json.gz"), gzip(&images)).unwrap();
+    std::fs::remove_file(dir.join("layers.tar.gz")).unwrap();
+    rewrite_checksums(&dir, &[]);
+    let root = tmp.path().join("root");
+    FakeRegistry {
+        _tmp: tmp,
+        server,
+        root,
+        seen,
+    }
+}
+
+#[test]
+fn registry_token_flow_and_no_token_to_the_storage_host() {
+    let f = fake_registry();
+    install(
+        &client(&f.server),
+        &opts(&f.root, V1),
+        &mut flynnrel::remote::fetch::no_progress,
+    )
+    .unwrap();
+    assert_installed(&f.root, V1, &layers_v1());
+    let seen = f.seen.lock().unwrap().clone();
+    // The first request is anonymous and challenged; the token request names service and scope.
+    assert!(
+        seen[0].2.contains("/manifests/sha256:") && seen[0].3.is_none(),
+        "{seen:?}"
+    );
+    let token_req = seen
+        .iter()
+        .find(|r| r.2.starts_with("/token"))
+        .expect("a token request");
+    assert!(
+        token_req.2.contains("service=fake") && token_req.2.contains("scope=repository%3Aflynn%2Flayers%3Apull"),
+        "{token_req:?}"
+    );
+    let bearer = format!("Bearer {FAKE_TOKEN}");
+    let authed: Vec<_> = seen
+        .iter()
+        .filter(|r| r.3.as_deref() == Some(bearer.as_str()))
+        .collect();
+    assert!(
+        authed.iter().all(|r| r.0 == Listener::Api),
+        "the token went to the registry only"
+    );
+    let storage: Vec<_> = seen.iter().filter(|r| r.2.starts_with("/blobdata/")).collect();
+    assert_eq!(storage.len(), layers_v1().len(), "{seen:?}");
+    assert!(
+        storage.iter().all(|r| r.0 == Listener::Storage && r.3.is_none()),
+        "no Authorization to the storage host: {storage:?}"
+    );
+    // One token: the manifest request got it, and the parallel layer downloads reuse it.
+    let tokens = seen.iter().filter(|r| r.2.starts_with("/token")).count();
+    assert_eq!(tokens, 1, "{seen:?}");
+}
+
+#[test]
+fn a_bad_registry_mirror_is_refused_before_anything_changes() {
+    let f = fake_registry();
+    for (mirror, kind) in [
+        ("not a url", ErrorKind::InvalidArgument),
+        ("http://mirror.example.com:5000", ErrorKind::InsecureUrl),
+    ] {
+        let mut o = opts(&f.root, V1);
+        o.registry_mirror = Some(mirror.into());
+        let e = fails_unchanged(&f.server, &f.root, o);
+        assert_eq!(e.kind(), kind, "{e}");
+        assert!(e.message().contains("registry mirror"), "{e}");
+        assert!(!f.root.exists());
+    }
+}
+
+#[test]
+fn flynns_downloader_parts_take_layers_from_outside_the_release() {
+    // Flynn's downloader (go/flynnhost) calls the core's download with the parts config and
+    // layers: the same decision and checks apply, with no Go logic.
+    let e = cdn_env();
+    let mut o = opts(&e.root, V1);
+    o.parts = flynnrel::host::staging::Parts::from_names(&["config", "layers"], "parts").unwrap();
+    flynnrel::ops::install::download(&client(&e.server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap();
+    assert_installed(&e.root, V1, &layers_v1());
+    assert!(!e.root.join(format!("usr/local/bin/flynn-host.{V1}")).exists());
+    let f = fake_registry();
+    let mut o = opts(&f.root, V1);
+    o.parts = flynnrel::host::staging::Parts::from_names(&["layers"], "parts").unwrap();
+    flynnrel::ops::install::download(&client(&f.server), &o, &mut flynnrel::remote::fetch::no_progress).unwrap();
+    for (id, data) in layers_v1() {
+        assert_eq!(std::fs::read(layer_path(&f.root, id)).unwrap(), data);
+    }
+}

@@ -88,9 +88,27 @@ pub fn decide(sums: &Checksums, images: &[u8], source: &str) -> Result<LayerSour
     Ok(LayerSource::Url(t.to_string()))
 }
 
+/// A registry mirror's URL: `http://127.0.0.1:PORT` of a pull-through cache, or https
+/// (`InvalidArgument` for an unparsable one, `InsecureUrl` for plain http to another host).
+pub fn parse_mirror(m: &str) -> Result<Url> {
+    let u = Url::parse(m).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "invalid registry mirror {:?} (--registry-mirror, {}): {e}; give the URL of a pull-through \
+                 cache such as https://mirror.example or http://127.0.0.1:5000",
+                crate::error::escape(m),
+                crate::remote::oci::MIRROR_ENV
+            ),
+        )
+    })?;
+    crate::remote::ghrelease::options::check_allowed(&u, "registry mirror")?;
+    Ok(u)
+}
+
 /// How layers are fetched from outside the release.
 pub(super) struct RemoteAccess<'a> {
-    pub mirror: Option<&'a str>,
+    pub mirror: Option<&'a Url>,
     pub options: &'a ClientOptions,
 }
 
@@ -120,20 +138,7 @@ pub(super) fn fetch_remote_layers(
             Origin::Url(&http, t)
         }
         LayerSource::Registry(r) => {
-            let mirror = access
-                .mirror
-                .map(|m| {
-                    Url::parse(m).map_err(|e| {
-                        Error::new(
-                            ErrorKind::InvalidArgument,
-                            format!(
-                                "invalid registry mirror {m:?}: {e}; give http://HOST:PORT of a pull-through cache"
-                            ),
-                        )
-                    })
-                })
-                .transpose()?;
-            registry = Registry::new(&r.repository, mirror.as_ref(), Credentials::from_env(), transfer)?;
+            registry = Registry::new(&r.repository, access.mirror, Credentials::from_env(), transfer)?;
             let (manifest, _) = registry.manifest_by_digest(&r.manifest_sha256)?;
             let source = format!(
                 "manifest sha256:{} of {} (from {})",

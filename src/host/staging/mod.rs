@@ -123,6 +123,12 @@ pub fn stage(
     progress: Progress<'_>,
 ) -> Result<Staged> {
     let max_binary = limits.max_binary;
+    // A bad mirror is refused whatever the release's layer source, before anything is fetched.
+    let mirror = limits
+        .registry_mirror
+        .as_deref()
+        .map(external::parse_mirror)
+        .transpose()?;
     let (sums, signature_verified) =
         transfer::fetch_checksums_expecting(client, rel, version, key, limits.checksums_sha512.as_deref())?;
     // Plan first: every component must be in the release and in checksums.sha512 before any
@@ -307,7 +313,7 @@ pub fn stage(
                     let needed = &needed;
                     let shared = &shared;
                     let access = external::RemoteAccess {
-                        mirror: limits.registry_mirror.as_deref(),
+                        mirror: mirror.as_ref(),
                         options: client.options(),
                     };
                     s.spawn(move || external::fetch_remote_layers(src, &access, &layout.layer_dir, needed, shared))
