@@ -982,3 +982,82 @@ fn flynns_downloader_parts_take_layers_from_outside_the_release() {
         assert_eq!(std::fs::read(layer_path(&f.root, id)).unwrap(), data);
     }
 }
+
+#[test]
+fn cancelling_a_layer_download_leaves_nothing() {
+    let e = cdn_env();
+    let mut cb = |phase: &str, done: u64, _: u64| !(phase.starts_with("download aaaa1111") && done > 0);
+    let before = snapshot(&e.root);
+    let err = install(&client(&e.server), &opts(&e.root, V1), &mut cb).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
+    assert_eq!(snapshot(&e.root), before);
+}
+
+#[test]
+fn the_cli_takes_the_layer_options() {
+    let e = cdn_env();
+    let bin = flynnrel_bin();
+    let base = |cmd: &str| {
+        let mut c = Command::new(&bin);
+        c.args([cmd, "--version", V1, "--repo", REPO, "--api-url"])
+            .arg(e.server.api_url())
+            .arg("--web-url")
+            .arg(e.server.web_url())
+            .arg("--root")
+            .arg(&e.root)
+            .env_remove("FLYNN_REGISTRY_MIRROR");
+        c
+    };
+    // A mirror given by flag or by environment is checked like every URL.
+    let out = base("install")
+        .args(["--registry-mirror", "http://mirror.example.com"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        msg.contains("registry mirror") && msg.contains("mirror.example.com"),
+        "{msg}"
+    );
+    let out = base("download")
+        .env("FLYNN_REGISTRY_MIRROR", "http://mirror.example.com")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("registry mirror"));
+    assert!(!e.root.exists() || std::fs::read_dir(&e.root).unwrap().count() == 0);
+    // Option C through the CLI: the install takes the layers from the storage.
+    let out = base("install").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_installed(&e.root, V1, &layers_v1());
+
+    // package --layers-url-template: the report names the template; no layers.tar.gz.
+    let tmp = tempfile::tempdir().unwrap();
+    let build = tmp.path().join("build");
+    make_build_tree(&build, V2, &layers_v2());
+    let out_dir = tmp.path().join("out");
+    let out = Command::new(&bin)
+        .args(["package", "--version", V2, "--repo", REPO, "--json"])
+        .arg("--build-dir")
+        .arg(&build)
+        .arg("--layer-cache")
+        .arg(layer_cache(&build))
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--helper")
+        .arg(build.join("fake-flynnrel"))
+        .args(["--layers-url-template", "https://cdn.example/flynn/{id}.squashfs"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["layer_url_template"], "https://cdn.example/flynn/{id}.squashfs");
+    assert_eq!(report["layers"], serde_json::json!(["aaaa1111", "ffff6666"]));
+    assert!(!out_dir.join("layers.tar.gz").exists());
+    let out = Command::new(&bin)
+        .args(["package", "--version", V2, "--layers", "oci://ghcr.io/flynn/x"])
+        .args(["--layers-url-template", "https://cdn.example/{id}"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "clap refuses both");
+}
