@@ -530,13 +530,16 @@ fn parse_challenge(v: &str) -> Option<Challenge> {
 
 impl Registry {
     /// A client for `repo`, sending every request to `mirror` instead when given (a pull-through
-    /// cache: same repository names, content checked by digest).
+    /// cache: same repository names, content checked by digest). Through a mirror the pulls are
+    /// anonymous: the credentials are never sent to the mirror or to a token realm it names (a
+    /// cache that serves a private repository holds its own credentials for the registry).
     pub fn new(
         repo: &Repository,
         mirror: Option<&Url>,
         creds: Option<Credentials>,
         transfer: Transfer,
     ) -> Result<Registry> {
+        let creds = if mirror.is_some() { None } else { creds };
         let base = match mirror {
             Some(m) => {
                 check_allowed(m, "registry mirror")?;
@@ -816,8 +819,12 @@ impl Registry {
         }
         put.query_pairs_mut()
             .append_pair("digest", &format!("sha256:{sha256_hex}"));
+        // The blocking client's timeout covers sending the whole body: allow for a slow uplink
+        // (256 KiB/s) on top of the usual wait, still bounded.
+        let upload_timeout = self.http.transfer.read_timeout + Duration::from_secs(len / (256 << 10));
         let resp = self.request(Method::PUT, &put, &what, &|r| {
-            Ok(r.header(header::CONTENT_TYPE, "application/octet-stream")
+            Ok(r.timeout(upload_timeout)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
                 .header(header::CONTENT_LENGTH, len.to_string())
                 .body(read()?))
         })?;
@@ -1076,6 +1083,27 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::InvalidData, "{bad}");
             assert!(e.message().contains("images.json.gz") && e.message().contains("layer_url_template"));
         }
+    }
+
+    #[test]
+    fn credentials_never_go_to_a_mirror() {
+        let repo = Repository::parse("oci://ghcr.io/flynn/layers", "t").unwrap();
+        let creds = Credentials {
+            user: "u".into(),
+            token: "secret".into(),
+        };
+        let transfer = Transfer::from_options(&crate::remote::ghrelease::ClientOptions::new("flynn/flynn"));
+        let direct = Registry::new(&repo, None, Some(creds.clone()), transfer.clone()).unwrap();
+        assert!(direct.creds.is_some());
+        assert_eq!(direct.base().as_str(), "https://ghcr.io/");
+        let mirror = Url::parse("http://127.0.0.1:5000/ignored/path?q=1").unwrap();
+        let via = Registry::new(&repo, Some(&mirror), Some(creds), transfer.clone()).unwrap();
+        assert!(via.creds.is_none(), "pulls through a mirror are anonymous");
+        assert_eq!(via.base().as_str(), "http://127.0.0.1:5000/");
+        assert!(!format!("{direct:?}").contains("secret"), "redacted in Debug");
+        let plain = Url::parse("http://mirror.example.com/").unwrap();
+        let e = Registry::new(&repo, Some(&plain), None, transfer).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InsecureUrl);
     }
 
     #[test]

@@ -180,26 +180,37 @@ pub(super) fn fetch_remote_layers(
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let results: Mutex<Vec<(usize, Result<Ready>)>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..PARALLEL_LAYERS.min(needed.len()) {
-            s.spawn(|| {
-                loop {
-                    if failed.load(Ordering::Relaxed) {
-                        return;
+    let panicked = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..PARALLEL_LAYERS.min(needed.len()))
+            .map(|_| {
+                s.spawn(|| {
+                    loop {
+                        if failed.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(spec) = needed.get(i) else { return };
+                        let r = fetch_one(&origin, access.options, layer_dir, spec, shared);
+                        if r.is_err() {
+                            // Stop the other downloads of this stage too: it fails either way.
+                            failed.store(true, Ordering::Relaxed);
+                            shared.cancelled.store(true, Ordering::Relaxed);
+                        }
+                        if let Ok(mut v) = results.lock() {
+                            v.push((i, r));
+                        }
                     }
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(spec) = needed.get(i) else { return };
-                    let r = fetch_one(&origin, access.options, layer_dir, spec, shared);
-                    if r.is_err() {
-                        failed.store(true, Ordering::Relaxed);
-                    }
-                    if let Ok(mut v) = results.lock() {
-                        v.push((i, r));
-                    }
-                }
-            });
-        }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().is_err())
+            .fold(false, |a, b| a || b)
     });
+    if panicked {
+        return Err(Error::new(ErrorKind::Panic, "a layer download panicked"));
+    }
     let mut results = results
         .into_inner()
         .map_err(|_| Error::new(ErrorKind::Panic, "a layer download panicked"))?;

@@ -344,7 +344,15 @@ pub fn stage(
             {
                 Ok(l) => l,
                 Err(e) => {
-                    first_err.get_or_insert(e);
+                    // A layer failure cancels the other downloads: report it, not their
+                    // cancellation.
+                    match &first_err {
+                        Some(f) if f.kind() == ErrorKind::Cancelled && e.kind() != ErrorKind::Cancelled => {
+                            first_err = Some(e)
+                        }
+                        Some(_) => {}
+                        None => first_err = Some(e),
+                    }
                     Vec::new()
                 }
             },
