@@ -203,10 +203,12 @@ pub(super) fn fetch_remote_layers(
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().is_err())
-            .fold(false, |a, b| a || b)
+        // Join every worker (not short-circuiting), then say whether any panicked.
+        let mut panicked = false;
+        for w in workers {
+            panicked |= w.join().is_err();
+        }
+        panicked
     });
     if panicked {
         return Err(Error::new(ErrorKind::Panic, "a layer download panicked"));
