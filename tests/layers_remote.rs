@@ -1061,3 +1061,32 @@ fn the_cli_takes_the_layer_options() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "clap refuses both");
 }
+
+#[test]
+fn update_takes_layers_from_the_registry_and_refuses_a_tampered_one_unchanged() {
+    use flynnrel::ops::update::{UpdateOptions, UpdateOutcome, update};
+    let Some(e) = oci_env() else { return };
+    install(
+        &client(&e.server),
+        &opts(&e.root, V1),
+        &mut flynnrel::remote::fetch::no_progress,
+    )
+    .unwrap();
+    let uopts = || UpdateOptions::new(HostLayout::new(Some(&e.root), None, None, None));
+    // A tampered new layer: the update is refused and the host still runs V1, unchanged.
+    let new_layer = noise(6, 120_000);
+    let blob = e.registry.blob_file(&sha256_hex(&new_layer));
+    let mut bad = new_layer.clone();
+    bad[9] ^= 1;
+    std::fs::write(&blob, &bad).unwrap();
+    let before = snapshot(&e.root);
+    let err = update(&client(&e.server), &uopts(), &mut flynnrel::remote::fetch::no_progress).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ChecksumMismatch, "{err}");
+    assert_eq!(snapshot(&e.root), before);
+    std::fs::write(&blob, &new_layer).unwrap();
+    match update(&client(&e.server), &uopts(), &mut flynnrel::remote::fetch::no_progress).unwrap() {
+        UpdateOutcome::Updated { from, to, .. } => assert_eq!((from.as_str(), to.as_str()), (V1, V2)),
+        other => panic!("{other:?}"),
+    }
+    assert_installed(&e.root, V2, &layers_v2());
+}
