@@ -812,13 +812,18 @@ type Seen = Arc<Mutex<Vec<(Listener, String, String, Option<String>)>>>;
 const FAKE_TOKEN: &str = "t0ken-for-pull";
 
 fn fake_registry() -> FakeRegistry {
+    fake_registry_with(|_| {})
+}
+
+/// [`fake_registry`] whose release manifest (still pinned by the release) is changed by `tweak`.
+fn fake_registry_with(tweak: impl FnOnce(&mut Vec<flynnrel::remote::oci::PushLayer>)) -> FakeRegistry {
     use flynnrel::remote::oci::{PushLayer, release_manifest};
     let tmp = tempfile::tempdir().unwrap();
     let serve_root = tmp.path().join("releases");
     std::fs::create_dir_all(&serve_root).unwrap();
     let layers = layers_v1();
     let dir = publish(&serve_root, V1, "2024-01-27T10:00:00Z", &layers);
-    let push: Vec<PushLayer> = layers
+    let mut push: Vec<PushLayer> = layers
         .iter()
         .map(|(id, d)| PushLayer {
             id: id.to_string(),
@@ -826,6 +831,7 @@ fn fake_registry() -> FakeRegistry {
             sha256: sha256_hex(d),
         })
         .collect();
+    tweak(&mut push);
     let (_, manifest) = release_manifest(V1, &push).unwrap();
     let digest = sha256_hex(&manifest);
     let blobs: std::collections::BTreeMap<String, Vec<u8>> =
@@ -1089,4 +1095,33 @@ fn update_takes_layers_from_the_registry_and_refuses_a_tampered_one_unchanged() 
         other => panic!("{other:?}"),
     }
     assert_installed(&e.root, V2, &layers_v2());
+}
+
+#[test]
+fn a_pinned_manifest_that_disagrees_with_images_json_is_refused_before_any_blob() {
+    // A layer of another size than images.json says, and a layer left out: both refused naming
+    // the manifest, before a blob is requested, and the host is unchanged.
+    for (tweak, needle) in [
+        (
+            Box::new(|p: &mut Vec<flynnrel::remote::oci::PushLayer>| p[0].size += 1)
+                as Box<dyn FnOnce(&mut Vec<flynnrel::remote::oci::PushLayer>)>,
+            "bytes but images.json says",
+        ),
+        (
+            Box::new(|p: &mut Vec<flynnrel::remote::oci::PushLayer>| {
+                p.remove(1);
+            }),
+            "lacks layer",
+        ),
+    ] {
+        let f = fake_registry_with(tweak);
+        let err = fails_unchanged(&f.server, &f.root, opts(&f.root, V1));
+        assert_eq!(err.kind(), ErrorKind::InvalidData, "{err}");
+        assert!(
+            err.message().contains(needle) && err.message().contains("manifest sha256:"),
+            "{err}"
+        );
+        let seen = f.seen.lock().unwrap().clone();
+        assert!(!seen.iter().any(|r| r.2.contains("/blobs/")), "{seen:?}");
+    }
 }

@@ -1,4 +1,4 @@
-//! Talking to GitHub: the Releases API client (pagination, rate limits, channels, the web-URL
+//! Talking to GitHub and registries: the Releases API client (pagination, rate limits, channels, the web-URL
 //! rule) and verified streaming downloads. Nothing here writes outside a caller's temp file.
 
 pub mod fetch;
