@@ -84,6 +84,8 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             helper_platform,
             threads,
             level,
+            layers,
+            layers_url_template,
             ..
         } => {
             let repo = g
@@ -113,12 +115,15 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             };
             opts.threads = *threads;
             opts.level = *level;
+            opts.layers_registry = layers.clone();
+            opts.layers_url_template = layers_url_template.clone();
             package_cmd(out, &opts)
         }
         Command::Install {
             version,
             channel,
             max_binary_bytes,
+            registry_mirror,
             ..
         } => install_cmd(
             g,
@@ -127,12 +132,14 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
                 version: version.clone(),
                 channel: channel.map(|c| c.as_str().to_string()),
                 max_binary_bytes: *max_binary_bytes,
+                registry_mirror: registry_mirror.clone(),
                 ..install_request(g, out)
             },
         ),
         Command::Download {
             version,
             max_binary_bytes,
+            registry_mirror,
             ..
         } => install_cmd(
             g,
@@ -140,6 +147,7 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             InstallRequest {
                 version: Some(version.clone()),
                 max_binary_bytes: *max_binary_bytes,
+                registry_mirror: registry_mirror.clone(),
                 no_receipt: true,
                 ..install_request(g, out)
             },
@@ -152,6 +160,7 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             allow_downgrade,
             tuf_repository,
             smoke_timeout,
+            registry_mirror,
             ..
         } => {
             let d = &g.dirs;
@@ -172,6 +181,7 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
                 smoke_timeout_secs: Some(*smoke_timeout),
                 // File hashes are shown only in the --json document; they cost a third of the CPU.
                 report_sha512: Some(out.json),
+                registry_mirror: registry_mirror.clone(),
             };
             let mut opts = req.options()?;
             opts.failpoint = failpoint_from_env();

@@ -265,6 +265,9 @@ type UpdateOptions struct {
 	SmokeTimeoutSecs uint64 `json:"smoke_timeout_secs,omitempty"`
 	// ReportSHA512 set to false skips hashing the files written for the result (nil = true).
 	ReportSHA512 *bool `json:"report_sha512,omitempty"`
+	// RegistryMirror pulls a registry release's manifest and layers by digest through this
+	// pull-through cache ("" = FLYNN_REGISTRY_MIRROR, else the registry images.json names).
+	RegistryMirror string `json:"registry_mirror,omitempty"`
 	// Progress, when set, receives progress and may cancel (Update only).
 	Progress ProgressFunc `json:"-"`
 }
@@ -408,6 +411,9 @@ type InstallOptions struct {
 	// name is refused (ErrInvalidArgument). nil or empty = everything (omitempty leaves an empty
 	// list out of the request).
 	Parts []string `json:"parts,omitempty"`
+	// RegistryMirror pulls a registry release's manifest and layers by digest through this
+	// pull-through cache ("" = FLYNN_REGISTRY_MIRROR, else the registry images.json names).
+	RegistryMirror string `json:"registry_mirror,omitempty"`
 	// Progress, when set, receives progress and may cancel.
 	Progress ProgressFunc `json:"-"`
 }

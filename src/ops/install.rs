@@ -87,6 +87,8 @@ pub struct InstallOptions {
     /// Which parts of the release to download, verify and switch (default all). Only
     /// [`download`] takes a subset: an install with a receipt is always complete.
     pub parts: Parts,
+    /// A pull-through cache for a registry release's layers (docs/layers.md#a-registry-mirror).
+    pub registry_mirror: Option<String>,
     /// Test-only failpoints (ignored in release builds); see [`crate::host::switch`].
     #[doc(hidden)]
     pub failpoint: Option<String>,
@@ -102,6 +104,7 @@ impl InstallOptions {
             max_binary: DEFAULT_MAX_BINARY,
             report_sha512: true,
             parts: Parts::ALL,
+            registry_mirror: None,
             failpoint: None,
         }
     }
@@ -171,6 +174,7 @@ fn limits(opts: &InstallOptions, pointer: Option<&FetchedPointer>) -> StageLimit
         report_sha512: opts.report_sha512,
         parts: opts.parts,
         checksums_sha512: pointer.map(|f| f.pointer.checksums_sha512.clone()),
+        registry_mirror: opts.registry_mirror.clone(),
     }
 }
 

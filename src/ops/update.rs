@@ -54,6 +54,8 @@ pub struct UpdateOptions {
     pub smoke_timeout: Duration,
     /// Report the sha512 of every file written (see [`crate::ops::install::InstallOptions`]).
     pub report_sha512: bool,
+    /// A pull-through cache for a registry release's layers (docs/layers.md#a-registry-mirror).
+    pub registry_mirror: Option<String>,
     /// Test-only failpoints (ignored in release builds); see [`crate::host::switch`].
     #[doc(hidden)]
     pub failpoint: Option<String>,
@@ -75,6 +77,7 @@ impl UpdateOptions {
             tuf_repository: DEFAULT_TUF_REPOSITORY.to_string(),
             smoke_timeout: Duration::from_secs(30),
             report_sha512: true,
+            registry_mirror: None,
             failpoint: None,
         }
     }
@@ -333,6 +336,7 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
             report_sha512: opts.report_sha512,
             parts: staging::Parts::ALL,
             checksums_sha512: pointer.as_ref().map(|f| f.pointer.checksums_sha512.clone()),
+            registry_mirror: opts.registry_mirror.clone(),
         },
         progress,
     )?;
