@@ -180,7 +180,7 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
     // Applying takes the lock first, finishes or undoes a crashed earlier switch, and only then
     // reads the receipt, so every decision below sees the host as it really is. A check changes
     // nothing and takes no lock.
-    let (mut locked, receipt) = if opts.check || !layout.config_dir.is_dir() {
+    let (locked, receipt) = if opts.check || !layout.config_dir.is_dir() {
         (None, InstallSource::load(&layout.config_dir)?)
     } else {
         let mut l = lock::lock_and_load(layout)?;
@@ -241,8 +241,26 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
         copts.web_url = web_url_for(&a, &copts.web_url);
         copts.api_url = a;
     }
+    // The API's ETag cache persists in the host's config dir (docs/host-layout.md#the-etag-cache):
+    // a check may refresh it, and it is the only thing a check writes.
+    copts.etag_cache = Some(crate::remote::ghrelease::etag_cache::path_in(&layout.config_dir));
     let client = Client::new(copts)?;
+    let result = decide_and_apply(&client, opts, receipt, effective, locked, progress);
+    client.finish_etag_cache(result.is_ok());
+    result
+}
 
+/// [`update`] once the client is chosen: resolve the target, apply the version policy, and (not
+/// for a check) stage and switch.
+fn decide_and_apply(
+    client: &Client,
+    opts: &UpdateOptions,
+    receipt: Option<InstallSource>,
+    effective: InstallSource,
+    mut locked: Option<lock::Locked>,
+    progress: Progress<'_>,
+) -> Result<UpdateOutcome> {
+    let layout = &opts.layout;
     let mut effective = effective;
     if effective.version.is_empty() {
         // A legacy install without a receipt: what its flynn-host says it is.
