@@ -198,6 +198,15 @@ fn a_second_check_process_is_answered_304_and_the_304s_cost_no_rate_limit() {
     assert!(err.contains("cache=hit"), "{err}");
     assert_eq!(s.rate_used(), used_after_first, "304 answers are not counted");
 
+    // `releases` with --root reads the list through the same cache: a 304.
+    let mark = s.api_requests().len();
+    let (code, err) = cli(&h, &s, &["releases"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let listed: Vec<_> = s.api_requests().split_off(mark);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["status"], 304, "{listed:?}");
+    assert_eq!(s.rate_used(), used_after_first);
+
     // The token the first check ran with is nowhere in the cache.
     let text = std::fs::read_to_string(h.cache()).unwrap();
     assert!(!text.contains(TOKEN) && !text.to_ascii_lowercase().contains("authorization"));

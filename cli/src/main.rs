@@ -443,7 +443,9 @@ fn source_cmd(g: &Global, out: Out, action: &SourceAction, key_on_command_line: 
 
 fn releases(g: &Global, out: Out, channel: Option<Channel>) -> Result<u8> {
     let client = client(g, out)?;
-    let all = client.releases()?;
+    // A host named by --root or --config-dir lends its ETag cache.
+    let host = g.dirs.root.is_some() || g.dirs.config_dir.is_some();
+    let all = request::releases(&client, if host { Some(layout(g)?) } else { None }.as_ref())?;
     let shown: Vec<&ghrelease::Release> = all
         .iter()
         .filter(|r| channel.is_none_or(|c| ghrelease::channel::in_channel(r, c).is_some()))

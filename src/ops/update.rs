@@ -278,13 +278,9 @@ fn decide_and_apply(
     // The key is needed before resolving: with one, a channel is read from its signed pointer.
     let key = receipt::effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
     let pointer = match &target_spec {
-        Target::Channel(c) => channels::pointer_for(
-            &client,
-            *c,
-            key.as_ref(),
-            receipt.as_ref(),
-            std::time::SystemTime::now(),
-        )?,
+        Target::Channel(c) => {
+            channels::pointer_for(client, *c, key.as_ref(), receipt.as_ref(), std::time::SystemTime::now())?
+        }
         Target::Version(_) => None,
     };
     // A pointer names the version; the release itself is only asked of the API when it is
@@ -292,7 +288,7 @@ fn decide_and_apply(
     let (rel, target) = match &pointer {
         Some(f) => (None, Version::parse(&f.pointer.version)?),
         None => {
-            let (r, v) = install::resolve(&client, &target_spec, scheme)?;
+            let (r, v) = install::resolve(client, &target_spec, scheme)?;
             (Some(r), v)
         }
     };
@@ -338,10 +334,10 @@ fn decide_and_apply(
     let recovered = locked.recovered.clone();
     let rel = match rel {
         Some(r) => r,
-        None => install::resolve(&client, &Target::Version(target.as_str().to_string()), None)?.0,
+        None => install::resolve(client, &Target::Version(target.as_str().to_string()), None)?.0,
     };
     let mut staged = staging::stage(
-        &client,
+        client,
         layout,
         &rel,
         &target,
@@ -354,7 +350,7 @@ fn decide_and_apply(
         },
         progress,
     )?;
-    let mut new = receipt::next_receipt(receipt, &client, &target, key.as_ref());
+    let mut new = receipt::next_receipt(receipt, client, &target, key.as_ref());
     if new.channel.is_none() {
         new.channel = Some(Channel::Stable.as_str().to_string());
     }

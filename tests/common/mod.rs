@@ -112,17 +112,16 @@ pub fn raw(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Option<Box<dy
 /// is an empty map; [`snapshot_text`] gives the script's exact output. Equal snapshots mean
 /// nothing was created, removed, changed, re-moded or re-pointed.
 ///
-/// The one exclusion: the host's persistent ETag cache file (`<config-dir>/cache/github-etags.json`,
-/// docs/host-layout.md#the-etag-cache), which a failed operation may shrink (it forgets the
-/// cached bodies it used) and which is never trusted for content. Its directory is not excluded:
-/// only a successful operation creates it. [`snapshot_text`] excludes nothing.
+/// Like script/lib/snapshot, it leaves out a host's ETag cache file
+/// (`cache/github-etags.json` anywhere below `dir`, docs/host-layout.md#the-etag-cache), which a
+/// failed operation may shrink and which is never trusted for content.
 pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
     let mut all = snapshot_all(dir);
     all.retain(|rel, _| !is_etag_cache(rel));
     all
 }
 
-/// Whether `rel` is a host's ETag cache file.
+/// Whether `rel` (below a snapshot's root) is a host's ETag cache file.
 pub fn is_etag_cache(rel: &Path) -> bool {
     let cache = Path::new(flynnrel::remote::ghrelease::etag_cache::CACHE_DIR)
         .join(flynnrel::remote::ghrelease::etag_cache::CACHE_FILE);
@@ -157,7 +156,7 @@ pub fn snapshot_text(dir: &Path) -> String {
     let mut lines: Vec<(Vec<u8>, String)> = vec![(Vec::new(), snapshot_line(dir, Path::new("")))];
     use std::os::unix::ffi::OsStrExt;
     let is_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
-    for (rel, line) in if is_dir { snapshot_all(dir) } else { BTreeMap::new() } {
+    for (rel, line) in if is_dir { snapshot(dir) } else { BTreeMap::new() } {
         lines.push((rel.as_os_str().as_bytes().to_vec(), line));
     }
     lines.sort();
