@@ -322,6 +322,32 @@ fn a_corrupt_or_unwritable_cache_is_ignored_never_an_error() {
         // Replaced by a valid cache.
         assert_eq!(cache_json(&h)["format"], "flynnrel-etag-cache/1");
     }
+    // An entry whose body is intact (its sha256 matches) but is not JSON: offered on a 304, it
+    // is not parsed into anything; the URL is fetched again unconditionally.
+    let mut cache = cache_json(&h);
+    for e in cache["entries"].as_array_mut().unwrap() {
+        let junk = "{not json";
+        use sha2::Digest;
+        e["sha256"] = sha2::Sha256::digest(junk.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+            .into();
+        e["body"] = junk.into();
+    }
+    std::fs::write(h.cache(), serde_json::to_vec(&cache).unwrap()).unwrap();
+    let mark = s.api_requests().len();
+    let (code, err) = cli(&h, &s, &["update", "--check", "-v"], &[]);
+    assert_eq!(code, 100, "{err}");
+    assert!(err.contains("cache=unparsable"), "{err}");
+    let reqs = s.api_requests().split_off(mark);
+    assert_eq!(
+        reqs.iter().map(|r| r["status"].as_u64().unwrap()).collect::<Vec<_>>(),
+        [304, 200],
+        "{reqs:?}"
+    );
+    assert!(!std::fs::read_to_string(h.cache()).unwrap().contains("{not json"));
+
     // A directory where the file should be: the check still works, and leaves it alone.
     std::fs::remove_file(h.cache()).unwrap();
     std::fs::create_dir(h.cache()).unwrap();
