@@ -452,6 +452,10 @@ pub(super) enum Command {
         /// Append every request as a JSON line to this file.
         #[arg(long)]
         request_log: Option<PathBuf>,
+        /// API requests allowed per hour, as GitHub's primary rate limit (GitHub: 60 anonymous,
+        /// 5000 with a token); answers 304 and GET /rate_limit are not counted.
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..))]
+        rate_limit: u32,
         #[command(flatten)]
         output: OutputArgs,
     },

@@ -236,15 +236,15 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             storage_listen,
             ready_file,
             request_log,
+            rate_limit,
             ..
         } => serve_cmd(
             out,
             dir,
-            *listen,
-            *web_listen,
-            *storage_listen,
+            [*listen, *web_listen, *storage_listen],
             ready_file.as_deref(),
             request_log.as_deref(),
+            *rate_limit,
         ),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -453,7 +453,9 @@ fn source_cmd(g: &Global, out: Out, action: &SourceAction, key_on_command_line: 
 
 fn releases(g: &Global, out: Out, channel: Option<Channel>) -> Result<u8> {
     let client = client(g, out)?;
-    let all = client.releases()?;
+    // A host named by --root or --config-dir lends its ETag cache.
+    let host = g.dirs.root.is_some() || g.dirs.config_dir.is_some();
+    let all = request::releases(&client, if host { Some(layout(g)?) } else { None }.as_ref())?;
     let shown: Vec<&ghrelease::Release> = all
         .iter()
         .filter(|r| channel.is_none_or(|c| ghrelease::channel::in_channel(r, c).is_some()))
@@ -633,16 +635,16 @@ fn verify_cmd(g: &Global, out: Out, dir: &std::path::Path, version: Option<&str>
 fn serve_cmd(
     out: Out,
     dir: &std::path::Path,
-    listen: SocketAddr,
-    web_listen: SocketAddr,
-    storage_listen: SocketAddr,
+    [listen, web_listen, storage_listen]: [SocketAddr; 3],
     ready_file: Option<&std::path::Path>,
     request_log: Option<&std::path::Path>,
+    rate_limit: u32,
 ) -> Result<u8> {
     let mut opts = serve::ServeOptions::new(dir);
     opts.api_listen = listen;
     opts.web_listen = web_listen;
     opts.storage_listen = storage_listen;
+    opts.rate_limit = rate_limit;
     let log_file = match request_log {
         Some(p) => Some(std::sync::Mutex::new(
             std::os::unix::fs::OpenOptionsExt::custom_flags(

@@ -337,7 +337,8 @@ type UpdateResult struct {
 	Message string `json:"message"`
 }
 
-// CheckForUpdate reports whether an update is available without changing anything. The
+// CheckForUpdate reports whether an update is available, changing nothing but the API's ETag
+// cache (docs/host-layout.md#the-etag-cache). The
 // repository and API base come from the receipt; the client supplies the token and timeouts. A
 // TUF install gives UpdateTUF.
 func (c *Client) CheckForUpdate(opts UpdateOptions) (*UpdateResult, error) {

@@ -284,6 +284,16 @@ fn registry_mirror(given: Option<&str>) -> Option<String> {
         .filter(|m| !m.is_empty())
 }
 
+/// The repository's releases (`flynnrel releases`): [`Client::releases`]. With a host's layout
+/// (`--root`, `--config-dir`), the API's ETag cache persists in its config dir as it does for
+/// install and update (docs/host-layout.md#the-etag-cache).
+pub fn releases(client: &Client, layout: Option<&HostLayout>) -> Result<Vec<crate::remote::ghrelease::Release>> {
+    match layout {
+        Some(l) => install::with_host_etag_cache(client, l, Client::releases),
+        None => client.releases(),
+    }
+}
+
 /// Runs an update request (see [`update::update`]).
 pub fn update(client: &Client, req: &UpdateRequest, progress: Progress<'_>) -> Result<UpdateOutcome> {
     update::update(client, &req.options()?, progress)
