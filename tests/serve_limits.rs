@@ -164,14 +164,13 @@ fn a_half_request_head_is_dropped_after_the_deadline_even_when_it_drips() {
     let srv = start(dir.path(), |o| o.header_timeout = Duration::from_millis(300));
     let storage = port_of(&srv.storage_url());
 
-    // Half a head, then silence: closed (with a 408) once the deadline passes.
+    // Half a head, then silence: closed without an answer once the deadline passes.
     let started = Instant::now();
     let mut s = connect_from("127.0.0.2", storage);
     s.write_all(b"GET /o/r/v1.0.0/a.bin HTTP/1.1\r\nHost: loc")
         .expect("half head");
     let out = read_all(&mut s);
-    assert!(out.is_empty() || out.starts_with("HTTP/1.1 408 "), "{out}");
-    assert!(!out.contains("0123456789"), "a half head must never be answered: {out}");
+    assert_eq!(out, "", "a half head must never be answered");
     assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
 
     // A head dripped one byte every 50 ms keeps the socket busy but never completes in time:
@@ -180,20 +179,14 @@ fn a_half_request_head_is_dropped_after_the_deadline_even_when_it_drips() {
     s.set_write_timeout(Some(Duration::from_secs(5))).expect("timeout");
     let head = b"GET /o/r/v1.0.0/a.bin HTTP/1.1\r\nHost: localhost\r\nUser-Agent: drip\r\n\r\n";
     let started = Instant::now();
-    let mut cut = false;
     for b in head.iter() {
         if s.write_all(&[*b]).is_err() {
-            cut = true;
-            break;
+            break; // the server closed it: the rest of the head does not matter
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = read_all(&mut s);
-    assert!(
-        cut || out.is_empty() || out.starts_with("HTTP/1.1 408 "),
-        "a dripped head was answered: {out}"
-    );
-    assert!(!out.contains("0123456789"), "{out}");
+    assert_eq!(out, "", "a dripped head was answered");
     assert!(started.elapsed() < Duration::from_secs(20));
 
     // A connection that sends nothing is closed after the same deadline.

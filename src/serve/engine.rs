@@ -5,8 +5,8 @@
 //!
 //! - **Request-head deadline**: the whole head of each request must arrive within
 //!   [`Limits::header_timeout`] from when the server starts waiting for it (hyper's
-//!   `header_read_timeout`); a client that sends half a head and stops is dropped (a `408` when it
-//!   sent something). The same clock ends a keep-alive connection that stays idle that long
+//!   `header_read_timeout`); a client that sends half a head and stops (or drips it) is closed
+//!   without an answer. The same clock ends a keep-alive connection that stays idle that long
 //!   between requests.
 //! - **Idle timeout**: a connection on which no byte moves in either direction for
 //!   [`Limits::idle_timeout`] while no handler runs (a client that stopped reading its download)
