@@ -192,15 +192,15 @@ impl Drop for Engine {
 /// Raise the soft limit on open files towards the hard limit, so the connection cap (not the
 /// process's default of often 1024 descriptors) is what bounds the server.
 fn raise_open_files_limit(total: usize) {
-    let want = (total as u64).saturating_add(1024);
+    let want = (total as libc::rlim_t).saturating_add(1024);
     let mut rl = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit/setrlimit read and write the struct we own.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && (rl.rlim_cur as u64) < want {
-            rl.rlim_cur = want.min(rl.rlim_max as u64) as libc::rlim_t;
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < want {
+            rl.rlim_cur = want.min(rl.rlim_max);
             let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
         }
     }
