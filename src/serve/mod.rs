@@ -93,12 +93,12 @@ fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a st
         .map(|(_, v)| v.as_str())
 }
 
-/// A test hook (feature `serve-faults`, tests only): return `Some(raw)` to answer the request with these raw bytes (status line,
-/// headers and body, written verbatim to the socket, after which the connection is closed)
-/// instead of the normal response; `None` serves normally. This lets test code inject 5xx,
-/// truncated bodies, endless bodies, slow drips, tampered bytes, rate-limit 403/429, redirect
-/// loops. Setting one runs the server on the thread-per-connection engine, the only one that lets
-/// a hook write to the socket.
+/// A test hook (feature `serve-faults`, tests only): return `Some(raw)` to answer the request
+/// with these raw bytes (status line, headers and body, written verbatim to the socket, after
+/// which the connection is closed) instead of the normal response; `None` serves normally. This
+/// lets test code inject 5xx, truncated bodies, endless bodies, slow drips, tampered bytes,
+/// rate-limit 403/429, redirect loops. Setting one runs the server on the thread-per-connection
+/// engine, the only one that lets a hook write to the socket.
 #[cfg(feature = "serve-faults")]
 pub type Interceptor = Arc<dyn Fn(&RequestInfo) -> Option<Box<dyn std::io::Read + Send>> + Send + Sync>;
 
