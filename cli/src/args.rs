@@ -456,6 +456,21 @@ pub(super) enum Command {
         /// 5000 with a token); answers 304 and GET /rate_limit are not counted.
         #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..))]
         rate_limit: u32,
+        /// Open connections one client address (IPv6: one /64) may hold over all listeners; a
+        /// connection beyond it is answered 503 (retry-after: 1) and closed.
+        #[arg(long, value_name = "N", default_value_t = flynnrel::serve::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+        max_connections_per_ip: usize,
+        /// Open connections in all (every client, every listener); beyond it, the same 503.
+        #[arg(long, value_name = "N", default_value_t = flynnrel::serve::DEFAULT_MAX_CONNECTIONS)]
+        max_connections: usize,
+        /// Seconds a client has to send a whole request head; also how long a keep-alive
+        /// connection may stay idle between requests.
+        #[arg(long, value_name = "SECS", default_value_t = flynnrel::serve::DEFAULT_HEADER_TIMEOUT.as_secs())]
+        header_timeout: u64,
+        /// Seconds without a byte moving (e.g. a client that stopped reading) before a
+        /// connection is closed.
+        #[arg(long, value_name = "SECS", default_value_t = flynnrel::serve::DEFAULT_IDLE_TIMEOUT.as_secs())]
+        idle_timeout: u64,
         #[command(flatten)]
         output: OutputArgs,
     },

@@ -7,7 +7,6 @@ mod args;
 mod output;
 mod progress;
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -237,15 +236,23 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             ready_file,
             request_log,
             rate_limit,
+            max_connections_per_ip,
+            max_connections,
+            header_timeout,
+            idle_timeout,
             ..
-        } => serve_cmd(
-            out,
-            dir,
-            [*listen, *web_listen, *storage_listen],
-            ready_file.as_deref(),
-            request_log.as_deref(),
-            *rate_limit,
-        ),
+        } => {
+            let mut opts = serve::ServeOptions::new(dir);
+            opts.api_listen = *listen;
+            opts.web_listen = *web_listen;
+            opts.storage_listen = *storage_listen;
+            opts.max_connections_per_ip = *max_connections_per_ip;
+            opts.max_connections = *max_connections;
+            opts.header_timeout = std::time::Duration::from_secs(*header_timeout);
+            opts.idle_timeout = std::time::Duration::from_secs(*idle_timeout);
+            opts.rate_limit = *rate_limit;
+            serve_cmd(out, opts, ready_file.as_deref(), request_log.as_deref())
+        }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "flynnrel", &mut std::io::stdout());
@@ -634,17 +641,11 @@ fn verify_cmd(g: &Global, out: Out, dir: &std::path::Path, version: Option<&str>
 
 fn serve_cmd(
     out: Out,
-    dir: &std::path::Path,
-    [listen, web_listen, storage_listen]: [SocketAddr; 3],
+    mut opts: serve::ServeOptions,
     ready_file: Option<&std::path::Path>,
     request_log: Option<&std::path::Path>,
-    rate_limit: u32,
 ) -> Result<u8> {
-    let mut opts = serve::ServeOptions::new(dir);
-    opts.api_listen = listen;
-    opts.web_listen = web_listen;
-    opts.storage_listen = storage_listen;
-    opts.rate_limit = rate_limit;
+    let dir = opts.root.clone();
     let log_file = match request_log {
         Some(p) => Some(std::sync::Mutex::new(
             std::os::unix::fs::OpenOptionsExt::custom_flags(
