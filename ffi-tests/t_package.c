@@ -1,7 +1,9 @@
 /*
  * t_package.c: flynnrel_package on a synthetic build tree (script/make-synthetic-build), then
  * flynnrel_verify on the output, on a tampered copy (CHECKSUM_MISMATCH) and with options; a
- * cancelled package leaves no output; a layer cache without the build's layers is NOT_FOUND.
+ * cancelled package leaves no output; a layer cache without the build's layers is NOT_FOUND; the
+ * layer options (docs/layers.md): `layers_url_template` leaves layers.tar.gz out and names the
+ * template in the report, both options at once are INVALID_ARGUMENT with no output.
  */
 #include "check.h"
 
@@ -135,7 +137,49 @@ static void test_package_and_verify(void) {
     CHECK(!exists(path));
 }
 
+static void test_package_layer_options(void) {
+    const char *build = need_env("FIXTURE_PKG_BUILD_DIR");
+    const char *version = need_env("FIXTURE_PKG_VERSION");
+    const char *helper = need_env("FFI_HELPER");
+    char work[4096], out[4200], opts[16384], path[4400];
+    char *json = NULL;
+    flynnrel_error *err = NULL;
+    char sentinel;
+
+    temp_dir(work, sizeof work, "package-layers");
+    snprintf(out, sizeof out, "%s/out", work);
+    /* Both at once: INVALID_ARGUMENT, no output. */
+    snprintf(opts, sizeof opts,
+             "{\"version\":\"%s\",\"build_dir\":\"%s\",\"layer_cache\":\"%s/layer-cache\",\"out_dir\":\"%s\","
+             "\"helper\":\"%s\",\"layers\":\"oci://ghcr.io/flynn/layers\","
+             "\"layers_url_template\":\"https://cdn.example/{id}.squashfs\"}",
+             version, build, build, out, helper);
+    json = &sentinel;
+    CHECK_STATUS(flynnrel_package(opts, NULL, NULL, &json, &err), FLYNNREL_STATUS_INVALID_ARGUMENT, err);
+    CHECK(json == &sentinel);
+    CHECK(contains(flynnrel_error_message(err), "not both"));
+    flynnrel_error_free(err);
+    err = NULL;
+    CHECK(!exists(out));
+
+    /* External storage: no layers.tar.gz, the template in the report. */
+    snprintf(opts, sizeof opts,
+             "{\"version\":\"%s\",\"build_dir\":\"%s\",\"layer_cache\":\"%s/layer-cache\",\"out_dir\":\"%s\","
+             "\"helper\":\"%s\",\"threads\":2,\"level\":1,"
+             "\"layers_url_template\":\"https://cdn.example/flynn/{id}.squashfs\"}",
+             version, build, build, out, helper);
+    json = NULL;
+    CHECK_STATUS(flynnrel_package(opts, NULL, NULL, &json, &err), FLYNNREL_STATUS_OK, err);
+    CHECK(json != NULL && contains(json, "\"layer_url_template\":\"https://cdn.example/flynn/{id}.squashfs\""));
+    flynnrel_string_free(json);
+    snprintf(path, sizeof path, "%s/layers.tar.gz", out);
+    CHECK(!exists(path));
+    snprintf(path, sizeof path, "%s/images.json.gz", out);
+    CHECK(exists(path));
+}
+
 int main(void) {
     test_package_and_verify();
+    test_package_layer_options();
     return check_done("t_package");
 }

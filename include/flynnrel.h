@@ -341,8 +341,10 @@ flynnrel_status flynnrel_client_download_asset(const flynnrel_client *client,
  "flynn/flynn", "build_dir": "build", "layer_cache": "/var/lib/flynn/layer-cache", "out_dir":
  "release-artifacts", "helper": null (this
  process is not flynnrel: give the helper binary's path), "sign_key": null,
- "sign_password": null, "public_key": null, "threads": 0, "level": 6}`. `*json_out` receives the
- report. Nothing changes on error or cancel.
+ "sign_password": null, "public_key": null, "threads": 0, "level": 6, "layers": null (or
+ "oci://REGISTRY/NAMESPACE/NAME"), "layers_url_template": null (or "https://…/{id}.squashfs")}`
+ (docs/layers.md). `*json_out` receives the report. Nothing changes on error or cancel (pushed
+ registry blobs stay).
  */
 flynnrel_status flynnrel_package(const char *options_json,
                                  flynnrel_progress_cb progress,

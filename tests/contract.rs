@@ -92,6 +92,7 @@ fn requests_have_one_shape_and_decode_back() {
         report_sha512: Some(true),
         max_binary_bytes: Some(512 << 20),
         parts: Some(vec!["config".into(), "layers".into()]),
+        registry_mirror: Some("http://127.0.0.1:5001".into()),
     };
     let update = UpdateRequest {
         root: Some("/tmp/root".into()),
@@ -109,6 +110,7 @@ fn requests_have_one_shape_and_decode_back() {
         tuf_repository: Some("https://dl.flynn.io/tuf".into()),
         smoke_timeout_secs: Some(45),
         report_sha512: Some(false),
+        registry_mirror: Some("http://127.0.0.1:5001".into()),
     };
     let t = golden("client.json", &client);
     assert_eq!(serde_json::from_str::<ClientSpec>(&t).unwrap(), client);

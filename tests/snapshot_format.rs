@@ -47,6 +47,10 @@ fn rust_snapshot_and_script_lib_snapshot_agree() {
     chmod(&root, 0o755);
     let st = Command::new("mkfifo").arg(root.join("fifo")).status().unwrap();
     assert!(st.success());
+    // A host's ETag cache is left out by both; its directory is not.
+    std::fs::create_dir_all(root.join("etc/flynn/cache")).unwrap();
+    std::fs::write(root.join("etc/flynn/cache/github-etags.json"), b"{}").unwrap();
+    std::fs::write(root.join("etc/flynn/cache/github-etags.json.old"), b"{}").unwrap();
 
     let text = common::snapshot_text(&root);
     assert_eq!(text, script(&root));
@@ -60,6 +64,8 @@ fn rust_snapshot_and_script_lib_snapshot_agree() {
         "{text}"
     );
     assert!(text.contains("d 1777 - - - sticky\n"), "{text}");
+    assert!(text.contains(" etc/flynn/cache\n") && text.contains(" etc/flynn/cache/github-etags.json.old\n"));
+    assert!(!text.contains(" etc/flynn/cache/github-etags.json\n"), "{text}");
     assert!(
         text.lines().any(|l| l.starts_with("p ") && l.ends_with(" - - - fifo")),
         "{text}"

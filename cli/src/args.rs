@@ -259,6 +259,10 @@ pub(super) enum Command {
         /// Refuse a binary that decompresses to more than this many bytes (default 1 GiB).
         #[arg(long)]
         max_binary_bytes: Option<u64>,
+        /// Pull a registry release's manifest and layers by digest through this pull-through cache
+        /// (http://127.0.0.1:PORT or https); default FLYNN_REGISTRY_MIRROR.
+        #[arg(long, value_name = "URL")]
+        registry_mirror: Option<String>,
         #[command(flatten)]
         host: HostArgs,
     },
@@ -270,6 +274,10 @@ pub(super) enum Command {
         /// Refuse a binary that decompresses to more than this many bytes (default 1 GiB).
         #[arg(long)]
         max_binary_bytes: Option<u64>,
+        /// Pull a registry release's manifest and layers by digest through this pull-through cache
+        /// (http://127.0.0.1:PORT or https); default FLYNN_REGISTRY_MIRROR.
+        #[arg(long, value_name = "URL")]
+        registry_mirror: Option<String>,
         #[command(flatten)]
         host: HostArgs,
     },
@@ -296,6 +304,10 @@ pub(super) enum Command {
         /// Seconds `flynn-host.<ver> version` may take before the switch is rolled back.
         #[arg(long, default_value_t = 30)]
         smoke_timeout: u64,
+        /// Pull a registry release's manifest and layers by digest through this pull-through cache
+        /// (http://127.0.0.1:PORT or https); default FLYNN_REGISTRY_MIRROR.
+        #[arg(long, value_name = "URL")]
+        registry_mirror: Option<String>,
         #[command(flatten)]
         host: HostArgs,
     },
@@ -386,6 +398,19 @@ pub(super) enum Command {
         /// Compression level, 1-12.
         #[arg(long, default_value_t = flynnrel::model::gz::DEFAULT_LEVEL)]
         level: i32,
+        /// Push the layers to this OCI registry repository instead of layers.tar.gz
+        /// (oci://REGISTRY/NAMESPACE/NAME; plain http only for a loopback registry); credentials
+        /// from FLYNN_REGISTRY_USER / FLYNN_REGISTRY_TOKEN.
+        #[arg(
+            long,
+            value_name = "oci://REGISTRY/NAMESPACE/NAME",
+            conflicts_with = "layers_url_template"
+        )]
+        layers: Option<String>,
+        /// Publish images.json with this layer URL template ({id} = layer id) instead of
+        /// layers.tar.gz; upload <id>.squashfs from the layer cache there yourself.
+        #[arg(long, value_name = "URL")]
+        layers_url_template: Option<String>,
         #[command(flatten)]
         repo: RepoArg,
         #[command(flatten)]
@@ -427,6 +452,25 @@ pub(super) enum Command {
         /// Append every request as a JSON line to this file.
         #[arg(long)]
         request_log: Option<PathBuf>,
+        /// API requests allowed per hour, as GitHub's primary rate limit (GitHub: 60 anonymous,
+        /// 5000 with a token); answers 304 and GET /rate_limit are not counted.
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..))]
+        rate_limit: u32,
+        /// Open connections one client address (IPv6: one /64) may hold over all listeners; a
+        /// connection beyond it is answered 503 (retry-after: 1) and closed.
+        #[arg(long, value_name = "N", default_value_t = flynnrel::serve::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+        max_connections_per_ip: usize,
+        /// Open connections in all (every client, every listener); beyond it, the same 503.
+        #[arg(long, value_name = "N", default_value_t = flynnrel::serve::DEFAULT_MAX_CONNECTIONS)]
+        max_connections: usize,
+        /// Seconds a client has to send a whole request head; also how long a keep-alive
+        /// connection may stay idle between requests.
+        #[arg(long, value_name = "SECS", default_value_t = flynnrel::serve::DEFAULT_HEADER_TIMEOUT.as_secs())]
+        header_timeout: u64,
+        /// Seconds without a byte moving (e.g. a client that stopped reading) before a
+        /// connection is closed.
+        #[arg(long, value_name = "SECS", default_value_t = flynnrel::serve::DEFAULT_IDLE_TIMEOUT.as_secs())]
+        idle_timeout: u64,
         #[command(flatten)]
         output: OutputArgs,
     },

@@ -7,7 +7,6 @@ mod args;
 mod output;
 mod progress;
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -84,6 +83,8 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             helper_platform,
             threads,
             level,
+            layers,
+            layers_url_template,
             ..
         } => {
             let repo = g
@@ -113,12 +114,15 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             };
             opts.threads = *threads;
             opts.level = *level;
+            opts.layers_registry = layers.clone();
+            opts.layers_url_template = layers_url_template.clone();
             package_cmd(out, &opts)
         }
         Command::Install {
             version,
             channel,
             max_binary_bytes,
+            registry_mirror,
             ..
         } => install_cmd(
             g,
@@ -127,12 +131,14 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
                 version: version.clone(),
                 channel: channel.map(|c| c.as_str().to_string()),
                 max_binary_bytes: *max_binary_bytes,
+                registry_mirror: registry_mirror.clone(),
                 ..install_request(g, out)
             },
         ),
         Command::Download {
             version,
             max_binary_bytes,
+            registry_mirror,
             ..
         } => install_cmd(
             g,
@@ -140,6 +146,7 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             InstallRequest {
                 version: Some(version.clone()),
                 max_binary_bytes: *max_binary_bytes,
+                registry_mirror: registry_mirror.clone(),
                 no_receipt: true,
                 ..install_request(g, out)
             },
@@ -152,6 +159,7 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             allow_downgrade,
             tuf_repository,
             smoke_timeout,
+            registry_mirror,
             ..
         } => {
             let d = &g.dirs;
@@ -172,6 +180,7 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
                 smoke_timeout_secs: Some(*smoke_timeout),
                 // File hashes are shown only in the --json document; they cost a third of the CPU.
                 report_sha512: Some(out.json),
+                registry_mirror: registry_mirror.clone(),
             };
             let mut opts = req.options()?;
             opts.failpoint = failpoint_from_env();
@@ -226,16 +235,24 @@ fn run_with(cli: &Cli, g: &Global, out: Out, key_on_command_line: bool) -> Resul
             storage_listen,
             ready_file,
             request_log,
+            rate_limit,
+            max_connections_per_ip,
+            max_connections,
+            header_timeout,
+            idle_timeout,
             ..
-        } => serve_cmd(
-            out,
-            dir,
-            *listen,
-            *web_listen,
-            *storage_listen,
-            ready_file.as_deref(),
-            request_log.as_deref(),
-        ),
+        } => {
+            let mut opts = serve::ServeOptions::new(dir);
+            opts.api_listen = *listen;
+            opts.web_listen = *web_listen;
+            opts.storage_listen = *storage_listen;
+            opts.max_connections_per_ip = *max_connections_per_ip;
+            opts.max_connections = *max_connections;
+            opts.header_timeout = std::time::Duration::from_secs(*header_timeout);
+            opts.idle_timeout = std::time::Duration::from_secs(*idle_timeout);
+            opts.rate_limit = *rate_limit;
+            serve_cmd(out, opts, ready_file.as_deref(), request_log.as_deref())
+        }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(*shell, &mut cmd, "flynnrel", &mut std::io::stdout());
@@ -443,7 +460,9 @@ fn source_cmd(g: &Global, out: Out, action: &SourceAction, key_on_command_line: 
 
 fn releases(g: &Global, out: Out, channel: Option<Channel>) -> Result<u8> {
     let client = client(g, out)?;
-    let all = client.releases()?;
+    // A host named by --root or --config-dir lends its ETag cache.
+    let host = g.dirs.root.is_some() || g.dirs.config_dir.is_some();
+    let all = request::releases(&client, if host { Some(layout(g)?) } else { None }.as_ref())?;
     let shown: Vec<&ghrelease::Release> = all
         .iter()
         .filter(|r| channel.is_none_or(|c| ghrelease::channel::in_channel(r, c).is_some()))
@@ -622,17 +641,11 @@ fn verify_cmd(g: &Global, out: Out, dir: &std::path::Path, version: Option<&str>
 
 fn serve_cmd(
     out: Out,
-    dir: &std::path::Path,
-    listen: SocketAddr,
-    web_listen: SocketAddr,
-    storage_listen: SocketAddr,
+    mut opts: serve::ServeOptions,
     ready_file: Option<&std::path::Path>,
     request_log: Option<&std::path::Path>,
 ) -> Result<u8> {
-    let mut opts = serve::ServeOptions::new(dir);
-    opts.api_listen = listen;
-    opts.web_listen = web_listen;
-    opts.storage_listen = storage_listen;
+    let dir = opts.root.clone();
     let log_file = match request_log {
         Some(p) => Some(std::sync::Mutex::new(
             std::os::unix::fs::OpenOptionsExt::custom_flags(

@@ -170,6 +170,32 @@ fn serve_reports_its_urls_and_refuses_a_missing_folder() {
 }
 
 #[test]
+fn serve_refuses_useless_connection_limits_naming_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ready = tmp.path().join("ready.json");
+    for (flag, value) in [
+        ("--max-connections-per-ip", "0"),
+        ("--max-connections", "0"),
+        ("--header-timeout", "0"),
+        ("--idle-timeout", "0"),
+    ] {
+        let (code, _, err) = run(helper().args([
+            "serve",
+            tmp.path().to_str().unwrap(),
+            flag,
+            value,
+            "--ready-file",
+            ready.to_str().unwrap(),
+        ]));
+        assert_eq!(code, 1, "{flag}: {err}");
+        assert!(err.contains(flag), "{flag}: {err}");
+        assert!(!ready.exists(), "{flag}: a refused server wrote its ready file");
+    }
+    let (code, _, err) = run(helper().args(["serve", tmp.path().to_str().unwrap(), "--header-timeout", "soon"]));
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
 fn syntax_errors_in_arguments_are_usage_errors_exit_2() {
     let cases: &[(&[&str], &str)] = &[
         (&["--repo", "not a repo", "releases"], "invalid repository"),

@@ -78,7 +78,7 @@ var ErrTUFCheckUnsupported = errors.New("flynn-host update --check is not suppor
 // --source=github to tuf.Cluster.
 //
 // `--check` returns *UpdateAvailableError when an update is available, on either source; it
-// never changes anything. ExitCode maps results to exit codes (100 for an available update).
+// changes nothing but the API's ETag cache. ExitCode maps results to exit codes (100 for an available update).
 func (h *Host) FlynnUpdate(args *docopt.Args, tuf FlynnTUF) (err error) {
 	defer func() { err = withAdvice(err) }()
 	if args.Bool["--is-latest"] {

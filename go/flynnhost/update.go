@@ -91,8 +91,8 @@ func sourceFlag(args *docopt.Args) (string, error) {
 	return src, nil
 }
 
-// checkRoute opens a client for repo and checks for an update. The check changes nothing (no
-// lock file either), so it routes any install without touching it: the library decides the
+// checkRoute opens a client for repo and checks for an update. The check changes nothing but the
+// API's ETag cache (no lock file either), so it routes any install without touching it: the library decides the
 // route from the receipt (UpdateTUF for a TUF install). The caller closes the client.
 func (h *Host) checkRoute(repo string, opts flynnrel.UpdateOptions) (*flynnrel.Client, *flynnrel.UpdateResult, error) {
 	c, err := h.client(repo)

@@ -265,6 +265,9 @@ type UpdateOptions struct {
 	SmokeTimeoutSecs uint64 `json:"smoke_timeout_secs,omitempty"`
 	// ReportSHA512 set to false skips hashing the files written for the result (nil = true).
 	ReportSHA512 *bool `json:"report_sha512,omitempty"`
+	// RegistryMirror pulls a registry release's manifest and layers by digest through this
+	// pull-through cache ("" = FLYNN_REGISTRY_MIRROR, else the registry images.json names).
+	RegistryMirror string `json:"registry_mirror,omitempty"`
 	// Progress, when set, receives progress and may cancel (Update only).
 	Progress ProgressFunc `json:"-"`
 }
@@ -334,7 +337,8 @@ type UpdateResult struct {
 	Message string `json:"message"`
 }
 
-// CheckForUpdate reports whether an update is available without changing anything. The
+// CheckForUpdate reports whether an update is available, changing nothing but the API's ETag
+// cache (docs/host-layout.md#the-etag-cache). The
 // repository and API base come from the receipt; the client supplies the token and timeouts. A
 // TUF install gives UpdateTUF.
 func (c *Client) CheckForUpdate(opts UpdateOptions) (*UpdateResult, error) {
@@ -408,6 +412,9 @@ type InstallOptions struct {
 	// name is refused (ErrInvalidArgument). nil or empty = everything (omitempty leaves an empty
 	// list out of the request).
 	Parts []string `json:"parts,omitempty"`
+	// RegistryMirror pulls a registry release's manifest and layers by digest through this
+	// pull-through cache ("" = FLYNN_REGISTRY_MIRROR, else the registry images.json names).
+	RegistryMirror string `json:"registry_mirror,omitempty"`
 	// Progress, when set, receives progress and may cancel.
 	Progress ProgressFunc `json:"-"`
 }

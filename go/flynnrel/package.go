@@ -31,6 +31,12 @@ type PackageOptions struct {
 	// Threads for compression (0 = all CPUs); Level is the gzip level (0 = default, 6).
 	Threads int `json:"threads,omitempty"`
 	Level   int `json:"level,omitempty"`
+	// Layers, "oci://REGISTRY/NAMESPACE/NAME", pushes the layers to that OCI registry instead of
+	// layers.tar.gz (credentials from FLYNN_REGISTRY_USER / FLYNN_REGISTRY_TOKEN); see docs/layers.md.
+	Layers string `json:"layers,omitempty"`
+	// LayersURLTemplate ("https://…/{id}.squashfs") publishes images.json pointing at external
+	// storage instead of layers.tar.gz; the operator uploads the layers there.
+	LayersURLTemplate string `json:"layers_url_template,omitempty"`
 	// Progress, when set, receives progress and may cancel.
 	Progress ProgressFunc `json:"-"`
 }
@@ -54,6 +60,11 @@ type PackageReport struct {
 	// Unchanged: OutDir already held exactly these assets.
 	Unchanged bool   `json:"unchanged"`
 	BytesIn   uint64 `json:"bytes_in"`
+	// LayerURLTemplate is the template written into images.json when the layers are not in
+	// layers.tar.gz (a registry reference pinning the manifest digest, or LayersURLTemplate).
+	LayerURLTemplate string `json:"layer_url_template,omitempty"`
+	// PushedLayers are the layers this run uploaded to the registry.
+	PushedLayers []string `json:"pushed_layers,omitempty"`
 }
 
 // Package packages a build tree into OutDir, reproducibly. Nothing changes in OutDir on error

@@ -389,14 +389,18 @@ struct PackageJson {
     public_key: Option<String>,
     threads: Option<usize>,
     level: Option<i32>,
+    layers: Option<String>,
+    layers_url_template: Option<String>,
 }
 
 /// Packages a build tree (docs/release-assets.md#packaging). `options_json`: `{"version": "v…", "repository":
 /// "flynn/flynn", "build_dir": "build", "layer_cache": "/var/lib/flynn/layer-cache", "out_dir":
 /// "release-artifacts", "helper": null (this
 /// process is not flynnrel: give the helper binary's path), "sign_key": null,
-/// "sign_password": null, "public_key": null, "threads": 0, "level": 6}`. `*json_out` receives the
-/// report. Nothing changes on error or cancel.
+/// "sign_password": null, "public_key": null, "threads": 0, "level": 6, "layers": null (or
+/// "oci://REGISTRY/NAMESPACE/NAME"), "layers_url_template": null (or "https://…/{id}.squashfs")}`
+/// (docs/layers.md). `*json_out` receives the report. Nothing changes on error or cancel (pushed
+/// registry blobs stay).
 #[unsafe(no_mangle)]
 pub extern "C" fn flynnrel_package(
     options_json: *const c_char,
@@ -428,6 +432,8 @@ pub extern "C" fn flynnrel_package(
         o.public_key = j.public_key;
         o.threads = j.threads.unwrap_or(0);
         o.level = j.level.unwrap_or(crate::model::gz::DEFAULT_LEVEL);
+        o.layers_registry = j.layers;
+        o.layers_url_template = j.layers_url_template;
         let p = CProgress::new(progress, user);
         let mut cb = move |ph: &str, d: u64, t: u64| p.call(ph, d, t);
         put_json(json_out, &crate::ops::package::package(&o, &mut cb)?)

@@ -93,6 +93,13 @@ fn manifest_has_layers(manifest: &RawValue) -> bool {
 /// names a key twice, or has a `layer_url_template` that is not a string or a `manifest` that is
 /// not an object: what Flynn would read from such a document is ambiguous.
 pub fn with_layer_url_template(images: &[u8], layer_dir: &Path, source: &str) -> Result<Vec<u8>> {
+    set_layer_url_template(images, &layer_url_template(layer_dir), source)
+}
+
+/// `images` with `layer_url_template` set to `template` in every artifact object that has layers
+/// or a template, every other byte kept (see [`with_layer_url_template`]). The packager writes a
+/// release's registry or external-storage template this way (docs/layers.md).
+pub fn set_layer_url_template(images: &[u8], template: &str, source: &str) -> Result<Vec<u8>> {
     let bad = |why: String| {
         Error::new(
             ErrorKind::InvalidData,
@@ -102,7 +109,7 @@ pub fn with_layer_url_template(images: &[u8], layer_dir: &Path, source: &str) ->
     let text = std::str::from_utf8(images).map_err(|_| bad("is not UTF-8 text".into()))?;
     let top: Members<'_> =
         serde_json::from_str(text).map_err(|e| bad(format!("is not a JSON object of images ({e})")))?;
-    let template = serde_json::to_string(&layer_url_template(layer_dir)).expect("a string encodes");
+    let template = serde_json::to_string(template).expect("a string encodes");
     let offset = |raw: &RawValue| raw.get().as_ptr() as usize - text.as_ptr() as usize;
     // (start, end, replacement) edits of the input, in document order.
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
@@ -153,6 +160,41 @@ pub fn with_layer_url_template(images: &[u8], layer_dir: &Path, source: &str) ->
         at = end;
     }
     out.extend_from_slice(&images[at..]);
+    Ok(out)
+}
+
+/// The `layer_url_template` of every artifact in `images` (from `source`) that has layers, by image
+/// name in document order (`None` for an artifact without one). `InvalidData` for a document
+/// that is not a JSON object or a template that is not a string.
+pub fn layer_url_templates(images: &[u8], source: &str) -> Result<Vec<(String, Option<String>)>> {
+    let bad = |why: String| {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("{source} {why}; the release is corrupt: nothing was installed"),
+        )
+    };
+    let doc: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(images).map_err(|e| bad(format!("is not a JSON object of images ({e})")))?;
+    let mut out = Vec::new();
+    for (name, v) in &doc {
+        let Some(obj) = v.as_object() else { continue };
+        let Some(manifest) = obj.get("manifest") else { continue };
+        let raw =
+            serde_json::value::to_raw_value(manifest).map_err(|e| bad(format!("has an invalid manifest ({e})")))?;
+        if !manifest_has_layers(&raw) {
+            continue;
+        }
+        let t = match obj.get(LAYER_URL_TEMPLATE) {
+            None => None,
+            Some(serde_json::Value::String(t)) => Some(t.clone()),
+            Some(_) => {
+                return Err(bad(format!(
+                    "has a {LAYER_URL_TEMPLATE} of the image {name:?} that is not a string"
+                )));
+            }
+        };
+        out.push((name.clone(), t));
+    }
     Ok(out)
 }
 
@@ -216,6 +258,37 @@ mod tests {
         assert_eq!(
             v(&out)["x"][LAYER_URL_TEMPLATE],
             "file:///var/lib/flynn/layer-cache/{id}.squashfs"
+        );
+    }
+
+    #[test]
+    fn templates_are_read_per_artifact_with_layers() {
+        let t = layer_url_templates(FLYNN.as_bytes(), "images.json").unwrap();
+        assert_eq!(
+            t,
+            vec![
+                (
+                    "host".to_string(),
+                    Some("file:///var/lib/flynn/layer-cache/{id}.squashfs".to_string())
+                ),
+                ("postgres".to_string(), None),
+            ]
+        );
+        let set = set_layer_url_template(FLYNN.as_bytes(), "https://cdn.example/{id}", "images.json").unwrap();
+        let t = layer_url_templates(&set, "images.json").unwrap();
+        assert!(
+            t.iter().all(|(_, t)| t.as_deref() == Some("https://cdn.example/{id}")),
+            "{t:?}"
+        );
+        assert_eq!(t.len(), 2);
+        let e = layer_url_templates(
+            br#"{"x":{"manifest":{"rootfs":[{"layers":[{"id":"a"}]}]},"layer_url_template":1}}"#,
+            "i.json",
+        )
+        .unwrap_err();
+        assert!(
+            e.message().contains("i.json") && e.message().contains("not a string"),
+            "{e}"
         );
     }
 

@@ -87,6 +87,8 @@ pub struct InstallOptions {
     /// Which parts of the release to download, verify and switch (default all). Only
     /// [`download`] takes a subset: an install with a receipt is always complete.
     pub parts: Parts,
+    /// A pull-through cache for a registry release's layers (docs/layers.md#a-registry-mirror).
+    pub registry_mirror: Option<String>,
     /// Test-only failpoints (ignored in release builds); see [`crate::host::switch`].
     #[doc(hidden)]
     pub failpoint: Option<String>,
@@ -102,6 +104,7 @@ impl InstallOptions {
             max_binary: DEFAULT_MAX_BINARY,
             report_sha512: true,
             parts: Parts::ALL,
+            registry_mirror: None,
             failpoint: None,
         }
     }
@@ -128,7 +131,27 @@ pub struct InstallReport {
 
 /// Downloads, verifies and lays out a release (binaries, symlinks, manifests, layers) without
 /// touching the receipt: Flynn's `flynn-host download`.
+///
+/// The API's ETag cache persists in the host's config dir (docs/host-layout.md#the-etag-cache).
 pub fn download(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -> Result<InstallReport> {
+    with_host_etag_cache(client, &opts.layout, |client| download_with(client, opts, progress))
+}
+
+/// Runs `op` with a client that keeps its ETag cache in `layout`'s config dir, and ends the
+/// cache's use by `op`'s outcome ([`Client::finish_etag_cache`]): merged into the file when `op`
+/// succeeded, its used entries forgotten when it failed.
+pub(crate) fn with_host_etag_cache<T>(
+    client: &Client,
+    layout: &crate::host::layout::HostLayout,
+    op: impl FnOnce(&Client) -> Result<T>,
+) -> Result<T> {
+    let cached = client.with_etag_cache(crate::remote::ghrelease::etag_cache::path_in(&layout.config_dir))?;
+    let result = op(&cached);
+    cached.finish_etag_cache(result.is_ok());
+    result
+}
+
+fn download_with(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -> Result<InstallReport> {
     let mut locked = lock_and_load(&opts.layout)?;
     let key = effective_key(opts.public_key.as_deref(), locked.receipt.as_ref())?;
     let (rel, version, pointer) = resolve_with_pointer(
@@ -171,6 +194,7 @@ fn limits(opts: &InstallOptions, pointer: Option<&FetchedPointer>) -> StageLimit
         report_sha512: opts.report_sha512,
         parts: opts.parts,
         checksums_sha512: pointer.map(|f| f.pointer.checksums_sha512.clone()),
+        registry_mirror: opts.registry_mirror.clone(),
     }
 }
 
@@ -178,7 +202,13 @@ fn limits(opts: &InstallOptions, pointer: Option<&FetchedPointer>) -> StageLimit
 /// same install is a no-op (`already_installed`). A target below what the host has seen, or of
 /// another version scheme, is refused (`DowngradeRefused`): use `update --version V
 /// --allow-downgrade` to do that on purpose.
+///
+/// The API's ETag cache persists in the host's config dir (docs/host-layout.md#the-etag-cache).
 pub fn install(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -> Result<InstallReport> {
+    with_host_etag_cache(client, &opts.layout, |client| install_with(client, opts, progress))
+}
+
+fn install_with(client: &Client, opts: &InstallOptions, progress: Progress<'_>) -> Result<InstallReport> {
     if opts.parts != Parts::ALL {
         return Err(Error::new(
             ErrorKind::InvalidArgument,

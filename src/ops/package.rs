@@ -57,6 +57,13 @@ pub struct PackageOptions {
     pub threads: usize,
     /// Compression level, 1–12.
     pub level: i32,
+    /// Option B (docs/layers.md): push the layers to this registry repository,
+    /// `oci://REGISTRY/NAMESPACE/NAME`, instead of writing `layers.tar.gz`; credentials from
+    /// `FLYNN_REGISTRY_USER` / `FLYNN_REGISTRY_TOKEN`.
+    pub layers_registry: Option<String>,
+    /// Option C (docs/layers.md): the operator uploads the layers to external storage at this URL
+    /// template (`https://…/{id}.squashfs`) instead of a `layers.tar.gz` asset.
+    pub layers_url_template: Option<String>,
 }
 
 impl PackageOptions {
@@ -75,6 +82,8 @@ impl PackageOptions {
             public_key: None,
             threads: 0,
             level: gz::DEFAULT_LEVEL,
+            layers_registry: None,
+            layers_url_template: None,
         }
     }
 }
@@ -109,6 +118,60 @@ pub struct PackageReport {
     pub unchanged: bool,
     /// Uncompressed input bytes.
     pub bytes_in: u64,
+    /// Where the layers are, when not in `layers.tar.gz`: the `layer_url_template` written into
+    /// every artifact of the published `images.json` (a registry reference pinning the manifest,
+    /// or the external-storage template).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_url_template: Option<String>,
+    /// Layers uploaded to the registry by this run (the others were there already).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pushed_layers: Vec<String>,
+}
+
+/// What Option B pushes: the repository, the layers, the config blob and the manifest.
+type PushPlan = (
+    crate::remote::oci::Repository,
+    Vec<crate::remote::oci::PushLayer>,
+    Vec<u8>,
+    Vec<u8>,
+);
+
+/// Where a packaged release's layers go.
+enum LayerMode {
+    /// `layers.tar.gz` (Option A).
+    Archive,
+    /// A registry repository (Option B).
+    Registry(crate::remote::oci::Repository),
+    /// External storage at a URL template (Option C).
+    Url(String),
+}
+
+/// The layer mode the options ask for, checked before anything is read or written.
+fn layer_mode(opts: &PackageOptions) -> Result<LayerMode> {
+    match (&opts.layers_registry, &opts.layers_url_template) {
+        (Some(_), Some(_)) => Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "give either --layers oci://… or --layers-url-template, not both: a release's layers come from one place",
+        )),
+        (Some(r), None) => Ok(LayerMode::Registry(crate::remote::oci::Repository::parse(
+            r, "--layers",
+        )?)),
+        (None, Some(t)) => {
+            if !t.contains("{id}") {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "--layers-url-template {:?} has no {{id}}; give a URL such as \
+                         https://cdn.example/flynn/{{id}}.squashfs",
+                        crate::error::escape(t)
+                    ),
+                ));
+            }
+            crate::remote::oci::check_layer_url(&t.replace("{id}", "layer"), "--layers-url-template")?;
+            Ok(LayerMode::Url(t.clone()))
+        }
+        (None, None) => Ok(LayerMode::Archive),
+    }
 }
 
 /// Packages `opts.build_dir` into `opts.out_dir` (docs/release-assets.md#packaging). See the module docs for the
@@ -119,6 +182,7 @@ pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageR
     let version = Version::parse(&opts.version)
         .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("cannot package: {}", e.message())))?;
     crate::remote::ghrelease::options::validate_repository(&opts.repository)?;
+    let mode = layer_mode(opts)?;
     let build = &opts.build_dir;
     if !build.is_dir() {
         return Err(Error::new(
@@ -284,7 +348,41 @@ pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageR
         Ok(())
     };
 
+    // Options B and C: every layer's sha512/256 checked here (the archive checks it while
+    // tarring), and images.json published with the layers' template in every artifact.
+    let mut push: Option<PushPlan> = None;
+    let template = match &mode {
+        LayerMode::Archive => None,
+        LayerMode::Url(t) => {
+            hash_layers(layer_dir, &layer_specs, progress)?;
+            Some(t.clone())
+        }
+        LayerMode::Registry(repo) => {
+            let pushed = hash_layers(layer_dir, &layer_specs, progress)?;
+            let (config, manifest) = crate::remote::oci::release_manifest(version.as_str(), &pushed)?;
+            let reference = crate::remote::oci::LayersRef {
+                repository: repo.clone(),
+                manifest_sha256: hex(&sha2::Sha256::digest(&manifest)),
+            };
+            push = Some((repo.clone(), pushed, config, manifest));
+            Some(reference.template())
+        }
+    };
+    let images_src = match &template {
+        Some(t) => {
+            let rewritten =
+                crate::model::images::set_layer_url_template(&images, t, &images_path.display().to_string())?;
+            let p = sdir.join(".images.json.source");
+            write_file(&p, &rewritten, 0o600)?;
+            Some(p)
+        }
+        None => None,
+    };
     for (asset, src) in &inputs {
+        let src = match &images_src {
+            Some(p) if *asset == "images.json.gz" => p,
+            _ => src,
+        };
         let s = gzip_file(src, &sdir.join(asset), threads, opts.level, asset, progress)?;
         bytes_in += s.bytes_in;
         record(asset, s.bytes_out, s.sha512, &mut sums)?;
@@ -301,7 +399,10 @@ pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageR
     bytes_in += s.bytes_in;
     record(&helper_asset, s.bytes_out, s.sha512, &mut sums)?;
 
-    if !layer_specs.is_empty() {
+    if let Some(p) = &images_src {
+        std::fs::remove_file(p).map_err(|e| Error::io("remove", p, e))?;
+    }
+    if !layer_specs.is_empty() && template.is_none() {
         let s = tar_layers(
             layer_dir,
             &layer_specs,
@@ -336,6 +437,12 @@ pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageR
         assets.insert(SIGNATURE_ASSET.to_string(), info(SIGNATURE_ASSET, sig.as_bytes()));
     }
 
+    // The registry last, once every asset is built and signed: a failure before this leaves the
+    // registry as it was; blobs are content-addressed, so pushing again is harmless.
+    let mut pushed_layers = Vec::new();
+    if let Some((repo, layers, config, manifest)) = &push {
+        pushed_layers = push_release(repo, version.as_str(), layer_dir, layers, config, manifest, progress)?;
+    }
     let unchanged = commit_output(stage, out, &sums_text)?;
     Ok(PackageReport {
         version: version.as_str().to_string(),
@@ -346,7 +453,95 @@ pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageR
         signed: signer.is_some(),
         unchanged,
         bytes_in,
+        layer_url_template: template,
+        pushed_layers,
     })
+}
+
+/// Checks every layer file against images.json's sha512/256 and returns what a registry needs
+/// (size and sha256) of each, in one read.
+fn hash_layers(
+    layer_dir: &Path,
+    specs: &[LayerSpec],
+    progress: Progress<'_>,
+) -> Result<Vec<crate::remote::oci::PushLayer>> {
+    let total: u64 = specs.iter().map(|s| s.length).sum();
+    let mut done = 0u64;
+    let mut out = Vec::new();
+    for spec in specs {
+        let p = layer_dir.join(spec.file_name());
+        let (size, sha256, sha512_256) = crate::remote::oci::hash_layer_file(&p)?;
+        if size != spec.length || !eq_hex(&sha512_256, &spec.sha512_256) {
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "{} (layer {}) has sha512_256 {sha512_256} ({size} bytes) but images.json says {} ({} bytes); \
+                     the layer cache does not hold this build's layer: rebuild, or give the layer cache of the build \
+                     that wrote it",
+                    p.display(),
+                    spec.id,
+                    spec.sha512_256,
+                    spec.length
+                ),
+            ));
+        }
+        done += size;
+        if !progress("check layers", done, total) {
+            return Err(Error::new(
+                ErrorKind::Cancelled,
+                "packaging cancelled; nothing was written",
+            ));
+        }
+        out.push(crate::remote::oci::PushLayer {
+            id: spec.id.clone(),
+            size,
+            sha256,
+        });
+    }
+    Ok(out)
+}
+
+/// Pushes the layers (each skipped when the registry has it), the config blob and the manifest,
+/// tagged with the version. Returns the ids of the layers uploaded.
+fn push_release(
+    repo: &crate::remote::oci::Repository,
+    version: &str,
+    layer_dir: &Path,
+    layers: &[crate::remote::oci::PushLayer],
+    config: &[u8],
+    manifest: &[u8],
+    progress: Progress<'_>,
+) -> Result<Vec<String>> {
+    use crate::remote::oci::{Credentials, Registry, Transfer};
+    let transfer = Transfer::from_options(&crate::remote::ghrelease::ClientOptions::new(
+        crate::remote::ghrelease::options::DEFAULT_REPOSITORY,
+    ));
+    let reg = Registry::new(repo, None, Credentials::from_env(), transfer)?;
+    let total: u64 = layers.iter().map(|l| l.size).sum();
+    let mut done = 0u64;
+    let mut pushed = Vec::new();
+    for l in layers {
+        let p = layer_dir.join(layers::layer_file_name(&l.id));
+        let open = || -> Result<reqwest::blocking::Body> {
+            let f = File::open(&p).map_err(|e| Error::io("open", &p, e))?;
+            Ok(reqwest::blocking::Body::sized(f, l.size))
+        };
+        if reg.ensure_blob(&l.sha256, l.size, &open)? {
+            pushed.push(l.id.clone());
+        }
+        done += l.size;
+        if !progress("push layers", done, total) {
+            return Err(Error::new(
+                ErrorKind::Cancelled,
+                "packaging cancelled; the output folder is unchanged (layers already pushed stay in the registry)",
+            ));
+        }
+    }
+    let config_sha = hex(&sha2::Sha256::digest(config));
+    let body = config.to_vec();
+    reg.ensure_blob(&config_sha, config.len() as u64, &|| Ok(body.clone().into()))?;
+    reg.put_manifest(version, manifest)?;
+    Ok(pushed)
 }
 
 /// Moves the finished staging folder to `out`. Returns `true` when `out` already held exactly this

@@ -133,6 +133,10 @@ pub struct InstallRequest {
     /// Only these parts of the release: `binaries`, `config`, `layers` (default all). Only with
     /// `no_receipt` (Flynn's downloader methods).
     pub parts: Option<Vec<String>>,
+    /// A pull-through cache to pull a registry release's manifest and layers from by digest;
+    /// default `FLYNN_REGISTRY_MIRROR` (docs/layers.md#a-registry-mirror).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_mirror: Option<String>,
 }
 
 impl InstallRequest {
@@ -169,6 +173,7 @@ impl InstallRequest {
             o.report_sha512 = r;
         }
         o.max_binary = self.max_binary_bytes.unwrap_or(o.max_binary);
+        o.registry_mirror = registry_mirror(self.registry_mirror.as_deref());
         if let Some(names) = &self.parts {
             o.parts = Parts::from_names(names, "parts")?;
             if !self.no_receipt {
@@ -228,6 +233,10 @@ pub struct UpdateRequest {
     pub smoke_timeout_secs: Option<u64>,
     /// Report the sha512 of every file written (default true).
     pub report_sha512: Option<bool>,
+    /// A pull-through cache to pull a registry release's manifest and layers from by digest;
+    /// default `FLYNN_REGISTRY_MIRROR` (docs/layers.md#a-registry-mirror).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_mirror: Option<String>,
 }
 
 impl UpdateRequest {
@@ -261,7 +270,27 @@ impl UpdateRequest {
         if let Some(r) = self.report_sha512 {
             o.report_sha512 = r;
         }
+        o.registry_mirror = registry_mirror(self.registry_mirror.as_deref());
         Ok(o)
+    }
+}
+
+/// The registry mirror a request names, else `FLYNN_REGISTRY_MIRROR` (empty means none).
+fn registry_mirror(given: Option<&str>) -> Option<String> {
+    given
+        .map(str::to_string)
+        .or_else(|| std::env::var(crate::remote::oci::MIRROR_ENV).ok())
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+}
+
+/// The repository's releases (`flynnrel releases`): [`Client::releases`]. With a host's layout
+/// (`--root`, `--config-dir`), the API's ETag cache persists in its config dir as it does for
+/// install and update (docs/host-layout.md#the-etag-cache).
+pub fn releases(client: &Client, layout: Option<&HostLayout>) -> Result<Vec<crate::remote::ghrelease::Release>> {
+    match layout {
+        Some(l) => install::with_host_etag_cache(client, l, Client::releases),
+        None => client.releases(),
     }
 }
 

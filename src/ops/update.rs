@@ -54,6 +54,8 @@ pub struct UpdateOptions {
     pub smoke_timeout: Duration,
     /// Report the sha512 of every file written (see [`crate::ops::install::InstallOptions`]).
     pub report_sha512: bool,
+    /// A pull-through cache for a registry release's layers (docs/layers.md#a-registry-mirror).
+    pub registry_mirror: Option<String>,
     /// Test-only failpoints (ignored in release builds); see [`crate::host::switch`].
     #[doc(hidden)]
     pub failpoint: Option<String>,
@@ -75,6 +77,7 @@ impl UpdateOptions {
             tuf_repository: DEFAULT_TUF_REPOSITORY.to_string(),
             smoke_timeout: Duration::from_secs(30),
             report_sha512: true,
+            registry_mirror: None,
             failpoint: None,
         }
     }
@@ -180,7 +183,7 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
     // Applying takes the lock first, finishes or undoes a crashed earlier switch, and only then
     // reads the receipt, so every decision below sees the host as it really is. A check changes
     // nothing and takes no lock.
-    let (mut locked, receipt) = if opts.check || !layout.config_dir.is_dir() {
+    let (locked, receipt) = if opts.check || !layout.config_dir.is_dir() {
         (None, InstallSource::load(&layout.config_dir)?)
     } else {
         let mut l = lock::lock_and_load(layout)?;
@@ -241,8 +244,26 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
         copts.web_url = web_url_for(&a, &copts.web_url);
         copts.api_url = a;
     }
+    // The API's ETag cache persists in the host's config dir (docs/host-layout.md#the-etag-cache):
+    // a check may refresh it, and it is the only thing a check writes.
+    copts.etag_cache = Some(crate::remote::ghrelease::etag_cache::path_in(&layout.config_dir));
     let client = Client::new(copts)?;
+    let result = decide_and_apply(&client, opts, receipt, effective, locked, progress);
+    client.finish_etag_cache(result.is_ok());
+    result
+}
 
+/// [`update`] once the client is chosen: resolve the target, apply the version policy, and (not
+/// for a check) stage and switch.
+fn decide_and_apply(
+    client: &Client,
+    opts: &UpdateOptions,
+    receipt: Option<InstallSource>,
+    effective: InstallSource,
+    mut locked: Option<lock::Locked>,
+    progress: Progress<'_>,
+) -> Result<UpdateOutcome> {
+    let layout = &opts.layout;
     let mut effective = effective;
     if effective.version.is_empty() {
         // A legacy install without a receipt: what its flynn-host says it is.
@@ -260,13 +281,9 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
     // The key is needed before resolving: with one, a channel is read from its signed pointer.
     let key = receipt::effective_key(opts.public_key.as_deref(), receipt.as_ref())?;
     let pointer = match &target_spec {
-        Target::Channel(c) => channels::pointer_for(
-            &client,
-            *c,
-            key.as_ref(),
-            receipt.as_ref(),
-            std::time::SystemTime::now(),
-        )?,
+        Target::Channel(c) => {
+            channels::pointer_for(client, *c, key.as_ref(), receipt.as_ref(), std::time::SystemTime::now())?
+        }
         Target::Version(_) => None,
     };
     // A pointer names the version; the release itself is only asked of the API when it is
@@ -274,7 +291,7 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
     let (rel, target) = match &pointer {
         Some(f) => (None, Version::parse(&f.pointer.version)?),
         None => {
-            let (r, v) = install::resolve(&client, &target_spec, scheme)?;
+            let (r, v) = install::resolve(client, &target_spec, scheme)?;
             (Some(r), v)
         }
     };
@@ -320,10 +337,10 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
     let recovered = locked.recovered.clone();
     let rel = match rel {
         Some(r) => r,
-        None => install::resolve(&client, &Target::Version(target.as_str().to_string()), None)?.0,
+        None => install::resolve(client, &Target::Version(target.as_str().to_string()), None)?.0,
     };
     let mut staged = staging::stage(
-        &client,
+        client,
         layout,
         &rel,
         &target,
@@ -333,10 +350,11 @@ pub fn update(base: &Client, opts: &UpdateOptions, progress: Progress<'_>) -> Re
             report_sha512: opts.report_sha512,
             parts: staging::Parts::ALL,
             checksums_sha512: pointer.as_ref().map(|f| f.pointer.checksums_sha512.clone()),
+            registry_mirror: opts.registry_mirror.clone(),
         },
         progress,
     )?;
-    let mut new = receipt::next_receipt(receipt, &client, &target, key.as_ref());
+    let mut new = receipt::next_receipt(receipt, client, &target, key.as_ref());
     if new.channel.is_none() {
         new.channel = Some(Channel::Stable.as_str().to_string());
     }

@@ -18,7 +18,7 @@ use tempfile::NamedTempFile;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::checksums::{eq_hex, hex};
-use crate::remote::ghrelease::{Asset, Client};
+use crate::remote::ghrelease::{Asset, Client, Download};
 
 /// A progress callback: `(phase, done, total) -> keep_going`. Returning `false` cancels the
 /// operation cleanly (`ErrorKind::Cancelled`, nothing left behind).
@@ -119,112 +119,29 @@ pub fn fetch_asset_tee(
             ),
         ));
     }
-    let prefix = format!(".{}.", asset.name);
-    let mut file = tempfile::Builder::new()
-        .prefix(&prefix)
-        .suffix(".part")
-        .tempfile_in(dest_dir)
-        .map_err(|e| Error::io("create a temp file in", dest_dir, e))?;
-
-    let cap = asset.size;
-    let retries = client.options().retries;
-    let phase = format!("download {}", asset.name);
-    let mut sha512 = Sha512::new();
-    let mut sha256 = Sha256::new();
-    let mut written: u64 = 0;
-    let mut interruptions: u32 = 0;
-    let mut stalled = false;
-    let mut buf = vec![0u8; 256 << 10];
-    let mut last_url;
-    if !progress(&phase, 0, cap) {
-        return Err(cancelled(&asset.name));
-    }
-    loop {
-        let mut dl = client.open_asset(asset, written)?;
-        last_url = dl.url.to_string();
-        if written > 0 && dl.resumed_from != Some(written) {
-            if dl.resumed_from.is_some() {
-                return Err(Error::new(
-                    ErrorKind::InvalidData,
-                    format!(
-                        "{} resumed {} at the wrong offset; retry the download",
-                        dl.url, asset.name
-                    ),
-                ));
-            }
-            // The server ignored the Range request and sent everything: start over.
-            (sha512, sha256) = restart(&mut file)?;
-            tee(Tee::Restart);
-            written = 0;
-        }
-        if let Some(len) = dl.content_length {
-            if written + len > cap {
-                return Err(too_large(asset, dl.url.as_ref(), written + len));
-            }
-        }
-        let expected_end = dl.content_length.map(|len| written + len);
-        // A server that drips bytes just fast enough to dodge the read timeout is cut off too:
-        // every `read_timeout` window must bring at least `min_bytes_per_window` bytes.
-        let window = client.options().read_timeout;
-        let min_bytes = client.options().min_bytes_per_window;
-        let mut window_start = Instant::now();
-        let mut window_bytes = 0u64;
-        let cut_short = loop {
-            let n = match dl.response.read(&mut buf) {
-                Ok(0) => break expected_end.is_some_and(|end| written < end),
-                Ok(n) => n,
-                Err(_) => break true,
-            };
-            window_bytes += n as u64;
-            if window_start.elapsed() >= window {
-                if window_bytes < min_bytes {
-                    stalled = true;
-                    break true;
-                }
-                window_start = Instant::now();
-                window_bytes = 0;
-            }
-            if written + n as u64 > cap {
-                return Err(too_large(asset, dl.url.as_ref(), written + n as u64));
-            }
-            file.write_all(&buf[..n])
-                .map_err(|e| Error::io("write", file.path(), e))?;
-            tee(Tee::Data(&buf[..n]));
-            sha512.update(&buf[..n]);
-            sha256.update(&buf[..n]);
-            written += n as u64;
-            if !progress(&phase, written, cap) {
-                return Err(cancelled(&asset.name));
-            }
-        };
-        if !cut_short {
-            break;
-        }
-        interruptions += 1;
-        if interruptions > retries {
-            return Err(Error::new(
-                ErrorKind::Network,
-                format!(
-                    "download of {} from {} was cut short {interruptions} times{} (got {written} of {cap} bytes); \
-                     check the network and try again",
-                    asset.name,
-                    dl.url,
-                    if stalled {
-                        ", the last time because it stalled (too slow)"
-                    } else {
-                        ""
-                    }
-                ),
-            ));
-        }
-        if !dl.accept_ranges {
-            // Cannot resume: the next round restarts from byte 0.
-            (sha512, sha256) = restart(&mut file)?;
-            tee(Tee::Restart);
-            written = 0;
-        }
-    }
-
+    let target = StreamTarget {
+        name: &asset.name,
+        size: asset.size,
+        announced_by: "the release announced",
+        retries: client.options().retries,
+        read_timeout: client.options().read_timeout,
+        min_bytes_per_window: client.options().min_bytes_per_window,
+    };
+    let mut open = |offset: u64| client.open_asset(asset, offset);
+    let streamed = stream_to_temp_tee(
+        &target,
+        dest_dir,
+        &mut open,
+        Hashers::new(true, true, false),
+        progress,
+        tee,
+    )?;
+    let Streamed {
+        file,
+        written,
+        last_url,
+        hashers,
+    } = streamed;
     if written != asset.size {
         return Err(Error::new(
             ErrorKind::InvalidData,
@@ -235,7 +152,7 @@ pub fn fetch_asset_tee(
             ),
         ));
     }
-    let got512 = hex(&sha512.finalize());
+    let got512 = hashers.sha512_hex().unwrap_or_default();
     if !eq_hex(&got512, expected_sha512) {
         return Err(Error::new(
             ErrorKind::ChecksumMismatch,
@@ -247,7 +164,7 @@ pub fn fetch_asset_tee(
         ));
     }
     if let Some(want256) = asset.sha256_digest() {
-        let got256 = hex(&sha256.finalize());
+        let got256 = hashers.sha256_hex().unwrap_or_default();
         if !eq_hex(&got256, want256) {
             return Err(Error::new(
                 ErrorKind::ChecksumMismatch,
@@ -272,29 +189,224 @@ pub fn fetch_asset_tee(
     })
 }
 
-/// Empties the temp file for a download that starts over, and returns fresh hashers.
-fn restart(file: &mut NamedTempFile) -> Result<(Sha512, Sha256)> {
-    let path = file.path().to_path_buf();
-    let f = file.as_file_mut();
-    f.set_len(0).map_err(|e| Error::io("truncate", &path, e))?;
-    f.seek(SeekFrom::Start(0)).map_err(|e| Error::io("seek", &path, e))?;
-    Ok((Sha512::new(), Sha256::new()))
-}
-
-fn too_large(asset: &Asset, url: &str, got: u64) -> Error {
-    Error::new(
-        ErrorKind::TooLarge,
-        format!(
-            "{} from {url} is larger than the {} bytes the release announced (at least {got}); \
-             refusing it: the asset is corrupt or tampered",
-            asset.name, asset.size
-        ),
-    )
-}
-
 fn cancelled(name: &str) -> Error {
     Error::new(
         ErrorKind::Cancelled,
         format!("download of {name} cancelled; nothing was installed"),
+    )
+}
+
+/// What [`stream_to_temp`] fetches: a named byte stream of an exactly known size (the cap), and
+/// the transfer rules of the client it comes through.
+pub(crate) struct StreamTarget<'a> {
+    /// The name in messages and in the temp file's name (`.<name>.XXXX.part`).
+    pub name: &'a str,
+    /// The exact size; also the cap on bytes read.
+    pub size: u64,
+    /// Who announced the size, for messages ("the release announced", "images.json says").
+    pub announced_by: &'a str,
+    /// Interruptions tolerated (each resumed with `Range` where the server allows, else restarted).
+    pub retries: u32,
+    /// The window in which at least `min_bytes_per_window` bytes must arrive.
+    pub read_timeout: std::time::Duration,
+    /// See `read_timeout`.
+    pub min_bytes_per_window: u64,
+}
+
+/// The hashes computed while a stream is written (each only when asked for).
+#[derive(Clone)]
+pub(crate) struct Hashers {
+    sha512: Option<Sha512>,
+    sha256: Option<Sha256>,
+    sha512_256: Option<sha2::Sha512_256>,
+}
+
+impl Hashers {
+    pub(crate) fn new(sha512: bool, sha256: bool, sha512_256: bool) -> Hashers {
+        Hashers {
+            sha512: sha512.then(Sha512::new),
+            sha256: sha256.then(Sha256::new),
+            sha512_256: sha512_256.then(sha2::Sha512_256::new),
+        }
+    }
+    fn update(&mut self, b: &[u8]) {
+        if let Some(h) = &mut self.sha512 {
+            h.update(b);
+        }
+        if let Some(h) = &mut self.sha256 {
+            h.update(b);
+        }
+        if let Some(h) = &mut self.sha512_256 {
+            h.update(b);
+        }
+    }
+    fn reset(&mut self) {
+        *self = Hashers::new(self.sha512.is_some(), self.sha256.is_some(), self.sha512_256.is_some());
+    }
+    pub(crate) fn sha512_hex(&self) -> Option<String> {
+        self.sha512.clone().map(|h| hex(&h.finalize()))
+    }
+    pub(crate) fn sha256_hex(&self) -> Option<String> {
+        self.sha256.clone().map(|h| hex(&h.finalize()))
+    }
+    pub(crate) fn sha512_256_hex(&self) -> Option<String> {
+        self.sha512_256.clone().map(|h| hex(&h.finalize()))
+    }
+}
+
+/// A stream written to a temp file, not yet checked against anything but its size cap.
+pub(crate) struct Streamed {
+    pub file: NamedTempFile,
+    pub written: u64,
+    pub last_url: String,
+    pub hashers: Hashers,
+}
+
+/// Streams what `open(offset)` answers into a new exclusive temp file in `dest_dir`, hashing it
+/// as it is written and capping it at `t.size`. A transfer cut short (error, early end, a stall
+/// below `min_bytes_per_window`) is resumed with `Range` where the server allows it, else
+/// restarted, at most `t.retries` times. The caller checks the size and the hashes; every error
+/// removes the temp file.
+pub(crate) fn stream_to_temp(
+    t: &StreamTarget<'_>,
+    dest_dir: &Path,
+    open: &mut dyn FnMut(u64) -> Result<Download>,
+    hashers: Hashers,
+    progress: Progress<'_>,
+) -> Result<Streamed> {
+    stream_to_temp_tee(t, dest_dir, open, hashers, progress, &mut |_| {})
+}
+
+/// [`stream_to_temp`], also handing every byte written to `tee` (see [`fetch_asset_tee`]).
+fn stream_to_temp_tee(
+    t: &StreamTarget<'_>,
+    dest_dir: &Path,
+    open: &mut dyn FnMut(u64) -> Result<Download>,
+    mut hashers: Hashers,
+    progress: Progress<'_>,
+    tee: &mut dyn FnMut(Tee<'_>),
+) -> Result<Streamed> {
+    let prefix = format!(".{}.", t.name);
+    let mut file = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".part")
+        .tempfile_in(dest_dir)
+        .map_err(|e| Error::io("create a temp file in", dest_dir, e))?;
+    let cap = t.size;
+    let phase = format!("download {}", t.name);
+    let mut written: u64 = 0;
+    let mut interruptions: u32 = 0;
+    let mut stalled = false;
+    let mut buf = vec![0u8; 256 << 10];
+    let mut last_url;
+    if !progress(&phase, 0, cap) {
+        return Err(cancelled(t.name));
+    }
+    loop {
+        let mut dl = open(written)?;
+        last_url = dl.url.to_string();
+        if written > 0 && dl.resumed_from != Some(written) {
+            if dl.resumed_from.is_some() {
+                return Err(Error::new(
+                    ErrorKind::InvalidData,
+                    format!("{} resumed {} at the wrong offset; retry the download", dl.url, t.name),
+                ));
+            }
+            // The server ignored the Range request and sent everything: start over.
+            restart(&mut file)?;
+            hashers.reset();
+            tee(Tee::Restart);
+            written = 0;
+        }
+        if let Some(len) = dl.content_length {
+            if written + len > cap {
+                return Err(too_large(t, dl.url.as_ref(), written + len));
+            }
+        }
+        let expected_end = dl.content_length.map(|len| written + len);
+        // A server that drips bytes just fast enough to dodge the read timeout is cut off too:
+        // every `read_timeout` window must bring at least `min_bytes_per_window` bytes.
+        let mut window_start = Instant::now();
+        let mut window_bytes = 0u64;
+        let cut_short = loop {
+            let n = match dl.response.read(&mut buf) {
+                Ok(0) => break expected_end.is_some_and(|end| written < end),
+                Ok(n) => n,
+                Err(_) => break true,
+            };
+            window_bytes += n as u64;
+            if window_start.elapsed() >= t.read_timeout {
+                if window_bytes < t.min_bytes_per_window {
+                    stalled = true;
+                    break true;
+                }
+                window_start = Instant::now();
+                window_bytes = 0;
+            }
+            if written + n as u64 > cap {
+                return Err(too_large(t, dl.url.as_ref(), written + n as u64));
+            }
+            file.write_all(&buf[..n])
+                .map_err(|e| Error::io("write", file.path(), e))?;
+            tee(Tee::Data(&buf[..n]));
+            hashers.update(&buf[..n]);
+            written += n as u64;
+            if !progress(&phase, written, cap) {
+                return Err(cancelled(t.name));
+            }
+        };
+        if !cut_short {
+            break;
+        }
+        interruptions += 1;
+        if interruptions > t.retries {
+            return Err(Error::new(
+                ErrorKind::Network,
+                format!(
+                    "download of {} from {} was cut short {interruptions} times{} (got {written} of {cap} bytes); \
+                     check the network and try again",
+                    t.name,
+                    dl.url,
+                    if stalled {
+                        ", the last time because it stalled (too slow)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        if !dl.accept_ranges {
+            // Cannot resume: the next round restarts from byte 0.
+            restart(&mut file)?;
+            hashers.reset();
+            tee(Tee::Restart);
+            written = 0;
+        }
+    }
+    Ok(Streamed {
+        file,
+        written,
+        last_url,
+        hashers,
+    })
+}
+
+/// Empties the temp file for a download that starts over.
+fn restart(file: &mut NamedTempFile) -> Result<()> {
+    let path = file.path().to_path_buf();
+    let f = file.as_file_mut();
+    f.set_len(0).map_err(|e| Error::io("truncate", &path, e))?;
+    f.seek(SeekFrom::Start(0)).map_err(|e| Error::io("seek", &path, e))?;
+    Ok(())
+}
+
+fn too_large(t: &StreamTarget<'_>, url: &str, got: u64) -> Error {
+    Error::new(
+        ErrorKind::TooLarge,
+        format!(
+            "{} from {url} is larger than the {} bytes {} (at least {got}); \
+             refusing it: it is corrupt or tampered",
+            t.name, t.size, t.announced_by
+        ),
     )
 }

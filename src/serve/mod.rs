@@ -21,10 +21,19 @@
 //! releases and assets, the API answers `GET /repos/{owner}/{repo}` (a repository object
 //! consistent with its releases) and `GET /rate_limit` (the server's own counting). The folder is re-scanned on every request, so files may be
 //! added or tampered with while the server runs; asset hashes are cached on (path, size, mtime).
+//!
+//! The server is event-driven (hyper on tokio, see `engine.rs`): a deadline for each request
+//! head, an idle timeout, and limits on open connections per client address and in total keep
+//! one client from denying service to the others ([`ServeOptions::max_connections_per_ip`] and
+//! friends). Tests that need raw-socket fault injection ([`Interceptor`], feature
+//! `serve-faults`) get the thread-per-connection engine of `legacy.rs` instead.
 
 mod download;
+mod engine;
 mod http;
 mod json;
+#[cfg(feature = "serve-faults")]
+mod legacy;
 mod routes;
 mod store;
 #[cfg(test)]
@@ -35,6 +44,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -83,11 +93,13 @@ fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a st
         .map(|(_, v)| v.as_str())
 }
 
-/// A test hook: return `Some(raw)` to answer the request with these raw bytes (status line,
-/// headers and body, written verbatim to the socket, after which the connection is closed)
-/// instead of the normal response; `None` serves normally. This lets test code inject 5xx,
-/// truncated bodies, endless bodies, slow drips, tampered bytes, rate-limit 403/429, redirect
-/// loops.
+/// A test hook (feature `serve-faults`, tests only): return `Some(raw)` to answer the request
+/// with these raw bytes (status line, headers and body, written verbatim to the socket, after
+/// which the connection is closed) instead of the normal response; `None` serves normally. This
+/// lets test code inject 5xx, truncated bodies, endless bodies, slow drips, tampered bytes,
+/// rate-limit 403/429, redirect loops. Setting one runs the server on the thread-per-connection
+/// engine, the only one that lets a hook write to the socket.
+#[cfg(feature = "serve-faults")]
 pub type Interceptor = Arc<dyn Fn(&RequestInfo) -> Option<Box<dyn std::io::Read + Send>> + Send + Sync>;
 
 /// One request as logged: the `Authorization` value is replaced by `"<redacted>"` so tests can
@@ -148,6 +160,15 @@ const LOGGED_HEADERS: [&str; 6] = [
 /// The per-request log callback of [`ServeOptions::log`].
 pub type LogFn = Box<dyn Fn(&LoggedRequest) + Send + Sync>;
 
+/// Default of [`ServeOptions::max_connections_per_ip`].
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
+/// Default of [`ServeOptions::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
+/// Default of [`ServeOptions::header_timeout`].
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`ServeOptions::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How to run the server.
 pub struct ServeOptions {
     /// The release folder.
@@ -160,8 +181,27 @@ pub struct ServeOptions {
     pub storage_listen: SocketAddr,
     /// GitHub's primary rate limit per hour (default 5000).
     pub rate_limit: u32,
+    /// Open connections one client address (IPv6: one /64) may hold, over all three listeners
+    /// (default [`DEFAULT_MAX_CONNECTIONS_PER_IP`]). A connection beyond it is answered `503`
+    /// with `retry-after: 1` before its request is read, and closed.
+    pub max_connections_per_ip: usize,
+    /// Open connections in all, all clients and listeners (default [`DEFAULT_MAX_CONNECTIONS`]);
+    /// beyond it, the same `503` and close.
+    pub max_connections: usize,
+    /// The whole head of a request must arrive within this, counted from when the server starts
+    /// waiting for it; it also ends a keep-alive connection idle that long between requests
+    /// (default [`DEFAULT_HEADER_TIMEOUT`]).
+    pub header_timeout: Duration,
+    /// A connection on which no byte moves for this long while no handler runs (a client that
+    /// stopped reading a download) is closed (default [`DEFAULT_IDLE_TIMEOUT`]).
+    pub idle_timeout: Duration,
     /// The test hook (see [`Interceptor`]).
+    #[cfg(feature = "serve-faults")]
     pub interceptor: Option<Interceptor>,
+    /// Run the thread-per-connection engine even without an interceptor (the reference
+    /// `script/bench-serve` measures against); its limits are its own, not the ones above.
+    #[cfg(feature = "serve-faults")]
+    pub thread_per_connection: bool,
     /// Called once per request (e.g. the CLI's `--request-log` file).
     pub log: Option<LogFn>,
     /// How many of the latest requests [`Server::requests`] keeps in memory; 0 (the default)
@@ -179,7 +219,14 @@ impl ServeOptions {
             web_listen: any,
             storage_listen: any,
             rate_limit: 5000,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            #[cfg(feature = "serve-faults")]
             interceptor: None,
+            #[cfg(feature = "serve-faults")]
+            thread_per_connection: false,
             log: None,
             keep_requests: 0,
         }
@@ -188,14 +235,20 @@ impl ServeOptions {
 
 impl std::fmt::Debug for ServeOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServeOptions")
-            .field("root", &self.root)
+        let mut d = f.debug_struct("ServeOptions");
+        d.field("root", &self.root)
             .field("api_listen", &self.api_listen)
             .field("web_listen", &self.web_listen)
             .field("storage_listen", &self.storage_listen)
             .field("rate_limit", &self.rate_limit)
-            .field("interceptor", &self.interceptor.is_some())
-            .field("log", &self.log.is_some())
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout);
+        #[cfg(feature = "serve-faults")]
+        d.field("interceptor", &self.interceptor.is_some())
+            .field("thread_per_connection", &self.thread_per_connection);
+        d.field("log", &self.log.is_some())
             .field("keep_requests", &self.keep_requests)
             .finish()
     }
@@ -204,6 +257,7 @@ impl std::fmt::Debug for ServeOptions {
 /// Shared by the three listeners' handlers.
 struct State {
     ctx: routes::Ctx,
+    #[cfg(feature = "serve-faults")]
     interceptor: Option<Interceptor>,
     log: Option<LogFn>,
     keep_requests: usize,
@@ -250,7 +304,9 @@ impl State {
 /// A running server. Dropping it (or [`Server::shutdown`]) stops all three listeners.
 pub struct Server {
     state: Arc<State>,
-    listeners: Vec<http::HttpListener>,
+    engine: Option<engine::Engine>,
+    #[cfg(feature = "serve-faults")]
+    listeners: Vec<legacy::HttpListener>,
 }
 
 impl std::fmt::Debug for Server {
@@ -276,6 +332,7 @@ fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
 /// Start serving `opts.root`. Fails with [`ErrorKind::Io`] naming the folder when it is missing
 /// or not a directory, or naming the address when a listener cannot bind.
 pub fn start(opts: ServeOptions) -> Result<Server> {
+    check_limits(&opts)?;
     let meta = std::fs::metadata(&opts.root).map_err(|e| Error::io("serve release folder", &opts.root, e))?;
     if !meta.is_dir() {
         return Err(Error::io(
@@ -300,8 +357,11 @@ pub fn start(opts: ServeOptions) -> Result<Server> {
         addr(&storage, opts.storage_listen)?,
         opts.rate_limit,
     );
+    #[cfg(feature = "serve-faults")]
+    let legacy = opts.interceptor.is_some() || opts.thread_per_connection;
     let state = Arc::new(State {
         ctx,
+        #[cfg(feature = "serve-faults")]
         interceptor: opts.interceptor,
         log: opts.log,
         keep_requests: opts.keep_requests,
@@ -311,41 +371,109 @@ pub fn start(opts: ServeOptions) -> Result<Server> {
         count: Arc::new(AtomicUsize::new(0)),
         max: MAX_IN_FLIGHT,
     };
-    let mut listeners = Vec::new();
-    for (l, kind) in [(api, Listener::Api), (web, Listener::Web), (storage, Listener::Storage)] {
-        let local = l.local_addr().ok();
-        let h = http::spawn(l, handler(state.clone(), kind), in_flight.clone()).map_err(|e| {
-            Error::new(
-                ErrorKind::Io,
-                format!("cannot start the {kind:?} listener on {local:?}: {e}"),
-            )
-        })?;
-        listeners.push(h);
+    let listeners = [(api, Listener::Api), (web, Listener::Web), (storage, Listener::Storage)];
+    #[cfg(feature = "serve-faults")]
+    if legacy {
+        let mut started = Vec::new();
+        for (l, kind) in listeners {
+            let local = l.local_addr().ok();
+            let h = legacy::spawn(l, legacy_handler(state.clone(), kind), in_flight.clone()).map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("cannot start the {kind:?} listener on {local:?}: {e}"),
+                )
+            })?;
+            started.push(h);
+        }
+        return Ok(Server {
+            state,
+            engine: None,
+            listeners: started,
+        });
     }
-    Ok(Server { state, listeners })
+    let limits = engine::Limits {
+        per_ip: opts.max_connections_per_ip,
+        total: opts.max_connections,
+        header_timeout: opts.header_timeout,
+        idle_timeout: opts.idle_timeout,
+    };
+    let handlers = listeners
+        .into_iter()
+        .map(|(l, kind)| (l, handler(state.clone(), kind)))
+        .collect();
+    let engine = engine::Engine::start(handlers, limits, in_flight)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the release server: {e}")).with_source(e))?;
+    Ok(Server {
+        state,
+        engine: Some(engine),
+        #[cfg(feature = "serve-faults")]
+        listeners: Vec::new(),
+    })
 }
 
-fn handler(state: Arc<State>, kind: Listener) -> http::Handler {
+/// Refuse limits that would make the server useless (naming the option to change).
+fn check_limits(opts: &ServeOptions) -> Result<()> {
+    let bad = |what: &str, why: &str| Err(Error::new(ErrorKind::InvalidArgument, format!("serve: {what} {why}")));
+    if opts.max_connections_per_ip == 0 {
+        return bad(
+            "max_connections_per_ip (--max-connections-per-ip)",
+            "must be at least 1",
+        );
+    }
+    if opts.max_connections == 0 {
+        return bad("max_connections (--max-connections)", "must be at least 1");
+    }
+    if opts.max_connections_per_ip > opts.max_connections {
+        return bad(
+            "max_connections_per_ip (--max-connections-per-ip)",
+            "must not exceed max_connections (--max-connections)",
+        );
+    }
+    if opts.header_timeout.is_zero() {
+        return bad("header_timeout (--header-timeout)", "must be more than 0 seconds");
+    }
+    if opts.idle_timeout.is_zero() {
+        return bad("idle_timeout (--idle-timeout)", "must be more than 0 seconds");
+    }
+    Ok(())
+}
+
+/// The request as the interceptor and the log see it.
+fn request_info(kind: Listener, req: &http::Request) -> RequestInfo {
+    RequestInfo {
+        listener: kind,
+        method: req.method.clone(),
+        url: req.target.clone(),
+        headers: req.headers.clone(),
+    }
+}
+
+/// Answer one request with the routes of listener `kind`, and log it.
+fn answer(state: &State, kind: Listener, req: &http::Request, info: &RequestInfo) -> http::Response {
+    let resp = match kind {
+        Listener::Api => routes::api(&state.ctx, req),
+        Listener::Web => download::web(&state.ctx, req),
+        Listener::Storage => download::storage(&state.ctx, req),
+    };
+    state.record(info, resp.status, false);
+    resp
+}
+
+fn handler(state: Arc<State>, kind: Listener) -> engine::Handler {
+    Arc::new(move |req: &http::Request| answer(&state, kind, req, &request_info(kind, req)))
+}
+
+#[cfg(feature = "serve-faults")]
+fn legacy_handler(state: Arc<State>, kind: Listener) -> legacy::Handler {
     Arc::new(move |req: &http::Request| {
-        let info = RequestInfo {
-            listener: kind,
-            method: req.method.clone(),
-            url: req.target.clone(),
-            headers: req.headers.clone(),
-        };
+        let info = request_info(kind, req);
         if let Some(ic) = &state.interceptor {
             if let Some(raw) = ic(&info) {
                 state.record(&info, 0, true);
-                return http::Reply::Raw(raw);
+                return legacy::Reply::Raw(raw);
             }
         }
-        let resp = match kind {
-            Listener::Api => routes::api(&state.ctx, req),
-            Listener::Web => download::web(&state.ctx, req),
-            Listener::Storage => download::storage(&state.ctx, req),
-        };
-        state.record(&info, resp.status, false);
-        http::Reply::Normal(resp)
+        legacy::Reply::Normal(answer(&state, kind, req, &info))
     })
 }
 
@@ -392,6 +520,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // The engine's runtime closes every listener and connection as it shuts down.
+        drop(self.engine.take());
+        #[cfg(feature = "serve-faults")]
         for l in &mut self.listeners {
             l.stop();
         }

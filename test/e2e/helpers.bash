@@ -149,6 +149,7 @@ expected_tree() {
   cat <<EOF
 d 755 etc
 d 755 etc/flynn
+d 700 etc/flynn/cache
 f 644 etc/flynn/bootstrap-manifest.json
 f 644 etc/flynn/channel.txt
 f 644 etc/flynn/images.$v.json

@@ -111,7 +111,24 @@ pub fn raw(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Option<Box<dy
 /// `TYPE MODE SIZE SHA256 TARGET PATH`. The root (".") is left out, so a missing or empty `dir`
 /// is an empty map; [`snapshot_text`] gives the script's exact output. Equal snapshots mean
 /// nothing was created, removed, changed, re-moded or re-pointed.
+///
+/// Like script/lib/snapshot, it leaves out a host's ETag cache file
+/// (`cache/github-etags.json` anywhere below `dir`, docs/host-layout.md#the-etag-cache), which a
+/// failed operation may shrink and which is never trusted for content.
 pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
+    let mut all = snapshot_all(dir);
+    all.retain(|rel, _| !is_etag_cache(rel));
+    all
+}
+
+/// Whether `rel` (below a snapshot's root) is a host's ETag cache file.
+pub fn is_etag_cache(rel: &Path) -> bool {
+    let cache = Path::new(flynnrel::remote::ghrelease::etag_cache::CACHE_DIR)
+        .join(flynnrel::remote::ghrelease::etag_cache::CACHE_FILE);
+    rel.ends_with(cache)
+}
+
+fn snapshot_all(dir: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
         let Ok(rd) = std::fs::read_dir(dir) else {

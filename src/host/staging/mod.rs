@@ -10,6 +10,7 @@
 //! failure leaves the host as it was; dropping a `Staged` removes its temp files and any
 //! directory it created.
 
+pub mod external;
 mod transfer;
 
 use std::path::{Path, PathBuf};
@@ -122,6 +123,12 @@ pub fn stage(
     progress: Progress<'_>,
 ) -> Result<Staged> {
     let max_binary = limits.max_binary;
+    // A bad mirror is refused whatever the release's layer source, before anything is fetched.
+    let mirror = limits
+        .registry_mirror
+        .as_deref()
+        .map(external::parse_mirror)
+        .transpose()?;
     let (sums, signature_verified) =
         transfer::fetch_checksums_expecting(client, rel, version, key, limits.checksums_sha512.as_deref())?;
     // Plan first: every component must be in the release and in checksums.sha512 before any
@@ -193,7 +200,7 @@ pub fn stage(
     // images.json first: it says which layers the release needs. It is verified as published
     // (checksums.sha512 names the compressed asset) and installed rewritten: every artifact's
     // layer_url_template points at this host's layer dir (docs/host-layout.md#images-manifest).
-    let (images, specs) = if parts.config || parts.layers {
+    let (images, specs, images_source) = if parts.config || parts.layers {
         let images_asset = rel
             .asset("images.json.gz")
             .ok_or_else(|| asset(rel, "images.json.gz").unwrap_err())?;
@@ -222,9 +229,16 @@ pub fn stage(
                 shared.report_sha512,
             )?),
         };
-        (images, specs)
+        // Where the layers come from is decided by what the signed release says (checksums.sha512
+        // and the verified images.json), before any layer is fetched.
+        let layer_source = if parts.layers && !specs.is_empty() {
+            Some(external::decide(&sums, &images_bytes, source)?)
+        } else {
+            None
+        };
+        (images, specs, layer_source)
     } else {
-        (None, Vec::new())
+        (None, Vec::new(), None)
     };
     let mut skipped_layers = Vec::new();
     let mut needed: Vec<LayerSpec> = Vec::new();
@@ -235,7 +249,8 @@ pub fn stage(
             needed.push(s.clone());
         }
     }
-    let layers_plan = if needed.is_empty() {
+    let remote_source = images_source.filter(|s| *s != external::LayerSource::Archive);
+    let layers_plan = if needed.is_empty() || remote_source.is_some() {
         None
     } else {
         let a = asset(rel, LAYERS_ASSET)?;
@@ -262,6 +277,14 @@ pub fn stage(
         let unpacked: u64 = needed.iter().map(|s| s.length).sum();
         space.push((layout.layer_dir.as_path(), a.size.saturating_add(unpacked)));
     }
+    let remote_plan = match remote_source {
+        Some(src) if !needed.is_empty() => {
+            dirs.ensure(&layout.layer_dir)?;
+            space.push((layout.layer_dir.as_path(), needed.iter().map(|s| s.length).sum()));
+            Some(src)
+        }
+        _ => None,
+    };
     check_free_space(&space)?;
 
     let result = std::thread::scope(|s| -> Result<_> {
@@ -279,11 +302,23 @@ pub fn stage(
                 s.spawn(move || fetch_and_gunzip(client, a, sha, dest.0, dest.1, shared)),
             ));
         }
-        let layer_handle = layers_plan.map(|(a, sha)| {
-            let needed = &needed;
-            let shared = &shared;
-            s.spawn(move || fetch_layers(client, a, sha, &layout.layer_dir, needed, shared))
-        });
+        let layer_handle = layers_plan
+            .map(|(a, sha)| {
+                let needed = &needed;
+                let shared = &shared;
+                s.spawn(move || fetch_layers(client, a, sha, &layout.layer_dir, needed, shared))
+            })
+            .or_else(|| {
+                remote_plan.as_ref().map(|src| {
+                    let needed = &needed;
+                    let shared = &shared;
+                    let access = external::RemoteAccess {
+                        mirror: mirror.as_ref(),
+                        options: client.options(),
+                    };
+                    s.spawn(move || external::fetch_remote_layers(src, &access, &layout.layer_dir, needed, shared))
+                })
+            });
         let mut binaries = Vec::new();
         let mut bootstrap = None;
         let mut first_err: Option<Error> = None;
@@ -309,7 +344,15 @@ pub fn stage(
             {
                 Ok(l) => l,
                 Err(e) => {
-                    first_err.get_or_insert(e);
+                    // A layer failure cancels the other downloads: report it, not their
+                    // cancellation.
+                    match &first_err {
+                        Some(f) if f.kind() == ErrorKind::Cancelled && e.kind() != ErrorKind::Cancelled => {
+                            first_err = Some(e)
+                        }
+                        Some(_) => {}
+                        None => first_err = Some(e),
+                    }
                     Vec::new()
                 }
             },
@@ -499,6 +542,10 @@ pub struct StageLimits {
     /// The sha512 (lowercase hex) `checksums.sha512` must have: the one a signed channel pointer
     /// binds (docs/channels.md). Checked before any component is downloaded.
     pub checksums_sha512: Option<String>,
+    /// A pull-through cache (`http://127.0.0.1:PORT`, or https) to pull a registry release's
+    /// manifest and layers from, by digest, instead of the registry images.json names
+    /// (docs/layers.md#a-registry-mirror).
+    pub registry_mirror: Option<String>,
 }
 
 impl Default for StageLimits {
@@ -508,6 +555,7 @@ impl Default for StageLimits {
             report_sha512: true,
             parts: Parts::ALL,
             checksums_sha512: None,
+            registry_mirror: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -15,6 +16,7 @@ use reqwest::blocking::{Client as HttpClient, RequestBuilder, Response};
 use reqwest::header::{self, HeaderMap};
 use reqwest::{StatusCode, Url};
 
+use super::etag_cache::{self, Entry};
 use super::link;
 use super::options::{
     API_VERSION, ClientOptions, check_allowed, parse_allowed_url, redirect_target, same_origin, validate_repository,
@@ -22,9 +24,26 @@ use super::options::{
 use super::types::{Asset, Release};
 use crate::error::{Error, ErrorKind, Result};
 
-struct Cached {
-    etag: String,
-    body: Arc<Vec<u8>>,
+/// The ETag cache as this process sees it: in memory always; loaded from and saved to the
+/// persistent file ([`ClientOptions::etag_cache`]) when there is one (see [`etag_cache`]).
+#[derive(Default)]
+struct EtagState {
+    entries: HashMap<String, Entry>,
+    /// The persistent file has been read (it is read once, at the first API request).
+    loaded: bool,
+    /// URLs whose entry this process stored or used: what a save writes back.
+    touched: HashSet<String>,
+    /// URLs whose cached body this process used on a `304`: what a failed operation forgets.
+    hits: HashSet<String>,
+    /// The last `used` stamp given, so stamps increase within a process.
+    last_used: u64,
+}
+
+impl EtagState {
+    fn stamp(&mut self) -> u64 {
+        self.last_used = etag_cache::now_ms().max(self.last_used + 1);
+        self.last_used
+    }
 }
 
 /// An open asset download: the final response after redirects.
@@ -49,7 +68,7 @@ pub struct Client {
     name: String,
     api: Url,
     http: HttpClient,
-    etags: Mutex<HashMap<String, Cached>>,
+    etags: Mutex<EtagState>,
 }
 
 impl std::fmt::Debug for Client {
@@ -87,8 +106,50 @@ impl Client {
             name,
             api,
             http,
-            etags: Mutex::new(HashMap::new()),
+            etags: Mutex::new(EtagState::default()),
         })
+    }
+
+    /// A client with the same options that keeps its ETag cache in the file `path` (the
+    /// operations use `<config-dir>/cache/github-etags.json`, see [`etag_cache::path_in`]).
+    pub fn with_etag_cache(&self, path: PathBuf) -> Result<Client> {
+        let mut o = self.opts.clone();
+        o.etag_cache = Some(path);
+        Client::new(o)
+    }
+
+    /// Ends an operation's use of the persistent ETag cache: when it `succeeded`, what this
+    /// client learned and used is merged into the file; when it failed, nothing is added and the
+    /// entries whose cached bodies it used are removed from the file, so a body that led to a
+    /// refusal is fetched afresh next time instead of being offered again. Never fails: a cache
+    /// that cannot be written is logged (`-v`) and otherwise ignored. Does nothing without
+    /// [`ClientOptions::etag_cache`].
+    pub fn finish_etag_cache(&self, succeeded: bool) {
+        let Some(path) = &self.opts.etag_cache else { return };
+        let limits = self.opts.etag_cache_limits;
+        let Ok(mut st) = self.etags.lock() else { return };
+        let result = if succeeded {
+            let fresh: HashMap<String, Entry> = st
+                .touched
+                .iter()
+                .filter_map(|u| st.entries.get(u).map(|e| (u.clone(), e.clone())))
+                .collect();
+            if fresh.is_empty() {
+                Ok(())
+            } else {
+                etag_cache::save(path, &fresh, limits)
+            }
+        } else if st.hits.is_empty() || !path.is_file() {
+            Ok(())
+        } else {
+            etag_cache::forget(path, &st.hits, limits)
+        };
+        st.touched.clear();
+        st.hits.clear();
+        drop(st);
+        if let Err(e) = result {
+            self.log(|| format!("etag_cache=not_written path={} error={:?}", path.display(), e.message()));
+        }
     }
 
     /// The options this client was made with.
@@ -149,8 +210,7 @@ impl Client {
                     format!("pagination loop at {url}: the server's Link header points back to a page already read"),
                 ));
             }
-            let (body, headers) = self.get_raw(&url, RELEASE_LIST)?;
-            let page: Vec<Release> = parse_json(&body, &url)?;
+            let (page, headers): (Vec<Release>, HeaderMap) = self.get_parsed(&url, RELEASE_LIST)?;
             all.extend(page.into_iter().filter(|r| !r.draft));
             let next = headers
                 .get(header::LINK)
@@ -180,37 +240,69 @@ impl Client {
     }
 
     fn get_json<T: serde::de::DeserializeOwned>(&self, url: &Url, what: &str) -> Result<T> {
-        let (body, _) = self.get_raw(url, what)?;
-        parse_json(&body, url)
+        Ok(self.get_parsed(url, what)?.0)
     }
 
-    /// GET an API URL with the ETag cache, retries and the body cap; returns body and headers.
-    fn get_raw(&self, url: &Url, what: &str) -> Result<(Arc<Vec<u8>>, HeaderMap)> {
-        let cached_etag = self
-            .etags
-            .lock()
-            .ok()
-            .and_then(|c| c.get(url.as_str()).map(|e| e.etag.clone()));
+    /// GET and parse an API URL. A cached body (used on a `304`) is parsed exactly as a fresh
+    /// one is; one that does not parse is dropped from the cache and the URL is fetched again
+    /// without `If-None-Match`, once.
+    fn get_parsed<T: serde::de::DeserializeOwned>(&self, url: &Url, what: &str) -> Result<(T, HeaderMap)> {
+        let (body, headers, from_cache) = self.get_raw(url, what, true)?;
+        match parse_json(&body, url) {
+            Ok(v) => Ok((v, headers)),
+            Err(_) if from_cache => {
+                self.log(|| format!("http cache=unparsable url={url}; fetching it again"));
+                if let Ok(mut st) = self.etags.lock() {
+                    st.entries.remove(url.as_str());
+                    st.touched.remove(url.as_str());
+                    st.hits.insert(url.to_string());
+                }
+                let (body, headers, _) = self.get_raw(url, what, false)?;
+                Ok((parse_json(&body, url)?, headers))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The cached entry for `url`, reading the persistent cache the first time.
+    fn cached(&self, url: &Url) -> Option<Entry> {
+        let mut st = self.etags.lock().ok()?;
+        if !st.loaded {
+            st.loaded = true;
+            if let Some(path) = &self.opts.etag_cache {
+                st.entries = etag_cache::load(path, self.opts.etag_cache_limits);
+            }
+        }
+        st.entries.get(url.as_str()).cloned()
+    }
+
+    /// GET an API URL with the ETag cache (when `conditional`), retries and the body cap;
+    /// returns body, headers and whether the body is the cached one (the server answered 304).
+    fn get_raw(&self, url: &Url, what: &str, conditional: bool) -> Result<(Arc<Vec<u8>>, HeaderMap, bool)> {
+        let cached = if conditional { self.cached(url) } else { None };
         let resp = self.send(url, what, |req| {
             let req = req
                 .header(header::ACCEPT, "application/vnd.github+json")
                 .header("X-GitHub-Api-Version", API_VERSION);
-            match &cached_etag {
-                Some(etag) => req.header(header::IF_NONE_MATCH, etag),
+            match &cached {
+                Some(e) => req.header(header::IF_NONE_MATCH, e.etag.as_str()),
                 None => req,
             }
         })?;
         let status = resp.status();
         let headers = resp.headers().clone();
         if status == StatusCode::NOT_MODIFIED {
-            if let Some(body) = self
-                .etags
-                .lock()
-                .ok()
-                .and_then(|c| c.get(url.as_str()).map(|e| e.body.clone()))
-            {
+            if let Some(e) = cached {
                 self.log(|| format!("http cache=hit url={url}"));
-                return Ok((body, headers));
+                if let Ok(mut st) = self.etags.lock() {
+                    let used = st.stamp();
+                    if let Some(entry) = st.entries.get_mut(url.as_str()) {
+                        entry.used = used;
+                    }
+                    st.touched.insert(url.to_string());
+                    st.hits.insert(url.to_string());
+                }
+                return Ok((e.body, headers, true));
             }
             return Err(Error::new(
                 ErrorKind::InvalidData,
@@ -224,18 +316,25 @@ impl Client {
             ));
         }
         let body = Arc::new(read_capped(resp, self.opts.max_json_bytes, url)?);
-        if let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok()) {
-            if let Ok(mut cache) = self.etags.lock() {
-                cache.insert(
-                    url.to_string(),
-                    Cached {
-                        etag: etag.to_string(),
-                        body: body.clone(),
-                    },
-                );
-            }
+        let etag = headers
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .filter(|e| etag_cache::valid_etag(e) && body.len() as u64 <= self.opts.etag_cache_limits.max_bytes);
+        if let (Some(etag), Ok(mut st)) = (etag, self.etags.lock()) {
+            let used = st.stamp();
+            st.entries.insert(
+                url.to_string(),
+                Entry {
+                    etag: etag.to_string(),
+                    body: body.clone(),
+                    used,
+                },
+            );
+            st.touched.insert(url.to_string());
+            let limits = self.opts.etag_cache_limits;
+            etag_cache::evict(&mut st.entries, limits);
         }
-        Ok((body, headers))
+        Ok((body, headers, false))
     }
 
     /// Opens the bytes of `asset`, starting at `offset` (a `Range` request when non-zero).

@@ -4,6 +4,7 @@
 
 pub mod channel;
 pub mod client;
+pub mod etag_cache;
 pub mod link;
 pub mod options;
 pub mod types;

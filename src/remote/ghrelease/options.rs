@@ -1,6 +1,7 @@
 //! What a client is configured with, and the URL rules every request obeys: `https` only (plain
 //! `http` only to loopback), repositories as `OWNER/NAME`, redirects resolved and checked.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("web_url", &self.web_url)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("retries", &self.retries)
+            .field("etag_cache", &self.etag_cache)
             .finish_non_exhaustive()
     }
 }
@@ -74,6 +76,12 @@ pub struct ClientOptions {
     pub per_page: u32,
     /// Where `-v` diagnostics go.
     pub log: Option<LogFn>,
+    /// The persistent ETag cache file (docs/host-layout.md#the-etag-cache); `None` keeps the
+    /// cache in memory only. The operations with a host layout set it to
+    /// `<config-dir>/cache/github-etags.json`.
+    pub etag_cache: Option<PathBuf>,
+    /// How much the ETag cache may hold.
+    pub etag_cache_limits: super::etag_cache::CacheLimits,
 }
 
 impl ClientOptions {
@@ -93,6 +101,8 @@ impl ClientOptions {
             max_pages: 100,
             per_page: 100,
             log: None,
+            etag_cache: None,
+            etag_cache_limits: super::etag_cache::CacheLimits::default(),
         }
     }
 }
