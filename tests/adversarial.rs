@@ -379,6 +379,73 @@ fn truncated_body_with_range_support_resumes_and_the_update_completes() {
     );
 }
 
+/// A download that starts over (cut short, no `Range`) after its first attempt sent a complete,
+/// valid but different gzip file: install decompresses while downloading, and must not keep what
+/// it decoded from the void attempt (here that would be a valid stream: the other file's content
+/// followed by the binary's).
+#[test]
+fn restarted_download_voids_what_was_decoded_while_it_streamed() {
+    use std::io::Write;
+    let h = Host::new(false);
+    let real = std::fs::read(h.dir(V2).join("flynn-host-linux-amd64.gz")).unwrap();
+    let mut w = flynnrel::model::gz::ParGzWriter::new(Vec::new(), 1, 6).unwrap();
+    w.write_all(b"not the flynn-host binary").unwrap();
+    let other = w.finish().unwrap().0;
+    assert!(other.len() < real.len());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let hh = hits.clone();
+    let len = real.len().to_string();
+    let server = start_with(&h.serve, move |r| {
+        if storage_for(r, "flynn-host-linux-amd64.gz") && hh.fetch_add(1, Ordering::SeqCst) == 0 {
+            return raw("200 OK", &[("Content-Length", &len)], &other);
+        }
+        None
+    });
+    let out = update(
+        &client(&server),
+        &h.uopts(&server),
+        &mut flynnrel::remote::fetch::no_progress,
+    )
+    .unwrap();
+    assert!(matches!(out, UpdateOutcome::Updated { .. }));
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "one cut attempt, one restart");
+    let mut want = Vec::new();
+    flynnrel::model::gz::gunzip_capped(&real[..], &mut want, 1 << 30, "flynn-host-linux-amd64.gz").unwrap();
+    let got = std::fs::read(h.layout().versioned_binary("flynn-host", V2)).unwrap();
+    assert!(got == want, "the installed flynn-host is not the release's");
+}
+
+#[test]
+fn restarted_layers_download_installs_the_verified_layers() {
+    let h = Host::new(false);
+    let mut first = std::fs::read(h.dir(V2).join("layers.tar.gz")).unwrap();
+    let len = first.len().to_string();
+    // Changed bytes in the second layer's part, then cut short: the early extraction fails or is
+    // voided, and the verified file is extracted again.
+    let at = first.len() * 3 / 4;
+    first[at] ^= 0x55;
+    first.truncate(first.len() - 100);
+    let hits = Arc::new(AtomicUsize::new(0));
+    let hh = hits.clone();
+    let server = start_with(&h.serve, move |r| {
+        if storage_for(r, "layers.tar.gz") && hh.fetch_add(1, Ordering::SeqCst) == 0 {
+            return raw("200 OK", &[("Content-Length", &len)], &first);
+        }
+        None
+    });
+    let out = update(
+        &client(&server),
+        &h.uopts(&server),
+        &mut flynnrel::remote::fetch::no_progress,
+    )
+    .unwrap();
+    assert!(matches!(out, UpdateOutcome::Updated { .. }));
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    for (id, data) in layers(2) {
+        assert!(std::fs::read(h.layout().layer_file(id)).unwrap() == data, "layer {id}");
+    }
+}
+
 #[test]
 fn truncated_body_without_range_support() {
     let h = Host::new(false);

@@ -89,6 +89,27 @@ pub fn fetch_asset(
     expected_sha512: &str,
     progress: Progress<'_>,
 ) -> Result<Fetched> {
+    fetch_asset_tee(client, asset, dest_dir, expected_sha512, progress, &mut |_| {})
+}
+
+/// What [`fetch_asset_tee`] tells its observer while it downloads.
+pub enum Tee<'a> {
+    /// These bytes were just written, following the ones before (not verified yet).
+    Data(&'a [u8]),
+    /// The download starts over from byte 0: every byte told so far is void.
+    Restart,
+}
+
+/// [`fetch_asset`], also handing every byte to `tee` as it is written, so that a caller can
+/// work on the stream while it arrives. Those bytes are unverified until this returns `Ok`.
+pub fn fetch_asset_tee(
+    client: &Client,
+    asset: &Asset,
+    dest_dir: &Path,
+    expected_sha512: &str,
+    progress: Progress<'_>,
+    tee: &mut dyn FnMut(Tee<'_>),
+) -> Result<Fetched> {
     if asset.state != "uploaded" {
         return Err(Error::new(
             ErrorKind::InvalidData,
@@ -107,7 +128,14 @@ pub fn fetch_asset(
         min_bytes_per_window: client.options().min_bytes_per_window,
     };
     let mut open = |offset: u64| client.open_asset(asset, offset);
-    let streamed = stream_to_temp(&target, dest_dir, &mut open, Hashers::new(true, true, false), progress)?;
+    let streamed = stream_to_temp_tee(
+        &target,
+        dest_dir,
+        &mut open,
+        Hashers::new(true, true, false),
+        progress,
+        tee,
+    )?;
     let Streamed {
         file,
         written,
@@ -243,8 +271,20 @@ pub(crate) fn stream_to_temp(
     t: &StreamTarget<'_>,
     dest_dir: &Path,
     open: &mut dyn FnMut(u64) -> Result<Download>,
+    hashers: Hashers,
+    progress: Progress<'_>,
+) -> Result<Streamed> {
+    stream_to_temp_tee(t, dest_dir, open, hashers, progress, &mut |_| {})
+}
+
+/// [`stream_to_temp`], also handing every byte written to `tee` (see [`fetch_asset_tee`]).
+fn stream_to_temp_tee(
+    t: &StreamTarget<'_>,
+    dest_dir: &Path,
+    open: &mut dyn FnMut(u64) -> Result<Download>,
     mut hashers: Hashers,
     progress: Progress<'_>,
+    tee: &mut dyn FnMut(Tee<'_>),
 ) -> Result<Streamed> {
     let prefix = format!(".{}.", t.name);
     let mut file = tempfile::Builder::new()
@@ -275,6 +315,7 @@ pub(crate) fn stream_to_temp(
             // The server ignored the Range request and sent everything: start over.
             restart(&mut file)?;
             hashers.reset();
+            tee(Tee::Restart);
             written = 0;
         }
         if let Some(len) = dl.content_length {
@@ -307,6 +348,7 @@ pub(crate) fn stream_to_temp(
             }
             file.write_all(&buf[..n])
                 .map_err(|e| Error::io("write", file.path(), e))?;
+            tee(Tee::Data(&buf[..n]));
             hashers.update(&buf[..n]);
             written += n as u64;
             if !progress(&phase, written, cap) {
@@ -337,6 +379,7 @@ pub(crate) fn stream_to_temp(
             // Cannot resume: the next round restarts from byte 0.
             restart(&mut file)?;
             hashers.reset();
+            tee(Tee::Restart);
             written = 0;
         }
     }

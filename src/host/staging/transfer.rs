@@ -201,8 +201,95 @@ impl Write for HashingWriter<'_> {
     }
 }
 
+/// Chunks of a download (up to 256 KiB each) queued for the decoder working on it meanwhile
+/// (several assets download at once: this bounds what each holds).
+const TEE_CHUNKS: usize = 4;
+
+/// Downloads `a` into a temp file in `dir`, verified against `sha512` (see
+/// [`fetch::fetch_asset`]), and runs `decode` on its bytes while they arrive, so that download,
+/// hashing and decompression overlap. `decode`'s result is returned only once the download is
+/// verified; since the bytes it read are exactly the verified file's (a download that starts
+/// over voids them), it is what decoding the verified file gives. When that early run fails
+/// (the download restarted, failed, or the bytes are bad), `decode` runs again on the verified
+/// file, so every error about the content comes from verified bytes. The compressed temp file is
+/// removed either way.
+fn fetch_decoded<T>(
+    client: &Client,
+    a: &Asset,
+    sha512: &str,
+    dir: &Path,
+    shared: &StageCtx<'_>,
+    decode: &(dyn Fn(&mut dyn Read) -> Result<T> + Sync),
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Vec<u8>>>(TEE_CHUNKS);
+    let (fetched, early) = std::thread::scope(|s| {
+        let download = s.spawn(move || {
+            let mut tx = Some(tx);
+            let mut tee = |ev: fetch::Tee<'_>| {
+                let Some(t) = &tx else { return };
+                let (msg, last) = match ev {
+                    fetch::Tee::Data(b) => (Some(b.to_vec()), false),
+                    fetch::Tee::Restart => (None, true),
+                };
+                // A decoder that stopped (done or failed) no longer listens; after a restart the
+                // early run is void and gets nothing more.
+                if t.send(msg).is_err() || last {
+                    tx = None;
+                }
+            };
+            let mut cb = |p: &str, d: u64, t: u64| shared.report(p, d, t);
+            fetch::fetch_asset_tee(client, a, dir, sha512, &mut cb, &mut tee)
+        });
+        let mut stream = TeeReader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        };
+        let early = decode(&mut stream);
+        drop(stream);
+        let fetched = download
+            .join()
+            .unwrap_or_else(|_| Err(Error::new(ErrorKind::Panic, format!("download of {} panicked", a.name))));
+        (fetched, early)
+    });
+    let fetched = fetched?;
+    match early {
+        Ok(v) => Ok(v),
+        Err(e) if e.kind() == ErrorKind::Cancelled => Err(e),
+        Err(_) => decode(&mut fetched.reopen()?),
+    }
+}
+
+/// The bytes of a download in progress, as [`fetch_decoded`]'s tee sends them: the end of the
+/// download (finished or failed) is the end of the stream; a restart is an error.
+struct TeeReader {
+    rx: std::sync::mpsc::Receiver<Option<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for TeeReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(Some(b)) => {
+                    self.buf = b;
+                    self.pos = 0;
+                }
+                Ok(None) => return Err(std::io::Error::other("the download started over")),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 /// Downloads `a` (verified against `sha512`) beside `dir` and decompresses it into a new temp file
-/// in `dir`, capped at `cap` bytes. The compressed temp file is removed either way.
+/// in `dir`, capped at `cap` bytes, while it downloads ([`fetch_decoded`]). The compressed temp
+/// file is removed either way.
 pub(super) fn fetch_and_gunzip(
     client: &Client,
     a: &Asset,
@@ -211,31 +298,31 @@ pub(super) fn fetch_and_gunzip(
     cap: u64,
     shared: &StageCtx<'_>,
 ) -> Result<Ready> {
-    let mut cb = |p: &str, d: u64, t: u64| shared.report(p, d, t);
-    let fetched = fetch::fetch_asset(client, a, dir, sha512, &mut cb)?;
-    let input = fetched.reopen()?;
     let stem = a.name.trim_end_matches(".gz");
-    let mut out = tempfile::Builder::new()
-        .prefix(&format!(".{stem}."))
-        .suffix(".new")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("create a temp file in", dir, e))?;
-    let mut w = HashingWriter {
-        inner: out.as_file_mut(),
-        hasher: shared.report_sha512.then(sha2::Sha512::new),
+    let decode = |input: &mut dyn Read| -> Result<Ready> {
+        let mut out = tempfile::Builder::new()
+            .prefix(&format!(".{stem}."))
+            .suffix(".new")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io("create a temp file in", dir, e))?;
+        let mut w = HashingWriter {
+            inner: out.as_file_mut(),
+            hasher: shared.report_sha512.then(sha2::Sha512::new),
+        };
+        crate::model::gz::gunzip_capped(input, &mut w, cap, &a.name)?;
+        let sha512 = w.hasher.map(|h| hex(&h.finalize())).unwrap_or_default();
+        out.as_file()
+            .sync_all()
+            .map_err(|e| Error::io("fsync", out.path(), e))?;
+        Ok(Ready { file: out, sha512 })
     };
-    crate::model::gz::gunzip_capped(input, &mut w, cap, &a.name)?;
-    let sha512 = w.hasher.map(|h| hex(&h.finalize())).unwrap_or_default();
-    out.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("fsync", out.path(), e))?;
-    drop(fetched);
-    Ok(Ready { file: out, sha512 })
+    fetch_decoded(client, a, sha512, dir, shared, &decode)
 }
 
 /// Downloads `layers.tar.gz` and extracts exactly the `needed` layers into temp files in
-/// `layer_dir`, each checked against its length and sha512/256. Every other kind of entry
-/// (links, devices, directories, absolute or `..` paths, unknown or repeated names) is refused.
+/// `layer_dir`, each checked against its length and sha512/256, while it downloads
+/// ([`fetch_decoded`]). Every other kind of entry (links, devices, directories, absolute or `..`
+/// paths, unknown or repeated names) is refused.
 pub(super) fn fetch_layers(
     client: &Client,
     a: &Asset,
@@ -244,19 +331,60 @@ pub(super) fn fetch_layers(
     needed: &[LayerSpec],
     shared: &StageCtx<'_>,
 ) -> Result<Vec<(LayerSpec, Ready)>> {
-    let mut cb = |p: &str, d: u64, t: u64| shared.report(p, d, t);
-    let fetched = fetch::fetch_asset(client, a, layer_dir, sha512, &mut cb)?;
+    let decode = |input: &mut dyn Read| extract_layers(input, a, layer_dir, needed, shared);
+    fetch_decoded(client, a, sha512, layer_dir, shared, &decode)
+}
+
+/// Extracts exactly the `needed` layers of the `layers.tar.gz` stream `input` (asset `a`) into
+/// temp files in `layer_dir`; see [`fetch_layers`]. Each layer is fsynced on a thread of its own
+/// while the next one is extracted; all of them are synced when this returns `Ok`.
+fn extract_layers(
+    input: &mut dyn Read,
+    a: &Asset,
+    layer_dir: &Path,
+    needed: &[LayerSpec],
+    shared: &StageCtx<'_>,
+) -> Result<Vec<(LayerSpec, Ready)>> {
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel::<(std::fs::File, std::path::PathBuf)>();
+        let syncer = s.spawn(move || -> Result<()> {
+            for (file, path) in rx {
+                file.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
+            }
+            Ok(())
+        });
+        let extracted = extract_layers_syncing(input, a, layer_dir, needed, shared, &tx);
+        drop(tx);
+        let synced = syncer
+            .join()
+            .unwrap_or_else(|_| Err(Error::new(ErrorKind::Panic, "fsync of the layers panicked")));
+        let out = extracted?;
+        synced?;
+        Ok(out)
+    })
+}
+
+/// [`extract_layers`], handing each extracted layer's file to `sync` to be fsynced.
+fn extract_layers_syncing(
+    input: &mut dyn Read,
+    a: &Asset,
+    layer_dir: &Path,
+    needed: &[LayerSpec],
+    shared: &StageCtx<'_>,
+    sync: &std::sync::mpsc::Sender<(std::fs::File, std::path::PathBuf)>,
+) -> Result<Vec<(LayerSpec, Ready)>> {
     let source = a.browser_download_url.as_str();
     // The archive holds every layer of the release; cap the decompressed stream at what those
     // layers can take (plus tar headers and padding).
     let all_cap: u64 = needed.iter().map(|s| s.length + 1024).sum::<u64>();
-    let input = fetched.reopen()?;
-    let decoder = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(256 << 10, input));
     // The archive may also hold layers we skip; allow for them with a generous fixed margin, and
     // rely on the per-entry size checks for the rest.
+    let cap = all_cap.saturating_add(a.size.saturating_mul(4)).saturating_add(1 << 20);
+    // The packager's members record their sizes: they are inflated in parallel, in order.
+    let decoder = crate::model::gz::ParGzReader::new(input, crate::model::gz::default_threads(), cap, source);
     let capped = CappedReader {
         inner: decoder,
-        left: all_cap.saturating_add(a.size.saturating_mul(4)).saturating_add(1 << 20),
+        left: cap,
         source: source.to_string(),
     };
     let mut archive = tar::Archive::new(capped);
@@ -345,9 +473,12 @@ pub(super) fn fetch_layers(
                 ),
             ));
         }
-        tmp.as_file()
-            .sync_all()
+        let handle = tmp
+            .as_file()
+            .try_clone()
             .map_err(|e| Error::io("fsync", tmp.path(), e))?;
+        // A syncer that stopped has failed: its error is returned once extraction ends.
+        let _ = sync.send((handle, tmp.path().to_path_buf()));
         out.push((
             spec.clone(),
             Ready {
