@@ -355,6 +355,45 @@ fn package_refuses_bad_layer_options_and_writes_nothing() {
     assert!(!out.exists());
 }
 
+#[test]
+fn package_refuses_layers_outside_flynn_artifacts_and_its_advice_works() {
+    // images.json as bare image manifests (no artifact objects): nowhere to write the template.
+    let tmp = tempfile::tempdir().unwrap();
+    let build = tmp.path().join("build");
+    make_build_tree(&build, V1, &layers_v1());
+    let images_path = build.join("manifests/images.json");
+    let doc: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&images_path).unwrap()).unwrap();
+    let bare: serde_json::Map<String, serde_json::Value> = doc
+        .into_iter()
+        .map(|(k, v)| {
+            let m = v.get("manifest").cloned().unwrap_or(v);
+            (k, m)
+        })
+        .collect();
+    std::fs::write(&images_path, serde_json::to_vec_pretty(&bare).unwrap()).unwrap();
+    let out = tmp.path().join("out");
+    let package = |template: Option<&str>| {
+        let mut o = flynnrel::ops::package::PackageOptions::new(V1, REPO);
+        o.build_dir = build.clone();
+        o.layer_cache = layer_cache(&build);
+        o.out_dir = out.clone();
+        o.helper = Some(build.join("fake-flynnrel"));
+        o.layers_url_template = template.map(str::to_string);
+        flynnrel::ops::package::package(&o, &mut flynnrel::remote::fetch::no_progress)
+    };
+    let e = package(Some("https://cdn.example/flynn/{id}.squashfs")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(
+        e.message().contains("no Flynn artifact") && e.message().contains(&images_path.display().to_string()),
+        "{e}"
+    );
+    assert!(!out.exists(), "nothing written");
+    // The advice: without the option, the layers go into layers.tar.gz.
+    package(None).unwrap();
+    assert!(out.join("layers.tar.gz").is_file());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Option B: a real registry.
 

@@ -351,6 +351,23 @@ pub fn package(opts: &PackageOptions, progress: Progress<'_>) -> Result<PackageR
     // Options B and C: every layer's sha512/256 checked here (the archive checks it while
     // tarring), and images.json published with the layers' template in every artifact.
     let mut push: Option<PushPlan> = None;
+    // The template travels in Flynn's artifacts (image objects with a `manifest`): an images.json
+    // whose layers sit in none of them could be published, but no host could install it.
+    if !matches!(mode, LayerMode::Archive)
+        && !layer_specs.is_empty()
+        && crate::model::images::layer_url_templates(&images, &images_path.display().to_string())?.is_empty()
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "{} has layers but no Flynn artifact (an image object with a \"manifest\") to carry their \
+                 layer_url_template, so layers outside the release could never be found by a host; package \
+                 Flynn's own build/manifests/images.json, or leave out --layers/--layers-url-template to \
+                 ship the layers in layers.tar.gz: nothing was written or pushed",
+                images_path.display()
+            ),
+        ));
+    }
     let template = match &mode {
         LayerMode::Archive => None,
         LayerMode::Url(t) => {
