@@ -5,3 +5,22 @@
 pub mod fetch;
 pub mod ghrelease;
 pub mod oci;
+
+/// A reqwest error in words: what failed (timed out, connection failed, request failed) and
+/// every cause in its chain, for the messages of the API client and the registry client.
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    let mut s = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}

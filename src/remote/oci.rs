@@ -355,7 +355,7 @@ impl Http {
                         ErrorKind::Network,
                         format!(
                             "cannot reach {url} for {what}: {}; check the network and the URL",
-                            describe(&e)
+                            crate::remote::describe(&e)
                         ),
                     ),
                     true,
@@ -452,23 +452,6 @@ fn download_from(resp: Response, what: &str) -> Result<Download> {
         resumed_from,
         accept_ranges,
     })
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let mut s = if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_connect() {
-        "connection failed".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 /// A registry repository to push to or pull from, with its auth state.

@@ -500,7 +500,7 @@ impl Client {
                         ErrorKind::Network,
                         format!(
                             "cannot reach {url} for {what}: {}; check the network and the API URL",
-                            describe(&e)
+                            crate::remote::describe(&e)
                         ),
                     )
                     .with_hint(crate::Hint::CheckApiUrl)
@@ -559,23 +559,6 @@ impl Transient {
             retryable: true,
         }
     }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let mut s = if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_connect() {
-        "connection failed".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 /// Turns a non-2xx, non-redirect response into an error, deciding whether it is retryable.
