@@ -35,7 +35,6 @@ use sha2::Digest;
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::checksums::hex;
 use crate::remote::ghrelease::Download;
-use crate::remote::ghrelease::client::parse_content_range_start;
 use crate::remote::ghrelease::options::{check_allowed, is_loopback, redirect_target, same_origin};
 
 /// The media type of a layer blob: Flynn's own squashfs layer type (images.json's `type`).
@@ -407,51 +406,24 @@ fn with_range(r: RequestBuilder, offset: u64) -> RequestBuilder {
 
 /// An open download from a `200`/`206` response; any other status is an error naming `what`.
 fn download_from(resp: Response, what: &str) -> Result<Download> {
-    let status = resp.status();
-    let url = resp.url().clone();
-    let headers = resp.headers();
-    let accept_ranges = headers
-        .get(header::ACCEPT_RANGES)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
-    let content_length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let resumed_from = match status {
-        StatusCode::OK => None,
-        StatusCode::PARTIAL_CONTENT => Some(
-            headers
-                .get(header::CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_content_range_start)
-                .ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::InvalidData,
-                        format!("{url} answered 206 without a valid Content-Range for {what}"),
-                    )
-                })?,
-        ),
-        StatusCode::NOT_FOUND => {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!("{what} not found: {url} answered 404; the release's layers are missing there"),
-            ));
-        }
-        s => {
-            return Err(Error::new(
-                ErrorKind::HttpStatus,
-                format!("unexpected HTTP {} from {url} for {what}", s.as_u16()),
-            ));
-        }
-    };
-    Ok(Download {
-        response: resp,
-        url,
-        content_length,
-        resumed_from,
-        accept_ranges,
-    })
+    match Download::from_response(resp, what)? {
+        Ok(d) => Ok(d),
+        Err(resp) if resp.status() == StatusCode::NOT_FOUND => Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "{what} not found: {} answered 404; the release's layers are missing there",
+                resp.url()
+            ),
+        )),
+        Err(resp) => Err(Error::new(
+            ErrorKind::HttpStatus,
+            format!(
+                "unexpected HTTP {} from {} for {what}",
+                resp.status().as_u16(),
+                resp.url()
+            ),
+        )),
+    }
 }
 
 /// A registry repository to push to or pull from, with its auth state.

@@ -60,6 +60,51 @@ pub struct Download {
     pub accept_ranges: bool,
 }
 
+impl Download {
+    /// A `200` or `206` answer as an open download of `what` (its `Content-Length`,
+    /// `Accept-Ranges`, and for a `206` the offset its `Content-Range` starts at: `InvalidData`
+    /// when that is missing or invalid). Any other status gives the response back for the caller
+    /// to word the error.
+    pub(crate) fn from_response(resp: Response, what: &str) -> Result<std::result::Result<Download, Response>> {
+        let status = resp.status();
+        if status != StatusCode::OK && status != StatusCode::PARTIAL_CONTENT {
+            return Ok(Err(resp));
+        }
+        let url = resp.url().clone();
+        let headers = resp.headers();
+        let accept_ranges = headers
+            .get(header::ACCEPT_RANGES)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
+        let content_length = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let resumed_from = match status {
+            StatusCode::PARTIAL_CONTENT => Some(
+                headers
+                    .get(header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_content_range_start)
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::InvalidData,
+                            format!("{url} answered 206 without a valid Content-Range for {what}"),
+                        )
+                    })?,
+            ),
+            _ => None,
+        };
+        Ok(Ok(Download {
+            response: resp,
+            url,
+            content_length,
+            resumed_from,
+            accept_ranges,
+        }))
+    }
+}
+
 /// A GitHub Releases client for one repository. Cheap to share across threads (`Sync`): the
 /// ETag cache is behind a mutex.
 pub struct Client {
@@ -358,46 +403,18 @@ impl Client {
                 req
             }
         })?;
-        let status = resp.status();
-        let final_url = resp.url().clone();
-        let headers = resp.headers();
-        let accept_ranges = headers
-            .get(header::ACCEPT_RANGES)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
-        let content_length = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let resumed_from = if status == StatusCode::PARTIAL_CONTENT {
-            let start = headers
-                .get(header::CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_content_range_start);
-            match start {
-                Some(s) => Some(s),
-                None => {
-                    return Err(Error::new(
-                        ErrorKind::InvalidData,
-                        format!("{final_url} answered 206 without a valid Content-Range"),
-                    ));
-                }
-            }
-        } else if status == StatusCode::OK {
-            None
-        } else {
-            return Err(Error::new(
+        match Download::from_response(resp, &what)? {
+            Ok(d) => Ok(d),
+            Err(resp) => Err(Error::new(
                 ErrorKind::HttpStatus,
-                format!("unexpected HTTP {status} downloading {} from {final_url}", asset.name),
-            ));
-        };
-        Ok(Download {
-            response: resp,
-            url: final_url,
-            content_length,
-            resumed_from,
-            accept_ranges,
-        })
+                format!(
+                    "unexpected HTTP {} downloading {} from {}",
+                    resp.status(),
+                    asset.name,
+                    resp.url()
+                ),
+            )),
+        }
     }
 
     /// GETs `{web_url}/OWNER/NAME/{tail}` from the web host (never the API: it costs no API
