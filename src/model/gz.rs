@@ -49,6 +49,9 @@ pub const SIZED_HEADER_LEN: usize = 10 + 2 + 4 + SIZE_SUBFIELD_LEN;
 /// packager's hold 1 MiB of input): a larger claim is refused before anything is allocated.
 pub const MAX_MEMBER: u64 = 4 << 20;
 
+/// Buffers of each kind [`ParGzReader`] keeps for reuse.
+const MAX_SPARES: usize = 2;
+
 const FEXTRA: u8 = 0x04;
 const FRESERVED: u8 = 0xe0;
 
@@ -110,6 +113,7 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
             let done_tx = done_tx.clone();
             workers.push(std::thread::spawn(move || {
                 let mut c = libdeflater::Compressor::new(lvl);
+                let mut store = (level > 0).then(stored_compressor);
                 loop {
                     let job = match job_rx.lock() {
                         Ok(rx) => rx.recv(),
@@ -119,9 +123,19 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
                     // libdeflate writes its 10-byte header at SIZED_HEADER_LEN - 10, so that the
                     // sized header replaces it in place (no copy of the member).
                     let shift = SIZED_HEADER_LEN - 10;
-                    let mut out = vec![0u8; shift + c.gzip_compress_bound(data.len())];
+                    let bound = c.gzip_compress_bound(data.len());
+                    let bound = match store.as_mut() {
+                        Some(st) => bound.max(st.gzip_compress_bound(data.len())),
+                        None => bound,
+                    };
+                    let mut out = vec![0u8; shift + bound];
                     let r = c
                         .gzip_compress(&data, &mut out[shift..])
+                        .and_then(|n| match store.as_mut() {
+                            // Too little gained to be worth inflating: store the chunk instead.
+                            Some(st) if !worth_compressing(data.len(), n) => st.gzip_compress(&data, &mut out[shift..]),
+                            _ => Ok(n),
+                        })
                         .map_err(|e| io::Error::other(format!("libdeflate: {e:?}")))
                         .and_then(|n| {
                             out.truncate(shift + n);
@@ -218,6 +232,24 @@ impl<W: Write + Send + 'static> Drop for ParGzWriter<W> {
             let _ = w.join();
         }
     }
+}
+
+/// A chunk's compressed member is kept only when it is at least [`STORE_BELOW`]-th smaller than
+/// the chunk; otherwise the chunk is written in stored (uncompressed) deflate blocks, which a
+/// reader copies instead of decoding. Squashfs layers are compressed already: deflate saves well
+/// under 1% on them, yet inflating its Huffman-coded output costs as much CPU as inflating
+/// code. The rule depends only on the chunk and the level, so the output stays reproducible.
+pub const STORE_BELOW: usize = 64;
+
+/// Whether a member of `member_len` bytes for a chunk of `chunk_len` bytes saves enough to be
+/// kept (see [`STORE_BELOW`]).
+fn worth_compressing(chunk_len: usize, member_len: usize) -> bool {
+    member_len <= chunk_len - chunk_len / STORE_BELOW
+}
+
+/// libdeflate at level 0: deflate's stored blocks (supported since libdeflate 1.15).
+fn stored_compressor() -> libdeflater::Compressor {
+    libdeflater::Compressor::new(libdeflater::CompressionLvl::new(0).expect("level 0 is valid"))
 }
 
 fn write_in_order<W: Write>(
@@ -393,14 +425,15 @@ impl Inflater {
     }
 
     /// Inflates the gzip member `member`, which must be exactly one member (no byte after its
-    /// trailer) decompressing to exactly `isize` bytes, into a new buffer of that size (never
-    /// zeroed first: libdeflate writes it). libdeflate checks the header, the deflate data, the
-    /// CRC32 and the ISIZE.
-    fn member(&mut self, member: &[u8], isize: usize) -> std::result::Result<Vec<u8>, &'static str> {
-        let mut out: Vec<u8> = Vec::with_capacity(isize);
+    /// trailer) decompressing to exactly `isize` bytes, into `out` (a recycled buffer: its
+    /// content is dropped and it grows to `isize` bytes if needed; never zeroed first, libdeflate
+    /// writes it). libdeflate checks the header, the deflate data, the CRC32 and the ISIZE.
+    fn member(&mut self, member: &[u8], isize: usize, mut out: Vec<u8>) -> std::result::Result<Vec<u8>, &'static str> {
+        out.clear();
+        out.reserve(isize);
         let (mut used_in, mut used_out) = (0usize, 0usize);
-        // SAFETY: the pointers and lengths come from a live slice and a live allocation of
-        // `isize` bytes; libdeflate writes at most `isize` bytes to `out` and reads at most
+        // SAFETY: the pointers and lengths come from a live slice and a live allocation of at
+        // least `isize` bytes; libdeflate writes at most `isize` bytes to `out` and reads at most
         // `member.len()` bytes of `member`.
         let r = unsafe {
             libdeflate_sys::libdeflate_gzip_decompress_ex(
@@ -421,7 +454,7 @@ impl Inflater {
                 Err("decompresses to fewer bytes than its trailer's ISIZE")
             }
             libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS => {
-                // SAFETY: libdeflate reported writing exactly `isize` bytes, the capacity.
+                // SAFETY: libdeflate reported writing exactly `isize` bytes, within the capacity.
                 unsafe { out.set_len(isize) };
                 Ok(out)
             }
@@ -440,10 +473,12 @@ impl Drop for Inflater {
     }
 }
 
-type MemberResult = std::result::Result<Vec<u8>, &'static str>;
+/// A worker's answer: the inflated bytes and the member's buffer (for reuse), or what is wrong.
+type MemberResult = std::result::Result<(Vec<u8>, Vec<u8>), &'static str>;
 /// The stream decoder of the rest of a file from its first member without a size record.
 type Tail<R> = flate2::read::MultiGzDecoder<io::BufReader<io::Chain<io::Cursor<Vec<u8>>, R>>>;
-type MemberJob = (Vec<u8>, usize, SyncSender<MemberResult>);
+/// A member, its ISIZE, a buffer to inflate it into, and where to answer.
+type MemberJob = (Vec<u8>, usize, Vec<u8>, SyncSender<MemberResult>);
 
 /// A `Read` of the decompressed content of a (multi-member) gzip stream that inflates sized
 /// members (see the module documentation) in parallel and the rest as a stream, in order.
@@ -468,6 +503,10 @@ pub struct ParGzReader<R: Read> {
     in_flight: VecDeque<(u64, Receiver<MemberResult>)>,
     out: Vec<u8>,
     pos: usize,
+    /// Buffers of members and of inflated bytes that were handed on, for the next members: a
+    /// fresh megabyte per member would cost a page fault per 4 KiB.
+    spare_members: Vec<Vec<u8>>,
+    spare_outs: Vec<Vec<u8>>,
     input_done: bool,
     tail_head: Option<Vec<u8>>,
     tail: Option<Tail<R>>,
@@ -490,6 +529,8 @@ impl<R: Read> ParGzReader<R> {
             in_flight: VecDeque::new(),
             out: Vec::new(),
             pos: 0,
+            spare_members: Vec::new(),
+            spare_outs: Vec::new(),
             input_done: false,
             tail_head: None,
             tail: None,
@@ -528,9 +569,8 @@ impl<R: Read> ParGzReader<R> {
                         Ok(rx) => rx.recv(),
                         Err(_) => return,
                     };
-                    let Ok((member, isize, done)) = job else { return };
-                    let r = inflater.member(&member, isize);
-                    drop(member);
+                    let Ok((member, isize, out, done)) = job else { return };
+                    let r = inflater.member(&member, isize, out).map(|out| (out, member));
                     let _ = done.send(r);
                 }
             }));
@@ -563,7 +603,9 @@ impl<R: Read> ParGzReader<R> {
             }
             Some(MemberStart::Sized(len)) => len as usize,
         };
-        let mut member = head;
+        let mut member = self.spare_members.pop().unwrap_or_default();
+        member.clear();
+        member.extend_from_slice(&head);
         let have = member.len();
         member.resize(len, 0);
         let input = self.input.as_mut().expect("input is present");
@@ -604,7 +646,12 @@ impl<R: Read> ParGzReader<R> {
         self.jobs
             .as_ref()
             .expect("workers started")
-            .send((member, isize as usize, done_tx))
+            .send((
+                member,
+                isize as usize,
+                self.spare_outs.pop().unwrap_or_default(),
+                done_tx,
+            ))
             .map_err(|_| io::Error::other("gzip workers stopped"))?;
         self.in_flight.push_back((offset, done_rx));
         self.offset += len as u64;
@@ -613,29 +660,43 @@ impl<R: Read> ParGzReader<R> {
     }
 }
 
-impl<R: Read> Read for ParGzReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
+/// What [`ParGzReader::refill`] found.
+enum Refill {
+    /// `out[pos..]` holds inflated bytes.
+    Ready,
+    /// The rest of the file is read as one stream (the tail decoder).
+    Streamed,
+    /// Nothing is left.
+    End,
+}
+
+impl<R: Read> ParGzReader<R> {
+    /// Makes `out[pos..]` non-empty with the next inflated member, unless the rest is streamed
+    /// or nothing is left.
+    fn refill(&mut self) -> io::Result<Refill> {
         loop {
             if self.pos < self.out.len() {
-                let n = buf.len().min(self.out.len() - self.pos);
-                buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
-                self.pos += n;
-                return Ok(n);
+                return Ok(Refill::Ready);
             }
-            if let Some(tail) = self.tail.as_mut() {
-                return tail.read(buf);
+            if self.tail.is_some() {
+                return Ok(Refill::Streamed);
             }
             while !self.input_done && self.tail_head.is_none() && self.in_flight.len() < self.threads + 1 {
                 self.dispatch()?;
             }
             if let Some((offset, rx)) = self.in_flight.pop_front() {
                 match rx.recv() {
-                    Ok(Ok(out)) => {
-                        self.out = out;
+                    Ok(Ok((out, member))) => {
+                        let done = std::mem::replace(&mut self.out, out);
                         self.pos = 0;
+                        // Each finished member frees one buffer of each kind and the next one
+                        // dispatched takes one: a spare or two is all the reuse needs.
+                        if done.capacity() > 0 && self.spare_outs.len() < MAX_SPARES {
+                            self.spare_outs.push(done);
+                        }
+                        if self.spare_members.len() < MAX_SPARES {
+                            self.spare_members.push(member);
+                        }
                     }
                     Ok(Err(what)) => return Err(self.bad(offset, what)),
                     Err(_) => return Err(io::Error::other("a gzip worker stopped")),
@@ -651,8 +712,49 @@ impl<R: Read> Read for ParGzReader<R> {
                 )));
                 continue;
             }
+            return Ok(Refill::End);
+        }
+    }
+}
+
+impl<R: Read> Read for ParGzReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
             return Ok(0);
         }
+        match self.refill()? {
+            Refill::Ready => {
+                let n = buf.len().min(self.out.len() - self.pos);
+                buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+                self.pos += n;
+                Ok(n)
+            }
+            Refill::Streamed => self.tail.as_mut().expect("streaming").read(buf),
+            Refill::End => Ok(0),
+        }
+    }
+}
+
+/// The inflated members, handed out without a copy (what [`gunzip_capped`] writes from).
+impl<R: Read> io::BufRead for ParGzReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        match self.refill()? {
+            Refill::Ready => {}
+            Refill::Streamed => {
+                let tail = self.tail.as_mut().expect("streaming");
+                self.out.clear();
+                self.out.resize(256 << 10, 0);
+                let n = tail.read(&mut self.out)?;
+                self.out.truncate(n);
+                self.pos = 0;
+            }
+            Refill::End => return Ok(&[]),
+        }
+        Ok(&self.out[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.out.len());
     }
 }
 
@@ -677,11 +779,11 @@ pub fn inner_error(e: &io::Error) -> Option<Error> {
 /// than `cap` bytes (a gzip bomb). `source` names the asset in errors. Returns the bytes written.
 /// Sized members (see the module documentation) are inflated on [`default_threads`] threads.
 pub fn gunzip_capped(input: impl Read, output: &mut impl Write, cap: u64, source: &str) -> Result<u64> {
+    use std::io::BufRead;
     let mut decoder = ParGzReader::new(input, default_threads(), cap, source);
-    let mut buf = vec![0u8; 256 << 10];
     let mut total = 0u64;
     loop {
-        let n = decoder.read(&mut buf).map_err(|e| {
+        let buf = decoder.fill_buf().map_err(|e| {
             inner_error(&e).unwrap_or_else(|| {
                 Error::new(
                     ErrorKind::InvalidData,
@@ -689,6 +791,7 @@ pub fn gunzip_capped(input: impl Read, output: &mut impl Write, cap: u64, source
                 )
             })
         })?;
+        let n = buf.len();
         if n == 0 {
             return Ok(total);
         }
@@ -703,8 +806,9 @@ pub fn gunzip_capped(input: impl Read, output: &mut impl Write, cap: u64, source
             ));
         }
         output
-            .write_all(&buf[..n])
+            .write_all(buf)
             .map_err(|e| Error::new(ErrorKind::Io, format!("writing the decompressed {source} failed: {e}")))?;
+        decoder.consume(n);
     }
 }
 
@@ -752,6 +856,66 @@ mod tests {
         // Reproducible gzip header: mtime 0, no file name, only the size record (FEXTRA).
         assert_eq!(&a[..4], &[0x1f, 0x8b, 8, FEXTRA]);
         assert_eq!(&a[4..8], &[0, 0, 0, 0]);
+    }
+
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
+    /// The deflate block type (0 = stored) of the first block of every member of `gz`.
+    fn first_block_types(gz: &[u8]) -> Vec<u8> {
+        let mut types = Vec::new();
+        let mut at = 0;
+        while at < gz.len() {
+            let len = gz_member_len(gz, at);
+            types.push((gz[at + SIZED_HEADER_LEN] >> 1) & 3);
+            at += len;
+        }
+        types
+    }
+
+    #[test]
+    fn chunks_deflate_barely_shrinks_are_stored() {
+        // Compressible text; noise (deflate gains nothing); noise whose first 1/32 is zeros
+        // (deflate gains about 3%, more than the 1/64 the rule asks for).
+        let mut third = noise(CHUNK_SIZE, 2);
+        third[..CHUNK_SIZE / 32].fill(0);
+        let data = [sample(CHUNK_SIZE), noise(CHUNK_SIZE, 1), third].concat();
+        let (gz, s) = compress(&data, 2);
+        assert_eq!(first_block_types(&gz), [2, 0, 2], "only the noise chunk is stored");
+        // A stored member is the chunk plus framing: a few bytes per 64 KiB block.
+        let second = gz_member_len(&gz, gz_member_len(&gz, 0));
+        assert!(
+            (CHUNK_SIZE..CHUNK_SIZE + 200).contains(&second),
+            "stored member of {second} bytes"
+        );
+        assert_eq!(s.bytes_out, gz.len() as u64);
+        // Another reader (flate2's) reads the mix as one stream, and so does ours.
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&gz[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+        let mut ours = Vec::new();
+        gunzip_capped(&gz[..], &mut ours, u64::MAX, "mix.gz").unwrap();
+        assert_eq!(ours, data);
+        // Level 0 stores everything; the rule never applies twice.
+        let mut w = ParGzWriter::new(Vec::new(), 1, 0).unwrap();
+        w.write_all(&data).unwrap();
+        let (stored, _) = w.finish().unwrap();
+        assert_eq!(first_block_types(&stored), [0, 0, 0]);
+    }
+
+    fn gz_member_len(gz: &[u8], at: usize) -> usize {
+        u32::from_le_bytes(gz[at + 16..at + 20].try_into().unwrap()) as usize
     }
 
     #[test]
