@@ -110,6 +110,49 @@ pub fn fetch_asset_tee(
     progress: Progress<'_>,
     tee: &mut dyn FnMut(Tee<'_>),
 ) -> Result<Fetched> {
+    let (file, sha512, size, url) = fetch_checked(client, asset, Some(dest_dir), expected_sha512, progress, tee)?;
+    let file = file.ok_or_else(|| Error::new(ErrorKind::Panic, format!("download of {} kept no file", asset.name)))?;
+    Ok(Fetched {
+        file,
+        sha512,
+        size,
+        url,
+    })
+}
+
+/// What [`fetch_asset_stream`] verified: the sha512, the size, and the URL after redirects.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub sha512: String,
+    pub size: u64,
+    pub url: String,
+}
+
+/// [`fetch_asset_tee`] without the temp file: the bytes exist only as `tee` sees them, and are
+/// verified (size, sha512, digest) once this returns `Ok`. A download that resumes with `Range`
+/// continues the same stream; one that starts over tells `tee` [`Tee::Restart`].
+pub fn fetch_asset_stream(
+    client: &Client,
+    asset: &Asset,
+    expected_sha512: &str,
+    progress: Progress<'_>,
+    tee: &mut dyn FnMut(Tee<'_>),
+) -> Result<Verified> {
+    let (_, sha512, size, url) = fetch_checked(client, asset, None, expected_sha512, progress, tee)?;
+    Ok(Verified { sha512, size, url })
+}
+
+/// Downloads `asset` (into a temp file in `dest_dir` when given) and checks it: the shared part
+/// of [`fetch_asset_tee`] and [`fetch_asset_stream`]. Returns the file, the sha512, the size and
+/// the last URL.
+fn fetch_checked(
+    client: &Client,
+    asset: &Asset,
+    dest_dir: Option<&Path>,
+    expected_sha512: &str,
+    progress: Progress<'_>,
+    tee: &mut dyn FnMut(Tee<'_>),
+) -> Result<(Option<NamedTempFile>, String, u64, String)> {
     if asset.state != "uploaded" {
         return Err(Error::new(
             ErrorKind::InvalidData,
@@ -132,11 +175,11 @@ pub fn fetch_asset_tee(
         &target,
         dest_dir,
         &mut open,
-        Hashers::new(true, true, false),
+        Hashers::new(true, asset.sha256_digest().is_some(), false),
         progress,
         tee,
     )?;
-    let Streamed {
+    let StreamedAny {
         file,
         written,
         last_url,
@@ -181,12 +224,7 @@ pub fn fetch_asset_tee(
     }
     // Not fsynced here: most callers decompress the file and drop it; `persist` syncs before the
     // rename that makes it visible.
-    Ok(Fetched {
-        file,
-        sha512: got512,
-        size: written,
-        url: last_url,
-    })
+    Ok((file, got512, written, last_url))
 }
 
 fn cancelled(name: &str) -> Error {
@@ -243,6 +281,24 @@ impl Hashers {
     fn reset(&mut self) {
         *self = Hashers::new(self.sha512.is_some(), self.sha256.is_some(), self.sha512_256.is_some());
     }
+    /// Splits off the SHA-512-family hashes to run on a thread of their own when there is also
+    /// a sha256 to compute here (see [`HashLanes`]); `None` when there is nothing to split.
+    fn split(mut self) -> (Hashers, Option<Hashers>) {
+        if self.sha256.is_none() || (self.sha512.is_none() && self.sha512_256.is_none()) {
+            return (self, None);
+        }
+        let side = Hashers {
+            sha512: self.sha512.take(),
+            sha256: None,
+            sha512_256: self.sha512_256.take(),
+        };
+        (self, Some(side))
+    }
+    /// Takes back what [`Hashers::split`] split off.
+    fn merge(&mut self, side: Hashers) {
+        self.sha512 = self.sha512.take().or(side.sha512);
+        self.sha512_256 = self.sha512_256.take().or(side.sha512_256);
+    }
     pub(crate) fn sha512_hex(&self) -> Option<String> {
         self.sha512.clone().map(|h| hex(&h.finalize()))
     }
@@ -262,6 +318,14 @@ pub(crate) struct Streamed {
     pub hashers: Hashers,
 }
 
+/// A stream as [`stream_to_temp_tee`] gives it: in a temp file when one was asked for.
+struct StreamedAny {
+    file: Option<NamedTempFile>,
+    pub written: u64,
+    pub last_url: String,
+    pub hashers: Hashers,
+}
+
 /// Streams what `open(offset)` answers into a new exclusive temp file in `dest_dir`, hashing it
 /// as it is written and capping it at `t.size`. A transfer cut short (error, early end, a stall
 /// below `min_bytes_per_window`) is resumed with `Range` where the server allows it, else
@@ -274,24 +338,133 @@ pub(crate) fn stream_to_temp(
     hashers: Hashers,
     progress: Progress<'_>,
 ) -> Result<Streamed> {
-    stream_to_temp_tee(t, dest_dir, open, hashers, progress, &mut |_| {})
+    let s = stream_to_temp_tee(t, Some(dest_dir), open, hashers, progress, &mut |_| {})?;
+    let file = s
+        .file
+        .ok_or_else(|| Error::new(ErrorKind::Panic, format!("download of {} kept no file", t.name)))?;
+    Ok(Streamed {
+        file,
+        written: s.written,
+        last_url: s.last_url,
+        hashers: s.hashers,
+    })
+}
+
+/// Streams at least this large hash on two threads (see [`HashLanes`]).
+const SPLIT_HASHING_FROM: u64 = 8 << 20;
+
+/// What [`HashLanes`] sends its side thread.
+enum SideMsg {
+    Data(Vec<u8>),
+    Reset,
+}
+
+/// The hashes of a stream being written: those computed on this thread, and optionally the
+/// SHA-512-family ones computed on a side thread from copies of the chunks. Each hash is a
+/// sequential pass over every byte; for a large asset one thread doing sha512 and sha256 in
+/// turn is the slowest link of an install, while the copy costs a tenth of a hash.
+struct HashLanes {
+    here: Hashers,
+    side: Option<std::sync::mpsc::SyncSender<SideMsg>>,
+    /// Chunks the side thread is done with, to be filled again.
+    recycle: Option<std::sync::mpsc::Receiver<Vec<u8>>>,
+}
+
+impl HashLanes {
+    fn update(&mut self, b: &[u8]) {
+        self.here.update(b);
+        if let Some(tx) = &self.side {
+            let mut chunk = self
+                .recycle
+                .as_ref()
+                .and_then(|r| r.try_recv().ok())
+                .unwrap_or_default();
+            chunk.clear();
+            chunk.extend_from_slice(b);
+            // The side thread only stops when this sender is dropped.
+            let _ = tx.send(SideMsg::Data(chunk));
+        }
+    }
+    fn reset(&mut self) {
+        self.here.reset();
+        if let Some(tx) = &self.side {
+            let _ = tx.send(SideMsg::Reset);
+        }
+    }
 }
 
 /// [`stream_to_temp`], also handing every byte written to `tee` (see [`fetch_asset_tee`]).
+/// Without `dest_dir` the bytes go only to the hashes and `tee`.
 fn stream_to_temp_tee(
     t: &StreamTarget<'_>,
-    dest_dir: &Path,
+    dest_dir: Option<&Path>,
     open: &mut dyn FnMut(u64) -> Result<Download>,
-    mut hashers: Hashers,
+    hashers: Hashers,
     progress: Progress<'_>,
     tee: &mut dyn FnMut(Tee<'_>),
-) -> Result<Streamed> {
+) -> Result<StreamedAny> {
+    let (here, side) = match t.size >= SPLIT_HASHING_FROM {
+        true => hashers.split(),
+        false => (hashers, None),
+    };
+    let Some(mut side) = side else {
+        let lanes = HashLanes {
+            here,
+            side: None,
+            recycle: None,
+        };
+        return stream_to_temp_lanes(t, dest_dir, open, lanes, progress, tee);
+    };
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<SideMsg>(4);
+        let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(5);
+        let worker = s.spawn(move || {
+            for msg in rx {
+                match msg {
+                    SideMsg::Data(chunk) => {
+                        side.update(&chunk);
+                        let _ = recycle_tx.try_send(chunk);
+                    }
+                    SideMsg::Reset => side.reset(),
+                }
+            }
+            side
+        });
+        let lanes = HashLanes {
+            here,
+            side: Some(tx),
+            recycle: Some(recycle_rx),
+        };
+        let streamed = stream_to_temp_lanes(t, dest_dir, open, lanes, progress, tee);
+        let side = worker
+            .join()
+            .map_err(|_| Error::new(ErrorKind::Panic, format!("hashing {} panicked", t.name)))?;
+        let mut streamed = streamed?;
+        streamed.hashers.merge(side);
+        Ok(streamed)
+    })
+}
+
+/// [`stream_to_temp_tee`] with its hashes laid out.
+fn stream_to_temp_lanes(
+    t: &StreamTarget<'_>,
+    dest_dir: Option<&Path>,
+    open: &mut dyn FnMut(u64) -> Result<Download>,
+    mut lanes: HashLanes,
+    progress: Progress<'_>,
+    tee: &mut dyn FnMut(Tee<'_>),
+) -> Result<StreamedAny> {
     let prefix = format!(".{}.", t.name);
-    let mut file = tempfile::Builder::new()
-        .prefix(&prefix)
-        .suffix(".part")
-        .tempfile_in(dest_dir)
-        .map_err(|e| Error::io("create a temp file in", dest_dir, e))?;
+    let mut file = match dest_dir {
+        Some(dir) => Some(
+            tempfile::Builder::new()
+                .prefix(&prefix)
+                .suffix(".part")
+                .tempfile_in(dir)
+                .map_err(|e| Error::io("create a temp file in", dir, e))?,
+        ),
+        None => None,
+    };
     let cap = t.size;
     let phase = format!("download {}", t.name);
     let mut written: u64 = 0;
@@ -313,8 +486,8 @@ fn stream_to_temp_tee(
                 ));
             }
             // The server ignored the Range request and sent everything: start over.
-            restart(&mut file)?;
-            hashers.reset();
+            restart(file.as_mut())?;
+            lanes.reset();
             tee(Tee::Restart);
             written = 0;
         }
@@ -346,10 +519,12 @@ fn stream_to_temp_tee(
             if written + n as u64 > cap {
                 return Err(too_large(t, dl.url.as_ref(), written + n as u64));
             }
-            file.write_all(&buf[..n])
-                .map_err(|e| Error::io("write", file.path(), e))?;
+            if let Some(file) = file.as_mut() {
+                file.write_all(&buf[..n])
+                    .map_err(|e| Error::io("write", file.path(), e))?;
+            }
             tee(Tee::Data(&buf[..n]));
-            hashers.update(&buf[..n]);
+            lanes.update(&buf[..n]);
             written += n as u64;
             if !progress(&phase, written, cap) {
                 return Err(cancelled(t.name));
@@ -377,22 +552,24 @@ fn stream_to_temp_tee(
         }
         if !dl.accept_ranges {
             // Cannot resume: the next round restarts from byte 0.
-            restart(&mut file)?;
-            hashers.reset();
+            restart(file.as_mut())?;
+            lanes.reset();
             tee(Tee::Restart);
             written = 0;
         }
     }
-    Ok(Streamed {
+    // Dropping the side sender ends the side thread's stream.
+    Ok(StreamedAny {
         file,
         written,
         last_url,
-        hashers,
+        hashers: lanes.here,
     })
 }
 
-/// Empties the temp file for a download that starts over.
-fn restart(file: &mut NamedTempFile) -> Result<()> {
+/// Empties the temp file (if any) for a download that starts over.
+fn restart(file: Option<&mut NamedTempFile>) -> Result<()> {
+    let Some(file) = file else { return Ok(()) };
     let path = file.path().to_path_buf();
     let f = file.as_file_mut();
     f.set_len(0).map_err(|e| Error::io("truncate", &path, e))?;

@@ -184,7 +184,7 @@ pub(crate) fn fetch_checksums_expecting(
 
 /// A writer that hashes with sha512 what it writes.
 struct HashingWriter<'a> {
-    inner: &'a mut std::fs::File,
+    inner: crate::fsutil::WritebackFile<'a>,
     hasher: Option<sha2::Sha512>,
 }
 
@@ -205,14 +205,14 @@ impl Write for HashingWriter<'_> {
 /// (several assets download at once: this bounds what each holds).
 const TEE_CHUNKS: usize = 4;
 
-/// Downloads `a` into a temp file in `dir`, verified against `sha512` (see
-/// [`fetch::fetch_asset`]), and runs `decode` on its bytes while they arrive, so that download,
-/// hashing and decompression overlap. `decode`'s result is returned only once the download is
-/// verified; since the bytes it read are exactly the verified file's (a download that starts
-/// over voids them), it is what decoding the verified file gives. When that early run fails
-/// (the download restarted, failed, or the bytes are bad), `decode` runs again on the verified
-/// file, so every error about the content comes from verified bytes. The compressed temp file is
-/// removed either way.
+/// Downloads `a`, verified against `sha512` (see [`fetch::fetch_asset_stream`]), and runs
+/// `decode` on its bytes while they arrive, so that download, hashing and decompression overlap;
+/// the compressed bytes are not written anywhere. `decode`'s result, or its error, is returned
+/// only once the download is verified, and only when the download did not start over: then the
+/// bytes it read are exactly the verified ones, so what it says is what decoding the verified
+/// asset says. When the download started over (a server that ignored `Range` after a cut), that
+/// run is void: the asset is downloaded again into a temp file in `dir`, verified, and decoded
+/// from there (the temp file is removed either way).
 fn fetch_decoded<T>(
     client: &Client,
     a: &Asset,
@@ -222,13 +222,21 @@ fn fetch_decoded<T>(
     decode: &(dyn Fn(&mut dyn Read) -> Result<T> + Sync),
 ) -> Result<T> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Vec<u8>>>(TEE_CHUNKS);
+    // Chunks the decoder has read come back to be filled again (a fresh 256 KiB per chunk would
+    // cost a page fault per 4 KiB).
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(TEE_CHUNKS + 1);
     let (fetched, early) = std::thread::scope(|s| {
         let download = s.spawn(move || {
             let mut tx = Some(tx);
             let mut tee = |ev: fetch::Tee<'_>| {
                 let Some(t) = &tx else { return };
                 let (msg, last) = match ev {
-                    fetch::Tee::Data(b) => (Some(b.to_vec()), false),
+                    fetch::Tee::Data(b) => {
+                        let mut chunk = recycle_rx.try_recv().unwrap_or_default();
+                        chunk.clear();
+                        chunk.extend_from_slice(b);
+                        (Some(chunk), false)
+                    }
                     fetch::Tee::Restart => (None, true),
                 };
                 // A decoder that stopped (done or failed) no longer listens; after a restart the
@@ -237,11 +245,17 @@ fn fetch_decoded<T>(
                     tx = None;
                 }
             };
+            let mut restarted = false;
+            let mut watch = |ev: fetch::Tee<'_>| {
+                restarted |= matches!(ev, fetch::Tee::Restart);
+                tee(ev)
+            };
             let mut cb = |p: &str, d: u64, t: u64| shared.report(p, d, t);
-            fetch::fetch_asset_tee(client, a, dir, sha512, &mut cb, &mut tee)
+            fetch::fetch_asset_stream(client, a, sha512, &mut cb, &mut watch).map(|v| (v, restarted))
         });
         let mut stream = TeeReader {
             rx,
+            recycle: recycle_tx,
             buf: Vec::new(),
             pos: 0,
         };
@@ -252,11 +266,15 @@ fn fetch_decoded<T>(
             .unwrap_or_else(|_| Err(Error::new(ErrorKind::Panic, format!("download of {} panicked", a.name))));
         (fetched, early)
     });
-    let fetched = fetched?;
+    let (_, restarted) = fetched?;
     match early {
-        Ok(v) => Ok(v),
         Err(e) if e.kind() == ErrorKind::Cancelled => Err(e),
-        Err(_) => decode(&mut fetched.reopen()?),
+        done if !restarted => done,
+        _ => {
+            let mut cb = |p: &str, d: u64, t: u64| shared.report(p, d, t);
+            let fetched = fetch::fetch_asset(client, a, dir, sha512, &mut cb)?;
+            decode(&mut fetched.reopen()?)
+        }
     }
 }
 
@@ -264,6 +282,8 @@ fn fetch_decoded<T>(
 /// download (finished or failed) is the end of the stream; a restart is an error.
 struct TeeReader {
     rx: std::sync::mpsc::Receiver<Option<Vec<u8>>>,
+    /// Where read chunks go back to the download, to be reused.
+    recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
     buf: Vec<u8>,
     pos: usize,
 }
@@ -273,8 +293,10 @@ impl Read for TeeReader {
         while self.pos == self.buf.len() {
             match self.rx.recv() {
                 Ok(Some(b)) => {
-                    self.buf = b;
+                    let done = std::mem::replace(&mut self.buf, b);
                     self.pos = 0;
+                    // A full queue or a finished download: the chunk is simply dropped.
+                    let _ = self.recycle.try_send(done);
                 }
                 Ok(None) => return Err(std::io::Error::other("the download started over")),
                 Err(_) => return Ok(0),
@@ -306,7 +328,7 @@ pub(super) fn fetch_and_gunzip(
             .tempfile_in(dir)
             .map_err(|e| Error::io("create a temp file in", dir, e))?;
         let mut w = HashingWriter {
-            inner: out.as_file_mut(),
+            inner: crate::fsutil::WritebackFile::new(out.as_file_mut()),
             hasher: shared.report_sha512.then(sha2::Sha512::new),
         };
         crate::model::gz::gunzip_capped(input, &mut w, cap, &a.name)?;
@@ -353,7 +375,16 @@ fn extract_layers(
             }
             Ok(())
         });
-        let extracted = extract_layers_syncing(input, a, layer_dir, needed, shared, &tx);
+        let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<LayerHashMsg>(4);
+        let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(5);
+        let report_sha512 = shared.report_sha512;
+        s.spawn(move || hash_layers(hash_rx, recycle_tx, report_sha512));
+        let hasher = LayerHasher {
+            tx: hash_tx,
+            recycle: recycle_rx,
+        };
+        let extracted = extract_layers_syncing(input, a, layer_dir, needed, shared, &tx, &hasher);
+        drop(hasher);
         drop(tx);
         let synced = syncer
             .join()
@@ -364,7 +395,69 @@ fn extract_layers(
     })
 }
 
-/// [`extract_layers`], handing each extracted layer's file to `sync` to be fsynced.
+/// What [`hash_layers`] is sent: a layer's next bytes, or the end of a layer (answered with its
+/// sha512/256 and, when reported, its sha512, in hex).
+enum LayerHashMsg {
+    Data(Vec<u8>),
+    End(std::sync::mpsc::SyncSender<(String, Option<String>)>),
+}
+
+/// Hashes the layers [`extract_layers_syncing`] extracts, on a thread of its own: a layer's
+/// sha512/256 takes as long as writing it takes the extracting thread, and on a large release
+/// the two in turn are the slowest link of an install.
+fn hash_layers(
+    rx: std::sync::mpsc::Receiver<LayerHashMsg>,
+    recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
+    report_sha512: bool,
+) {
+    let mut h = Sha512_256::new();
+    let mut h512 = report_sha512.then(sha2::Sha512::new);
+    for msg in rx {
+        match msg {
+            LayerHashMsg::Data(chunk) => {
+                h.update(&chunk);
+                if let Some(h) = &mut h512 {
+                    h.update(&chunk);
+                }
+                let _ = recycle.try_send(chunk);
+            }
+            LayerHashMsg::End(reply) => {
+                let digest = hex(&std::mem::take(&mut h).finalize());
+                let d512 = h512.take().map(|h| hex(&h.finalize()));
+                h512 = report_sha512.then(sha2::Sha512::new);
+                let _ = reply.send((digest, d512));
+            }
+        }
+    }
+}
+
+/// The extracting side of [`hash_layers`].
+struct LayerHasher {
+    tx: std::sync::mpsc::SyncSender<LayerHashMsg>,
+    recycle: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl LayerHasher {
+    fn update(&self, b: &[u8]) -> Result<()> {
+        let mut chunk = self.recycle.try_recv().unwrap_or_default();
+        chunk.clear();
+        chunk.extend_from_slice(b);
+        self.tx
+            .send(LayerHashMsg::Data(chunk))
+            .map_err(|_| Error::new(ErrorKind::Panic, "the layer hashing thread stopped"))
+    }
+
+    /// The current layer's sha512/256 and optional sha512; the next bytes start a new layer.
+    fn finish(&self) -> Result<(String, Option<String>)> {
+        let stopped = || Error::new(ErrorKind::Panic, "the layer hashing thread stopped");
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.tx.send(LayerHashMsg::End(reply)).map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())
+    }
+}
+
+/// [`extract_layers`], handing each extracted layer's file to `sync` to be fsynced and its bytes
+/// to `hasher`.
 fn extract_layers_syncing(
     input: &mut dyn Read,
     a: &Asset,
@@ -372,6 +465,7 @@ fn extract_layers_syncing(
     needed: &[LayerSpec],
     shared: &StageCtx<'_>,
     sync: &std::sync::mpsc::Sender<(std::fs::File, std::path::PathBuf)>,
+    hasher: &LayerHasher,
 ) -> Result<Vec<(LayerSpec, Ready)>> {
     let source = a.browser_download_url.as_str();
     // The archive holds every layer of the release; cap the decompressed stream at what those
@@ -438,23 +532,20 @@ fn extract_layers_syncing(
             .suffix(".new")
             .tempfile_in(layer_dir)
             .map_err(|e| Error::io("create a temp file in", layer_dir, e))?;
-        let mut h = Sha512_256::new();
-        let mut h512 = shared.report_sha512.then(sha2::Sha512::new);
         let mut buf = vec![0u8; 256 << 10];
         let mut got = 0u64;
         let phase = "extract layers";
+        let tmp_path = tmp.path().to_path_buf();
+        let mut file = crate::fsutil::WritebackFile::new(tmp.as_file_mut());
         loop {
             let n = entry.read(&mut buf).map_err(|e| tar_err(source, e))?;
             if n == 0 {
                 break;
             }
             got += n as u64;
-            h.update(&buf[..n]);
-            if let Some(h) = &mut h512 {
-                h.update(&buf[..n]);
-            }
-            tmp.write_all(&buf[..n])
-                .map_err(|e| Error::io("write", tmp.path(), e))?;
+            hasher.update(&buf[..n])?;
+            file.write_all(&buf[..n])
+                .map_err(|e| Error::io("write", &tmp_path, e))?;
             if !shared.report(phase, got, spec.length) {
                 return Err(Error::new(
                     ErrorKind::Cancelled,
@@ -462,7 +553,7 @@ fn extract_layers_syncing(
                 ));
             }
         }
-        let digest = hex(&h.finalize());
+        let (digest, sha512) = hasher.finish()?;
         if got != spec.length || !eq_hex(&digest, &spec.sha512_256) {
             return Err(Error::new(
                 ErrorKind::ChecksumMismatch,
@@ -483,7 +574,7 @@ fn extract_layers_syncing(
             spec.clone(),
             Ready {
                 file: tmp,
-                sha512: h512.map(|h| hex(&h.finalize())).unwrap_or_default(),
+                sha512: sha512.unwrap_or_default(),
             },
         ));
     }
