@@ -844,6 +844,8 @@ struct FakeRegistry {
     root: PathBuf,
     /// (listener, method, url, authorization) of every registry, token and storage request.
     seen: Seen,
+    /// (url, Range header) of every blob storage request.
+    blob_ranges: Arc<Mutex<Vec<(String, Option<String>)>>>,
 }
 
 /// Requests seen by the fake registry: (listener, method, url, authorization).
@@ -857,6 +859,12 @@ fn fake_registry() -> FakeRegistry {
 
 /// [`fake_registry`] whose release manifest (still pinned by the release) is changed by `tweak`.
 fn fake_registry_with(tweak: impl FnOnce(&mut Vec<flynnrel::remote::oci::PushLayer>)) -> FakeRegistry {
+    fake_registry_full(tweak, false)
+}
+
+/// [`fake_registry_with`]; with `cut_once`, the storage announces `Accept-Ranges: bytes`, cuts
+/// the first response of each blob in half, and answers a `Range: bytes=N-` request with 206.
+fn fake_registry_full(tweak: impl FnOnce(&mut Vec<flynnrel::remote::oci::PushLayer>), cut_once: bool) -> FakeRegistry {
     use flynnrel::remote::oci::{PushLayer, release_manifest};
     let tmp = tempfile::tempdir().unwrap();
     let serve_root = tmp.path().join("releases");
@@ -877,8 +885,10 @@ fn fake_registry_with(tweak: impl FnOnce(&mut Vec<flynnrel::remote::oci::PushLay
     let blobs: std::collections::BTreeMap<String, Vec<u8>> =
         layers.iter().map(|(_, d)| (sha256_hex(d), d.clone())).collect();
     let seen: Seen = Arc::default();
+    let blob_ranges: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+    let cut: Arc<Mutex<std::collections::BTreeSet<String>>> = Arc::default();
     let bases: Arc<Mutex<(String, String)>> = Arc::default();
-    let (s, b, m) = (seen.clone(), bases.clone(), manifest.clone());
+    let (s, b, m, br) = (seen.clone(), bases.clone(), manifest.clone(), blob_ranges.clone());
     let server = start_with(&serve_root, move |req: &RequestInfo| {
         let url = req.url.clone();
         let is_registry = url.starts_with("/v2/") || url.starts_with("/token") || url.starts_with("/blobdata/");
@@ -892,6 +902,33 @@ fn fake_registry_with(tweak: impl FnOnce(&mut Vec<flynnrel::remote::oci::PushLay
         let (api, storage) = b.lock().unwrap().clone();
         if let Some(hex) = url.strip_prefix("/blobdata/") {
             let data = blobs.get(hex)?;
+            let range = req.header("range").map(str::to_string);
+            br.lock().unwrap().push((url.clone(), range.clone()));
+            if cut_once {
+                let total = data.len();
+                if let Some(from) = range
+                    .as_deref()
+                    .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-'))
+                {
+                    let from: usize = from.parse().unwrap();
+                    return raw(
+                        "206 Partial Content",
+                        &[
+                            ("Content-Length", &(total - from).to_string()),
+                            ("Content-Range", &format!("bytes {from}-{}/{total}", total - 1)),
+                            ("Accept-Ranges", "bytes"),
+                        ],
+                        &data[from..],
+                    );
+                }
+                if cut.lock().unwrap().insert(hex.to_string()) {
+                    return raw(
+                        "200 OK",
+                        &[("Content-Length", &total.to_string()), ("Accept-Ranges", "bytes")],
+                        &data[..total / 2],
+                    );
+                }
+            }
             return raw("200 OK", &[("Content-Length", &data.len().to_string())], data);
         }
         if url.starts_with("/token") {
@@ -947,6 +984,34 @@ fn fake_registry_with(tweak: impl FnOnce(&mut Vec<flynnrel::remote::oci::PushLay
         server,
         root,
         seen,
+        blob_ranges,
+    }
+}
+
+#[test]
+fn a_cut_registry_blob_resumes_with_range_from_where_it_stopped() {
+    let f = fake_registry_full(|_| {}, true);
+    install(
+        &client(&f.server),
+        &opts(&f.root, V1),
+        &mut flynnrel::remote::fetch::no_progress,
+    )
+    .unwrap();
+    assert_installed(&f.root, V1, &layers_v1());
+    // Each blob: one request without Range (cut at half), then one resuming at exactly that byte.
+    let ranges = f.blob_ranges.lock().unwrap().clone();
+    for (_, data) in layers_v1() {
+        let url = format!("/blobdata/{}", sha256_hex(&data));
+        let got: Vec<Option<String>> = ranges
+            .iter()
+            .filter(|(u, _)| *u == url)
+            .map(|(_, r)| r.clone())
+            .collect();
+        assert_eq!(
+            got,
+            [None, Some(format!("bytes={}-", data.len() / 2))],
+            "{url}: {ranges:?}"
+        );
     }
 }
 
