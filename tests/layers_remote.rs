@@ -845,11 +845,13 @@ struct FakeRegistry {
     /// (listener, method, url, authorization) of every registry, token and storage request.
     seen: Seen,
     /// (url, Range header) of every blob storage request.
-    blob_ranges: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    blob_ranges: BlobRanges,
 }
 
 /// Requests seen by the fake registry: (listener, method, url, authorization).
 type Seen = Arc<Mutex<Vec<(Listener, String, String, Option<String>)>>>;
+/// Blob storage requests seen by the fake registry: (url, Range header).
+type BlobRanges = Arc<Mutex<Vec<(String, Option<String>)>>>;
 
 const FAKE_TOKEN: &str = "t0ken-for-pull";
 
@@ -885,7 +887,7 @@ fn fake_registry_full(tweak: impl FnOnce(&mut Vec<flynnrel::remote::oci::PushLay
     let blobs: std::collections::BTreeMap<String, Vec<u8>> =
         layers.iter().map(|(_, d)| (sha256_hex(d), d.clone())).collect();
     let seen: Seen = Arc::default();
-    let blob_ranges: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+    let blob_ranges: BlobRanges = Arc::default();
     let cut: Arc<Mutex<std::collections::BTreeSet<String>>> = Arc::default();
     let bases: Arc<Mutex<(String, String)>> = Arc::default();
     let (s, b, m, br) = (seen.clone(), bases.clone(), manifest.clone(), blob_ranges.clone());
