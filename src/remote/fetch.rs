@@ -89,35 +89,22 @@ pub fn fetch_asset(
     expected_sha512: &str,
     progress: Progress<'_>,
 ) -> Result<Fetched> {
-    fetch_asset_tee(client, asset, dest_dir, expected_sha512, progress, &mut |_| {})
-}
-
-/// What [`fetch_asset_tee`] tells its observer while it downloads.
-pub enum Tee<'a> {
-    /// These bytes were just written, following the ones before (not verified yet).
-    Data(&'a [u8]),
-    /// The download starts over from byte 0: every byte told so far is void.
-    Restart,
-}
-
-/// [`fetch_asset`], also handing every byte to `tee` as it is written, so that a caller can
-/// work on the stream while it arrives. Those bytes are unverified until this returns `Ok`.
-pub fn fetch_asset_tee(
-    client: &Client,
-    asset: &Asset,
-    dest_dir: &Path,
-    expected_sha512: &str,
-    progress: Progress<'_>,
-    tee: &mut dyn FnMut(Tee<'_>),
-) -> Result<Fetched> {
-    let (file, sha512, size, url) = fetch_checked(client, asset, Some(dest_dir), expected_sha512, progress, tee)?;
-    let file = file.ok_or_else(|| Error::new(ErrorKind::Panic, format!("download of {} kept no file", asset.name)))?;
+    let (file, sha512, size, url) =
+        fetch_checked(client, asset, Some(dest_dir), expected_sha512, progress, &mut |_| {})?;
     Ok(Fetched {
-        file,
+        file: kept_file(file, &asset.name)?,
         sha512,
         size,
         url,
     })
+}
+
+/// What [`fetch_asset_stream`] tells its observer while it downloads.
+pub enum Tee<'a> {
+    /// These bytes just arrived, following the ones before (not verified yet).
+    Data(&'a [u8]),
+    /// The download starts over from byte 0: every byte told so far is void.
+    Restart,
 }
 
 /// What [`fetch_asset_stream`] verified: the sha512, the size, and the URL after redirects.
@@ -128,7 +115,7 @@ pub struct Verified {
     pub url: String,
 }
 
-/// [`fetch_asset_tee`] without the temp file: the bytes exist only as `tee` sees them, and are
+/// [`fetch_asset`] without the temp file: the bytes exist only as `tee` sees them, and are
 /// verified (size, sha512, digest) once this returns `Ok`. A download that resumes with `Range`
 /// continues the same stream; one that starts over tells `tee` [`Tee::Restart`].
 pub fn fetch_asset_stream(
@@ -143,7 +130,7 @@ pub fn fetch_asset_stream(
 }
 
 /// Downloads `asset` (into a temp file in `dest_dir` when given) and checks it: the shared part
-/// of [`fetch_asset_tee`] and [`fetch_asset_stream`]. Returns the file, the sha512, the size and
+/// of [`fetch_asset`] and [`fetch_asset_stream`]. Returns the file, the sha512, the size and
 /// the last URL.
 fn fetch_checked(
     client: &Client,
@@ -179,7 +166,7 @@ fn fetch_checked(
         progress,
         tee,
     )?;
-    let StreamedAny {
+    let Streamed {
         file,
         written,
         last_url,
@@ -311,16 +298,9 @@ impl Hashers {
 }
 
 /// A stream written to a temp file, not yet checked against anything but its size cap.
-pub(crate) struct Streamed {
-    pub file: NamedTempFile,
-    pub written: u64,
-    pub last_url: String,
-    pub hashers: Hashers,
-}
-
-/// A stream as [`stream_to_temp_tee`] gives it: in a temp file when one was asked for.
-struct StreamedAny {
-    file: Option<NamedTempFile>,
+/// [`stream_to_temp_tee`] gives an `Option` file: one only when a temp file was asked for.
+pub(crate) struct Streamed<F = NamedTempFile> {
+    pub file: F,
     pub written: u64,
     pub last_url: String,
     pub hashers: Hashers,
@@ -339,15 +319,26 @@ pub(crate) fn stream_to_temp(
     progress: Progress<'_>,
 ) -> Result<Streamed> {
     let s = stream_to_temp_tee(t, Some(dest_dir), open, hashers, progress, &mut |_| {})?;
-    let file = s
-        .file
-        .ok_or_else(|| Error::new(ErrorKind::Panic, format!("download of {} kept no file", t.name)))?;
     Ok(Streamed {
-        file,
+        file: kept_file(s.file, t.name)?,
         written: s.written,
         last_url: s.last_url,
         hashers: s.hashers,
     })
+}
+
+/// The temp file a download into a directory wrote (always there: the directory was given).
+fn kept_file(file: Option<NamedTempFile>, name: &str) -> Result<NamedTempFile> {
+    file.ok_or_else(|| Error::new(ErrorKind::Panic, format!("download of {name} kept no file")))
+}
+
+/// `b` in a buffer taken from `pool` (chunks a consumer is done with) when one is there, else in
+/// a new one: a fresh 256 KiB per chunk would cost a page fault per 4 KiB.
+pub(crate) fn recycled_copy(pool: &std::sync::mpsc::Receiver<Vec<u8>>, b: &[u8]) -> Vec<u8> {
+    let mut chunk = pool.try_recv().unwrap_or_default();
+    chunk.clear();
+    chunk.extend_from_slice(b);
+    chunk
 }
 
 /// Streams at least this large hash on two threads (see [`HashLanes`]).
@@ -365,29 +356,21 @@ enum SideMsg {
 /// turn is the slowest link of an install, while the copy costs a tenth of a hash.
 struct HashLanes {
     here: Hashers,
-    side: Option<std::sync::mpsc::SyncSender<SideMsg>>,
-    /// Chunks the side thread is done with, to be filled again.
-    recycle: Option<std::sync::mpsc::Receiver<Vec<u8>>>,
+    /// The side thread, and the chunks it is done with (to be filled again).
+    side: Option<(std::sync::mpsc::SyncSender<SideMsg>, std::sync::mpsc::Receiver<Vec<u8>>)>,
 }
 
 impl HashLanes {
     fn update(&mut self, b: &[u8]) {
         self.here.update(b);
-        if let Some(tx) = &self.side {
-            let mut chunk = self
-                .recycle
-                .as_ref()
-                .and_then(|r| r.try_recv().ok())
-                .unwrap_or_default();
-            chunk.clear();
-            chunk.extend_from_slice(b);
+        if let Some((tx, pool)) = &self.side {
             // The side thread only stops when this sender is dropped.
-            let _ = tx.send(SideMsg::Data(chunk));
+            let _ = tx.send(SideMsg::Data(recycled_copy(pool, b)));
         }
     }
     fn reset(&mut self) {
         self.here.reset();
-        if let Some(tx) = &self.side {
+        if let Some((tx, _)) = &self.side {
             let _ = tx.send(SideMsg::Reset);
         }
     }
@@ -402,17 +385,13 @@ fn stream_to_temp_tee(
     hashers: Hashers,
     progress: Progress<'_>,
     tee: &mut dyn FnMut(Tee<'_>),
-) -> Result<StreamedAny> {
+) -> Result<Streamed<Option<NamedTempFile>>> {
     let (here, side) = match t.size >= SPLIT_HASHING_FROM {
         true => hashers.split(),
         false => (hashers, None),
     };
     let Some(mut side) = side else {
-        let lanes = HashLanes {
-            here,
-            side: None,
-            recycle: None,
-        };
+        let lanes = HashLanes { here, side: None };
         return stream_to_temp_lanes(t, dest_dir, open, lanes, progress, tee);
     };
     std::thread::scope(|s| {
@@ -432,8 +411,7 @@ fn stream_to_temp_tee(
         });
         let lanes = HashLanes {
             here,
-            side: Some(tx),
-            recycle: Some(recycle_rx),
+            side: Some((tx, recycle_rx)),
         };
         let streamed = stream_to_temp_lanes(t, dest_dir, open, lanes, progress, tee);
         let side = worker
@@ -453,7 +431,7 @@ fn stream_to_temp_lanes(
     mut lanes: HashLanes,
     progress: Progress<'_>,
     tee: &mut dyn FnMut(Tee<'_>),
-) -> Result<StreamedAny> {
+) -> Result<Streamed<Option<NamedTempFile>>> {
     let prefix = format!(".{}.", t.name);
     let mut file = match dest_dir {
         Some(dir) => Some(
@@ -559,7 +537,7 @@ fn stream_to_temp_lanes(
         }
     }
     // Dropping the side sender ends the side thread's stream.
-    Ok(StreamedAny {
+    Ok(Streamed {
         file,
         written,
         last_url,

@@ -222,8 +222,7 @@ fn fetch_decoded<T>(
     decode: &(dyn Fn(&mut dyn Read) -> Result<T> + Sync),
 ) -> Result<T> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Vec<u8>>>(TEE_CHUNKS);
-    // Chunks the decoder has read come back to be filled again (a fresh 256 KiB per chunk would
-    // cost a page fault per 4 KiB).
+    // Chunks the decoder has read come back to be filled again.
     let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(TEE_CHUNKS + 1);
     let (fetched, early) = std::thread::scope(|s| {
         let download = s.spawn(move || {
@@ -231,12 +230,7 @@ fn fetch_decoded<T>(
             let mut tee = |ev: fetch::Tee<'_>| {
                 let Some(t) = &tx else { return };
                 let (msg, last) = match ev {
-                    fetch::Tee::Data(b) => {
-                        let mut chunk = recycle_rx.try_recv().unwrap_or_default();
-                        chunk.clear();
-                        chunk.extend_from_slice(b);
-                        (Some(chunk), false)
-                    }
+                    fetch::Tee::Data(b) => (Some(fetch::recycled_copy(&recycle_rx, b)), false),
                     fetch::Tee::Restart => (None, true),
                 };
                 // A decoder that stopped (done or failed) no longer listens; after a restart the
@@ -439,11 +433,8 @@ struct LayerHasher {
 
 impl LayerHasher {
     fn update(&self, b: &[u8]) -> Result<()> {
-        let mut chunk = self.recycle.try_recv().unwrap_or_default();
-        chunk.clear();
-        chunk.extend_from_slice(b);
         self.tx
-            .send(LayerHashMsg::Data(chunk))
+            .send(LayerHashMsg::Data(fetch::recycled_copy(&self.recycle, b)))
             .map_err(|_| Error::new(ErrorKind::Panic, "the layer hashing thread stopped"))
     }
 
