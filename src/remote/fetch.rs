@@ -344,10 +344,39 @@ pub(crate) fn recycled_copy(pool: &std::sync::mpsc::Receiver<Vec<u8>>, b: &[u8])
 /// Streams at least this large hash on two threads (see [`HashLanes`]).
 const SPLIT_HASHING_FROM: u64 = 8 << 20;
 
-/// What [`HashLanes`] sends its side thread.
-enum SideMsg {
+/// What a side-thread hasher ([`hash_side`]) is sent.
+pub(crate) enum SideMsg {
+    /// The next bytes.
     Data(Vec<u8>),
+    /// The stream starts over: forget every byte so far.
     Reset,
+    /// The end of one stream: answer with its hashes, and start over for the next one.
+    End(std::sync::mpsc::SyncSender<Hashers>),
+}
+
+/// Hashes, on a side thread, the chunks `rx` brings with `hashers`, handing each chunk back
+/// through `recycle` (see [`recycled_copy`]). Returns the hashes once the sender is dropped.
+/// Used by downloads ([`HashLanes`]) and by layer extraction.
+pub(crate) fn hash_side(
+    mut hashers: Hashers,
+    rx: std::sync::mpsc::Receiver<SideMsg>,
+    recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
+) -> Hashers {
+    for msg in rx {
+        match msg {
+            SideMsg::Data(chunk) => {
+                hashers.update(&chunk);
+                // A full queue or a finished producer: the chunk is simply dropped.
+                let _ = recycle.try_send(chunk);
+            }
+            SideMsg::Reset => hashers.reset(),
+            SideMsg::End(reply) => {
+                let _ = reply.send(hashers.clone());
+                hashers.reset();
+            }
+        }
+    }
+    hashers
 }
 
 /// The hashes of a stream being written: those computed on this thread, and optionally the
@@ -390,25 +419,14 @@ fn stream_to_temp_tee(
         true => hashers.split(),
         false => (hashers, None),
     };
-    let Some(mut side) = side else {
+    let Some(side) = side else {
         let lanes = HashLanes { here, side: None };
         return stream_to_temp_lanes(t, dest_dir, open, lanes, progress, tee);
     };
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<SideMsg>(4);
         let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(5);
-        let worker = s.spawn(move || {
-            for msg in rx {
-                match msg {
-                    SideMsg::Data(chunk) => {
-                        side.update(&chunk);
-                        let _ = recycle_tx.try_send(chunk);
-                    }
-                    SideMsg::Reset => side.reset(),
-                }
-            }
-            side
-        });
+        let worker = s.spawn(move || hash_side(side, rx, recycle_tx));
         let lanes = HashLanes {
             here,
             side: Some((tx, recycle_rx)),

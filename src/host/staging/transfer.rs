@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use sha2::{Digest, Sha512_256};
+use sha2::Digest;
 use tempfile::NamedTempFile;
 
 use super::{MAX_SMALL_ASSET, Ready, StageCtx};
@@ -227,7 +227,9 @@ fn fetch_decoded<T>(
     let (fetched, early) = std::thread::scope(|s| {
         let download = s.spawn(move || {
             let mut tx = Some(tx);
+            let mut restarted = false;
             let mut tee = |ev: fetch::Tee<'_>| {
+                restarted |= matches!(ev, fetch::Tee::Restart);
                 let Some(t) = &tx else { return };
                 let (msg, last) = match ev {
                     fetch::Tee::Data(b) => (Some(fetch::recycled_copy(&recycle_rx, b)), false),
@@ -239,13 +241,8 @@ fn fetch_decoded<T>(
                     tx = None;
                 }
             };
-            let mut restarted = false;
-            let mut watch = |ev: fetch::Tee<'_>| {
-                restarted |= matches!(ev, fetch::Tee::Restart);
-                tee(ev)
-            };
             let mut cb = |p: &str, d: u64, t: u64| shared.report(p, d, t);
-            fetch::fetch_asset_stream(client, a, sha512, &mut cb, &mut watch).map(|v| (v, restarted))
+            fetch::fetch_asset_stream(client, a, sha512, &mut cb, &mut tee).map(|v| (v, restarted))
         });
         let mut stream = TeeReader {
             rx,
@@ -369,10 +366,13 @@ fn extract_layers(
             }
             Ok(())
         });
-        let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<LayerHashMsg>(4);
+        // Each layer's sha512/256 (and sha512 for the report) on a thread of its own: hashing a
+        // layer takes as long as writing it, and on a large release the two in turn were the
+        // slowest link of an install.
+        let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<fetch::SideMsg>(4);
         let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(5);
-        let report_sha512 = shared.report_sha512;
-        s.spawn(move || hash_layers(hash_rx, recycle_tx, report_sha512));
+        let hashers = fetch::Hashers::new(shared.report_sha512, false, true);
+        s.spawn(move || fetch::hash_side(hashers, hash_rx, recycle_tx));
         let hasher = LayerHasher {
             tx: hash_tx,
             recycle: recycle_rx,
@@ -389,52 +389,16 @@ fn extract_layers(
     })
 }
 
-/// What [`hash_layers`] is sent: a layer's next bytes, or the end of a layer (answered with its
-/// sha512/256 and, when reported, its sha512, in hex).
-enum LayerHashMsg {
-    Data(Vec<u8>),
-    End(std::sync::mpsc::SyncSender<(String, Option<String>)>),
-}
-
-/// Hashes the layers [`extract_layers_syncing`] extracts, on a thread of its own: a layer's
-/// sha512/256 takes as long as writing it takes the extracting thread, and on a large release
-/// the two in turn are the slowest link of an install.
-fn hash_layers(
-    rx: std::sync::mpsc::Receiver<LayerHashMsg>,
-    recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
-    report_sha512: bool,
-) {
-    let mut h = Sha512_256::new();
-    let mut h512 = report_sha512.then(sha2::Sha512::new);
-    for msg in rx {
-        match msg {
-            LayerHashMsg::Data(chunk) => {
-                h.update(&chunk);
-                if let Some(h) = &mut h512 {
-                    h.update(&chunk);
-                }
-                let _ = recycle.try_send(chunk);
-            }
-            LayerHashMsg::End(reply) => {
-                let digest = hex(&std::mem::take(&mut h).finalize());
-                let d512 = h512.take().map(|h| hex(&h.finalize()));
-                h512 = report_sha512.then(sha2::Sha512::new);
-                let _ = reply.send((digest, d512));
-            }
-        }
-    }
-}
-
-/// The extracting side of [`hash_layers`].
+/// The extracting side of the layer hashing thread ([`fetch::hash_side`]).
 struct LayerHasher {
-    tx: std::sync::mpsc::SyncSender<LayerHashMsg>,
+    tx: std::sync::mpsc::SyncSender<fetch::SideMsg>,
     recycle: std::sync::mpsc::Receiver<Vec<u8>>,
 }
 
 impl LayerHasher {
     fn update(&self, b: &[u8]) -> Result<()> {
         self.tx
-            .send(LayerHashMsg::Data(fetch::recycled_copy(&self.recycle, b)))
+            .send(fetch::SideMsg::Data(fetch::recycled_copy(&self.recycle, b)))
             .map_err(|_| Error::new(ErrorKind::Panic, "the layer hashing thread stopped"))
     }
 
@@ -442,8 +406,9 @@ impl LayerHasher {
     fn finish(&self) -> Result<(String, Option<String>)> {
         let stopped = || Error::new(ErrorKind::Panic, "the layer hashing thread stopped");
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        self.tx.send(LayerHashMsg::End(reply)).map_err(|_| stopped())?;
-        answer.recv().map_err(|_| stopped())
+        self.tx.send(fetch::SideMsg::End(reply)).map_err(|_| stopped())?;
+        let h = answer.recv().map_err(|_| stopped())?;
+        Ok((h.sha512_256_hex().unwrap_or_default(), h.sha512_hex()))
     }
 }
 
